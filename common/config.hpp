@@ -1,0 +1,86 @@
+// The daemon's configuration: defaults, then the YAML file, then command-line
+// overrides ("key.path=value"), all through one parser; then validate()
+// checks values and combinations. Unknown keys are errors naming the key path
+// ("peers.edge-b: expected host:port"). config/migrated.yaml documents every key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+
+namespace migrated {
+
+struct endpoint {
+  std::string host;    // IPv4/IPv6 literal or name
+  std::uint16_t port = 0;
+  std::string to_string() const;  // "host:port", IPv6 in brackets
+};
+
+// "10.0.0.1:7450", "[::1]:7450", "localhost:7450"; port required, 1..65535.
+result<endpoint> parse_endpoint(std::string_view text);
+
+struct peer_config {
+  std::string name;
+  endpoint address;
+};
+
+struct config {
+  std::string node_name;                     // node: (required)
+  endpoint listen_tcp{"0.0.0.0", 7450};      // listen.tcp
+  std::optional<endpoint> listen_udp;        // listen.udp (absent: no UDP)
+  std::vector<peer_config> peers;            // peers: {name: host:port}
+  std::filesystem::path psk_file = "/etc/migrated/psk";   // psk_file:
+  std::filesystem::path storage_dir = "/var/lib/migrated"; // storage:
+
+  struct runc_config {
+    std::filesystem::path binary = "runc";                       // runtime.runc.binary
+    std::filesystem::path root = "/run/migrated/runc";           // runtime.runc.root
+    std::filesystem::path bundles = "/var/lib/migrated/bundles"; // runtime.runc.bundles
+    std::string cgroup_parent = "migrated";                      // runtime.runc.cgroup_parent
+  } runc;
+
+  struct criu_config {
+    std::filesystem::path binary = "criu";  // criu.binary
+  } criu;
+
+  struct log_config {
+    std::string sink = "stderr";  // log.sink: stderr | journald | file
+    std::string level = "info";   // log.level: trace|debug|info|warn|error
+    std::filesystem::path file;   // log.file (required when sink is file)
+  } log;
+
+  struct transfer_config {
+    int zstd_level = 3;                      // transfer.zstd_level: 0 (off) .. 19
+    std::uint32_t chunk_bytes = 1u << 20;    // transfer.chunk_kib * 1024, 64 KiB .. 4 MiB
+  } transfer;
+
+  struct timeout_config {
+    std::chrono::milliseconds connect{5000};      // timeouts.connect_ms
+    std::chrono::milliseconds io{15000};          // timeouts.io_ms (one frame read/write)
+    std::chrono::milliseconds checkpoint{120000}; // timeouts.checkpoint_ms
+    std::chrono::milliseconds restore{120000};    // timeouts.restore_ms
+    std::chrono::milliseconds commit{10000};      // timeouts.commit_ms (destination waits this long for Commit)
+  } timeouts;
+
+  const peer_config* find_peer(std::string_view name) const;
+};
+
+// Parses YAML text on top of the defaults. `origin` names the source in
+// messages ("/etc/migrated/migrated.yaml").
+result<config> parse_config(std::string_view yaml_text, std::string_view origin);
+result<config> load_config(const std::filesystem::path& file);
+
+// Applies "key.path=value" (value is YAML: "log.level=debug",
+// "peers.edge-c=10.0.0.3:7450") through the same parser as the file.
+result<void> apply_override(config& cfg, std::string_view assignment);
+
+// Checks values and combinations; the message names the key path.
+result<void> validate(const config& cfg);
+
+}  // namespace migrated
