@@ -1,0 +1,63 @@
+// CRIU feature detection and log excerpts. Detection runs `criu --version`,
+// `criu check` and `criu check --feature X` once at start-up; the results go
+// into this node's Capabilities so a peer can choose a method that works.
+#include "criu/criu.hpp"
+
+#include <fstream>
+#include <vector>
+
+#include "runtime/process.hpp"
+
+namespace migrated::criu {
+
+awaitable<features> detect(asio::thread_pool& pool, const std::filesystem::path& binary) {
+  features f;
+  const std::string bin = binary.string();
+  // (argument vectors are named variables: g++ 12 miscompiles braced
+  // initializer lists passed to coroutines)
+  runtime::process_options quick{.timeout = std::chrono::seconds(30)};
+  std::vector<std::string> args{bin, "--version"};
+  auto version = co_await runtime::run(pool, args, quick);
+  if (!version || !version->ok()) {
+    f.problem = version ? "criu --version: " + version->summary() : version.error().message;
+    co_return f;
+  }
+  auto pos = version->out.find("Version: ");
+  if (pos != std::string::npos) {
+    auto end = version->out.find('\n', pos);
+    f.version = version->out.substr(pos + 9, end == std::string::npos ? std::string::npos : end - pos - 9);
+  }
+  args = {bin, "check"};
+  auto check = co_await runtime::run(pool, args, quick);
+  f.usable = check && check->ok();
+  if (!f.usable) f.problem = check ? "criu check: " + check->summary() : check.error().message;
+  args = {bin, "check", "--feature", "mem_dirty_track"};
+  auto dirty = co_await runtime::run(pool, args, quick);
+  f.dirty_tracking = dirty && dirty->ok();
+  args = {bin, "check", "--feature", "uffd-noncoop"};
+  auto uffd = co_await runtime::run(pool, args, quick);
+  f.userfaultfd = uffd && uffd->ok();
+  co_return f;
+}
+
+std::string log_errors(const std::filesystem::path& log, std::size_t max_lines) {
+  std::ifstream in(log);
+  if (!in) return {};
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    auto pos = line.find("Error (");
+    if (pos == std::string::npos) continue;
+    auto colon = line.find("): ", pos);
+    lines.push_back(colon == std::string::npos ? line.substr(pos) : line.substr(colon + 3));
+  }
+  if (lines.empty()) return {};
+  std::string out;
+  // The first errors name the cause; later ones are its consequences.
+  for (std::size_t i = 0; i < lines.size() && i < max_lines; ++i) {
+    if (!out.empty()) out += "; ";
+    out += lines[i];
+  }
+  return out + " (see " + log.string() + ")";
+}
+
+}  // namespace migrated::criu

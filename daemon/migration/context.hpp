@@ -1,0 +1,24 @@
+// What a migration session needs from its node: configuration, key,
+// identity, the thread pool, the runtime and the registry of migrations.
+// Built once in main and passed by reference; sessions own nothing of it.
+#pragma once
+
+#include "asio.hpp"
+#include "common/auth.hpp"
+#include "common/config.hpp"
+#include "migration/registry.hpp"
+#include "runtime/runtime.hpp"
+#include "transport/handshake.hpp"
+
+namespace migrated::migration {
+
+struct node_context {
+  const config& cfg;
+  auth::psk psk;
+  transport::identity me;
+  asio::thread_pool& pool;
+  runtime::runtime& runc;
+  registry& migrations;
+};
+
+}  // namespace migrated::migration

@@ -1,0 +1,207 @@
+// Destination side of a migration (see destination_session.hpp).
+#include "migration/destination_session.hpp"
+
+#include <signal.h>
+
+#include <regex>
+
+#include "common/fault.hpp"
+#include "common/log.hpp"
+#include "migration/bundle_sync.hpp"
+#include "transport/file_stream.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// Container ids become directory names and runc ids here: keep them plain.
+bool valid_container_id(const std::string& id) {
+  static const std::regex re("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  return std::regex_match(id, re);
+}
+
+bool valid_migration_id(const std::string& id) {
+  static const std::regex re("m-[0-9a-f]{1,32}");
+  return std::regex_match(id, re);
+}
+
+}  // namespace
+
+destination_session::destination_session(node_context& ctx, transport::channel& ch) : ctx_(ctx), ch_(ch) {}
+
+void destination_session::enter(std::string_view phase, std::string detail) {
+  report_.set_phase(std::string(phase));
+  ctx_.migrations.update(report_);
+  log::info(*logger(), id_, phase, "{}{}{}", container_, detail.empty() ? "" : ": ", detail);
+}
+
+awaitable<void> destination_session::run(const pb::Envelope& pull) {
+  auto outcome = co_await serve(pull);
+  report_.set_total_ms(total_.ms());
+  if (outcome) {
+    report_.set_result(pb::RESULT_OK);
+    enter(phase::done, committed_ ? "committed, running here" : "bundle received");
+  } else {
+    report_.set_error(outcome.error().message);
+    report_.set_result(restored_ ? pb::RESULT_ROLLED_BACK : pb::RESULT_FAILED);
+    if (!id_.empty()) log::warn(*logger(), id_, report_.phase(), "{}", outcome.error().message);
+  }
+  co_await clean_up(outcome.has_value());
+  if (!id_.empty()) ctx_.migrations.finish(report_);
+}
+
+awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
+  if (auto ok = co_await accept_pull(pull); !ok) co_return ok;
+  for (;;) {
+    auto f = co_await ch_.recv(ctx_.cfg.timeouts.io + ctx_.cfg.timeouts.checkpoint);
+    if (!f) {
+      // The source closing after a pull is how a prepare ends.
+      if (f.error().code == errc::peer && !restored_) co_return result<void>{};
+      co_return std::unexpected(f.error());
+    }
+    auto& m = f->msg;
+    if (m.has_tree_manifest()) {
+      enter(phase::pull, "bundle sync");
+      auto st = co_await receive_tree(ch_, bundle_, m.tree_manifest(), ctx_.pool);
+      if (!st) co_return std::unexpected(st.error());
+      report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+    } else if (m.has_migrate_begin()) {
+      if (auto ok = co_await receive_images(f->msg); !ok) co_return ok;
+      if (auto ok = co_await restore(); !ok) co_return ok;
+      co_return co_await await_commit();
+    } else if (m.has_abort()) {
+      co_await ch_.reply(m.request_id(), {});
+      co_return fail(errc::cancelled, "source aborted: " + m.abort().reason());
+    } else {
+      co_return fail(errc::protocol, "unexpected message #" + std::to_string(m.body_case()));
+    }
+  }
+}
+
+awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env) {
+  const auto& p = env.pull();
+  auto check = [&]() -> result<void> {
+    if (!valid_migration_id(p.migration_id())) return fail(errc::invalid_argument, "bad migration id");
+    if (!valid_container_id(p.container()))
+      return fail(errc::invalid_argument, "bad container name '" + p.container() + "'");
+    if (p.runtime() != ctx_.runc.name())
+      return fail(errc::unsupported, "runtime " + p.runtime() + " is not available on " + ctx_.cfg.node_name);
+    if (ctx_.migrations.busy(p.container()))
+      return fail(errc::busy, "a migration of " + p.container() + " is already in progress on " + ctx_.cfg.node_name);
+    return {};
+  };
+  auto ok = check();
+  if (ok) {
+    id_ = p.migration_id();
+    container_ = p.container();
+    report_.set_id(id_);
+    report_.set_container(container_);
+    report_.set_source(ch_.peer.node());
+    report_.set_destination(ctx_.cfg.node_name);
+    report_.set_runtime(p.runtime());
+    report_.set_result(pb::RESULT_RUNNING);
+    ctx_.migrations.add(report_);
+    auto existing = co_await ctx_.runc.inspect(container_);
+    if (existing) ok = fail(errc::already_exists, "container " + container_ + " already exists on " + ctx_.cfg.node_name);
+    else if (existing.error().code != errc::not_found) ok = std::unexpected(existing.error());
+  }
+  if (ok) {
+    bundle_ = ctx_.runc.bundle_path(container_);
+    dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
+    std::error_code ec;
+    std::filesystem::create_directories(bundle_, ec);
+    if (!ec) std::filesystem::create_directories(dir_ / "images", ec);
+    if (!ec) std::filesystem::create_directories(dir_ / "work", ec);
+    if (ec) ok = fail(errc::io, "create " + dir_.string() + ": " + ec.message());
+  }
+  enter(phase::pull, ok ? "accepted from " + ch_.peer.node() : ok.error().message);
+  auto sent = co_await ch_.reply(env.request_id(), ok, id_);
+  if (!ok) co_return ok;
+  co_return sent;
+}
+
+awaitable<result<void>> destination_session::receive_images(const pb::Envelope& begin) {
+  report_.set_method(begin.migrate_begin().method());
+  if (auto ok = co_await ch_.reply(begin.request_id(), {}, id_); !ok) co_return ok;
+  enter(phase::transfer);
+  transport::receive_options opts;
+  opts.pool = &ctx_.pool;
+  opts.on_chunk = [](std::uint64_t index, std::vector<std::uint8_t>& raw) {
+    if (index == 0 && fault_injected("dest.transfer.die")) ::raise(SIGKILL);
+    if (index == 0 && !raw.empty() && fault_injected("dest.checksum.corrupt")) raw[0] ^= 0x5a;
+  };
+  auto st = co_await transport::receive_files(ch_, dir_ / "images", opts);
+  if (!st) co_return std::unexpected(st.error().context("images"));
+  report_.set_bytes_image(st->bytes_raw);
+  report_.set_bytes_wire(st->bytes_wire);
+  report_.set_transfer_ms(st->ms);
+  co_return result<void>{};
+}
+
+awaitable<result<void>> destination_session::restore() {
+  enter(phase::restore);
+  stopwatch sw;
+  if (fault_injected("dest.restore.fail")) {
+    std::error_code ec;  // CRIU must fail for real: take away the process tree image
+    std::filesystem::remove(dir_ / "images" / "pstree.img", ec);
+  }
+  result<runtime::container_info> restored = std::unexpected(error{});
+  if (auto adapted = ctx_.runc.adapt_bundle(bundle_, container_); adapted)
+    {
+    const runtime::restore_request req{bundle_, dir_ / "images", dir_ / "work"};
+    restored = co_await ctx_.runc.restore(container_, req);
+  }
+  else
+    restored = std::unexpected(adapted.error());
+  restored_ = restored.has_value();
+  report_.set_restore_ms(sw.ms());
+  pb::Envelope env;
+  auto* rr = env.mutable_restore_result();
+  rr->set_ok(restored.has_value());
+  rr->set_restore_ms(sw.ms());
+  if (restored) {
+    rr->set_pid(std::uint32_t(restored->pid));
+  } else {
+    rr->set_code(transport::to_code(restored.error().code));
+    rr->set_message(restored.error().message);
+  }
+  if (auto ok = co_await ch_.send(env); !ok) co_return ok;
+  if (!restored) co_return std::unexpected(restored.error());
+
+  // Without a readiness probe, ready means the restored process runs.
+  enter(phase::ready, "pid " + std::to_string(restored->pid));
+  pb::Envelope ready;
+  ready.mutable_ready()->set_migration_id(id_);
+  ready.mutable_ready()->set_ready_ms(sw.ms());
+  report_.set_ready_ms(sw.ms());
+  co_return co_await ch_.send(ready);
+}
+
+awaitable<result<void>> destination_session::await_commit() {
+  enter(phase::commit, "waiting for the source");
+  auto f = co_await ch_.recv(ctx_.cfg.timeouts.commit);
+  if (!f) co_return std::unexpected(f.error().context("no commit"));
+  if (f->msg.has_abort()) {
+    co_await ch_.reply(f->msg.request_id(), {});
+    co_return fail(errc::cancelled, "source aborted: " + f->msg.abort().reason());
+  }
+  if (!f->msg.has_commit()) co_return fail(errc::protocol, "expected Commit");
+  committed_ = true;
+  co_return co_await ch_.reply(f->msg.request_id(), {}, id_);
+}
+
+awaitable<void> destination_session::clean_up(bool success) {
+  if (restored_ && !committed_) {
+    enter(phase::rollback, "removing the restored copy");
+    if (auto ok = co_await ctx_.runc.remove(container_); !ok)
+      log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
+  }
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_ / "images", ec);
+  }
+  co_return;
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,45 @@
+// The destination side of one migration, on the connection the source
+// opened: accept the Pull (nothing of that name runs here), receive the
+// bundle (tree sync, possibly twice), then on MigrateBegin receive and
+// verify the images, restore, report RestoreResult and Ready, and wait for
+// Commit. Without Commit — Abort, a closed connection, a deadline — the
+// restored copy is removed again: the source is restoring its own.
+#pragma once
+
+#include <filesystem>
+
+#include "migration/context.hpp"
+#include "migration/phases.hpp"
+#include "transport/channel.hpp"
+
+namespace migrated::migration {
+
+class destination_session {
+ public:
+  destination_session(node_context& ctx, transport::channel& ch);
+
+  // `pull` is the first request on the connection, already read.
+  awaitable<void> run(const pb::Envelope& pull);
+
+ private:
+  awaitable<result<void>> serve(const pb::Envelope& pull);
+  awaitable<result<void>> accept_pull(const pb::Envelope& pull);
+  awaitable<result<void>> receive_images(const pb::Envelope& begin);
+  awaitable<result<void>> restore();
+  awaitable<result<void>> await_commit();
+  awaitable<void> clean_up(bool success);
+  void enter(std::string_view phase, std::string detail = {});
+
+  node_context& ctx_;
+  transport::channel& ch_;
+  pb::Report report_;
+  std::string id_;
+  std::string container_;
+  std::filesystem::path bundle_;
+  std::filesystem::path dir_;       // <storage>/incoming/<id>
+  bool restored_ = false;
+  bool committed_ = false;
+  stopwatch total_;
+};
+
+}  // namespace migrated::migration

@@ -1,0 +1,72 @@
+// Registry of migrations (see registry.hpp). Single-threaded: only the I/O
+// thread touches it.
+#include "migration/registry.hpp"
+
+#include "common/auth.hpp"
+#include "common/hash.hpp"
+
+namespace migrated::migration {
+
+std::string registry::new_id() const {
+  auto r = auth::random_bytes(6);
+  return "m-" + to_hex(r);
+}
+
+void registry::add(const pb::Report& report) { entries_[report.id()].report = report; }
+
+void registry::update(const pb::Report& report) {
+  auto it = entries_.find(report.id());
+  if (it != entries_.end()) it->second.report = report;
+}
+
+void registry::finish(const pb::Report& report) {
+  auto& e = entries_[report.id()];
+  e.report = report;
+  e.cancel = nullptr;
+  if (!e.finished) {
+    e.finished = true;
+    finished_order_.push_back(report.id());
+  }
+  while (finished_order_.size() > max_finished) {
+    entries_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
+void registry::on_cancel(const std::string& id, std::function<void()> cancel) {
+  auto it = entries_.find(id);
+  if (it != entries_.end()) it->second.cancel = std::move(cancel);
+}
+
+result<void> registry::abort(const std::string& id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return fail(errc::not_found, "no migration " + id + " on this node");
+  if (it->second.finished) return fail(errc::invalid_argument, "migration " + id + " has already finished");
+  it->second.abort_requested = true;
+  if (it->second.cancel) it->second.cancel();
+  return {};
+}
+
+bool registry::abort_requested(const std::string& id) const {
+  auto it = entries_.find(id);
+  return it != entries_.end() && it->second.abort_requested;
+}
+
+const pb::Report* registry::find(const std::string& id) const {
+  auto it = entries_.find(id);
+  return it == entries_.end() ? nullptr : &it->second.report;
+}
+
+std::vector<pb::Report> registry::all() const {
+  std::vector<pb::Report> out;
+  for (auto& [id, e] : entries_) out.push_back(e.report);
+  return out;
+}
+
+bool registry::busy(const std::string& container) const {
+  for (auto& [id, e] : entries_)
+    if (!e.finished && e.report.container() == container) return true;
+  return false;
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,329 @@
+// Source side of a migration; the order of phases and why rollback is safe
+// are explained in source_session.hpp and docs/design.md.
+#include "migration/source_session.hpp"
+
+#include <chrono>
+#include <ctime>
+
+#include "common/fault.hpp"
+#include "common/log.hpp"
+#include "migration/bundle_sync.hpp"
+#include "transport/file_stream.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// How long the source waits for the destination's answer to Abort before it
+// restores its own copy (the destination also drops its copy on its own when
+// the connection ends or Commit does not come).
+constexpr auto abort_ack_timeout = std::chrono::seconds(3);
+
+result<endpoint> resolve_destination(const config& cfg, const std::string& dest) {
+  if (auto* p = cfg.find_peer(dest)) return p->address;
+  if (dest.find(':') != std::string::npos) return parse_endpoint(dest);
+  std::string known;
+  for (auto& p : cfg.peers) known += (known.empty() ? "" : ", ") + p.name;
+  return fail(errc::not_found, "unknown destination '" + dest + "' (peers: " + (known.empty() ? "none" : known) +
+                                   "; or give host:port)");
+}
+
+std::vector<transport::outgoing_file> list_images(const std::filesystem::path& dir) {
+  std::vector<transport::outgoing_file> files;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) files.push_back({e.path().filename().string(), e.path()});
+  std::sort(files.begin(), files.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  return files;
+}
+
+}  // namespace
+
+source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress)
+    : ctx_(ctx), req_(std::move(req)), id_(std::move(id)), progress_(std::move(progress)) {
+  if (req_.method() == pb::METHOD_UNSPECIFIED) req_.set_method(pb::COLD);
+  report_.set_id(id_);
+  report_.set_container(req_.container());
+  report_.set_source(ctx_.cfg.node_name);
+  report_.set_destination(req_.destination());
+  report_.set_method(req_.method());
+  report_.set_runtime(std::string(ctx_.runc.name()));
+  report_.set_result(pb::RESULT_RUNNING);
+  report_.set_started_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count());
+  dir_ = ctx_.cfg.storage_dir / "outgoing" / id_;
+}
+
+void source_session::enter(std::string_view phase, std::string detail) {
+  phase_ = phase;
+  report_.set_phase(std::string(phase));
+  ctx_.migrations.update(report_);
+  log::info(*logger(), id_, phase, "{}{}{}", req_.container(), detail.empty() ? "" : ": ", detail);
+  if (progress_) {
+    pb::Progress p;
+    p.set_migration_id(id_);
+    p.set_phase(std::string(phase));
+    p.set_elapsed_ms(total_.ms());
+    p.set_detail(std::move(detail));
+    progress_(p);
+  }
+}
+
+result<void> source_session::check_abort() const {
+  if (ctx_.migrations.abort_requested(id_)) return fail(errc::cancelled, "aborted by the controller");
+  return {};
+}
+
+transport::send_options source_session::stream_options(std::string_view phase) {
+  transport::send_options o;
+  o.pool = &ctx_.pool;
+  o.zstd_level = ctx_.cfg.transfer.zstd_level;
+  o.chunk_bytes = ctx_.cfg.transfer.chunk_bytes;
+  auto last = std::make_shared<stopwatch>();
+  o.on_progress = [this, phase = std::string(phase), last](std::uint64_t done) {
+    if (!progress_ || last->ms() < 200) return;
+    *last = stopwatch();
+    pb::Progress p;
+    p.set_migration_id(id_);
+    p.set_phase(phase);
+    p.set_elapsed_ms(total_.ms());
+    p.set_bytes_done(done);
+    progress_(p);
+  };
+  return o;
+}
+
+void source_session::add_round(std::string_view kind, double ms, const transport::stream_stats& st) {
+  auto* r = report_.add_rounds();
+  r->set_index(std::uint32_t(report_.rounds_size() - 1));
+  r->set_kind(std::string(kind));
+  r->set_duration_ms(ms);
+  r->set_files(st.files);
+  r->set_bytes_raw(st.bytes_raw);
+  r->set_bytes_wire(st.bytes_wire);
+  report_.set_bytes_wire(report_.bytes_wire() + st.bytes_wire);
+}
+
+awaitable<pb::Report> source_session::run() {
+  ctx_.migrations.add(report_);
+  enter(phase::accepted, "to " + req_.destination() + ", method " + std::string(method_name(req_.method())));
+  auto outcome = co_await migrate();
+  if (outcome) {
+    report_.set_result(pb::RESULT_OK);
+    report_.set_total_ms(total_.ms());
+    enter(phase::done, "now running on " + report_.destination());
+  } else {
+    report_.set_error(outcome.error().message);
+    log::error(*logger(), id_, phase_, "{}", outcome.error().message);
+    if (stopped_ && !committed_) {
+      co_await roll_back(outcome.error());
+    } else {
+      report_.set_result(pb::RESULT_FAILED);
+    }
+    report_.set_total_ms(total_.ms());
+    enter(phase::failed, std::string(result_name(report_.result())));
+  }
+  if (peer_) peer_->close();
+  co_await clean_up();
+  ctx_.migrations.finish(report_);
+  co_return report_;
+}
+
+awaitable<result<void>> source_session::migrate() {
+  if (req_.method() != pb::COLD)
+    co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) + " is not supported yet (supported: cold)");
+  for (auto step : {&source_session::check_container, &source_session::connect, &source_session::pull,
+                    &source_session::checkpoint, &source_session::transfer, &source_session::restore_remote,
+                    &source_session::commit}) {
+    if (auto ok = check_abort(); !ok) co_return ok;
+    if (auto ok = co_await (this->*step)(); !ok) co_return ok;
+  }
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::check_container() {
+  if (req_.container().empty()) co_return fail(errc::invalid_argument, "no container named");
+  auto info = co_await ctx_.runc.inspect(req_.container());
+  if (!info) co_return std::unexpected(info.error());
+  if (info->status != "running")
+    co_return fail(errc::invalid_argument, "container " + req_.container() + " is " + info->status + ", not running");
+  container_ = *info;
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::connect() {
+  enter(phase::connect, req_.destination());
+  auto to = resolve_destination(ctx_.cfg, req_.destination());
+  if (!to) co_return std::unexpected(to.error());
+  auto ch = co_await transport::connect(*to, ctx_.psk, ctx_.me, ctx_.cfg.timeouts.connect, ctx_.cfg.timeouts.io);
+  if (!ch) co_return std::unexpected(ch.error().context("destination " + req_.destination()));
+  peer_.emplace(std::move(*ch));
+  report_.set_destination(peer_->peer.node());
+  const auto& rts = peer_->peer.caps().runtimes();
+  if (std::find(rts.begin(), rts.end(), std::string(ctx_.runc.name())) == rts.end())
+    co_return fail(errc::unsupported, "destination " + peer_->peer.node() + " has no " + std::string(ctx_.runc.name()) + " runtime");
+  ctx_.migrations.on_cancel(id_, [this] { if (peer_) peer_->close(); });
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::pull() {
+  enter(phase::pull, "bundle " + container_.bundle.string());
+  stopwatch sw;
+  pb::Envelope env;
+  auto* p = env.mutable_pull();
+  p->set_migration_id(id_);
+  p->set_container(req_.container());
+  p->set_runtime(std::string(ctx_.runc.name()));
+  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
+  auto r = co_await transport::expect_reply(*peer_, "pull", ctx_.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  if (auto ok = transport::to_result(*r); !ok) co_return std::unexpected(ok.error().context(report_.destination()));
+  auto st = co_await send_tree(*peer_, container_.bundle, stream_options(phase::pull));
+  if (!st) co_return std::unexpected(st.error().context("pull"));
+  report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+  report_.set_pull_ms(sw.ms());
+  add_round("pull", sw.ms(), st->files);
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::checkpoint() {
+  enter(phase::checkpoint);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  std::filesystem::create_directories(dir_ / "images", ec);
+  std::filesystem::create_directories(dir_ / "work", ec);
+  if (ec) co_return fail(errc::io, "create " + dir_.string() + ": " + ec.message());
+  frozen_at_ = stopwatch::clock::now();
+  const runtime::checkpoint_request req{dir_ / "images", dir_ / "work", false};
+  auto ok = co_await ctx_.runc.checkpoint(req_.container(), req);
+  // Whatever the outcome, find out whether the container still runs here:
+  // a checkpoint that failed half-way may have stopped it.
+  auto still = co_await ctx_.runc.inspect(req_.container());
+  stopped_ = !(still && still->status == "running");
+  report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
+  if (!ok) co_return ok;
+  std::uint64_t bytes = 0;
+  for (auto& f : list_images(dir_ / "images")) bytes += std::filesystem::file_size(f.path, ec);
+  report_.set_bytes_image(bytes);
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::transfer() {
+  enter(phase::transfer, std::to_string(report_.bytes_image()) + " image bytes");
+  stopwatch sw;
+  auto tree = co_await send_tree(*peer_, container_.bundle, stream_options(phase::transfer));
+  if (!tree) co_return std::unexpected(tree.error().context("bundle changes"));
+  report_.set_bytes_rootfs(report_.bytes_rootfs() + tree->files.bytes_raw);
+
+  pb::Envelope env;
+  auto* b = env.mutable_migrate_begin();
+  b->set_migration_id(id_);
+  b->set_container(req_.container());
+  b->set_method(req_.method());
+  b->set_runtime(std::string(ctx_.runc.name()));
+  b->set_source_node(ctx_.cfg.node_name);
+  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
+  auto r = co_await transport::expect_reply(*peer_, "migrate", ctx_.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  if (auto ok = transport::to_result(*r); !ok) co_return std::unexpected(ok.error().context(report_.destination()));
+
+  auto opts = stream_options(phase::transfer);
+  if (fault_injected("source.transfer.cut")) opts.cut_connection = [] { return true; };
+  auto images = co_await transport::send_files(*peer_, list_images(dir_ / "images"), opts);
+  if (!images) co_return std::unexpected(images.error().context("image transfer"));
+  transport::stream_stats final_round = images.value();
+  final_round.files += tree->files.files;
+  final_round.bytes_raw += tree->files.bytes_raw;
+  final_round.bytes_wire += tree->files.bytes_wire;
+  add_round("final", sw.ms(), final_round);
+  report_.set_transfer_ms(sw.ms());
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::restore_remote() {
+  enter(phase::restore);
+  auto f = co_await peer_->recv(ctx_.cfg.timeouts.restore + ctx_.cfg.timeouts.io);
+  if (!f) co_return std::unexpected(f.error().context("waiting for the restore"));
+  if (!f->msg.has_restore_result()) co_return fail(errc::protocol, "expected RestoreResult");
+  const auto& rr = f->msg.restore_result();
+  report_.set_restore_ms(rr.restore_ms());
+  if (!rr.ok())
+    co_return fail(transport::from_code(rr.code()), "restore at " + report_.destination() + ": " + rr.message());
+  report_.set_downtime_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
+
+  enter(phase::ready);
+  auto ready = co_await peer_->recv(ctx_.cfg.timeouts.io);
+  if (!ready) co_return std::unexpected(ready.error().context("waiting for ready"));
+  if (!ready->msg.has_ready()) co_return fail(errc::protocol, "expected Ready");
+  report_.set_ready_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::commit() {
+  enter(phase::commit);
+  pb::Envelope env;
+  env.mutable_commit()->set_migration_id(id_);
+  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
+  auto r = co_await transport::expect_reply(*peer_, "commit", ctx_.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  if (auto ok = transport::to_result(*r); !ok) co_return ok;
+  committed_ = true;
+  co_return result<void>{};
+}
+
+awaitable<void> source_session::roll_back(const error& cause) {
+  enter(phase::rollback, "restoring " + req_.container() + " here");
+  stopwatch sw;
+  if (peer_ && peer_->is_open()) {
+    pb::Envelope env;
+    env.mutable_abort()->set_migration_id(id_);
+    env.mutable_abort()->set_reason(cause.message);
+    if (co_await peer_->send(env)) co_await peer_->recv(abort_ack_timeout);
+    peer_->close();
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir_ / "work-rollback", ec);
+  const runtime::restore_request req{container_.bundle, dir_ / "images", dir_ / "work-rollback"};
+  auto restored = co_await ctx_.runc.restore(req_.container(), req);
+  report_.set_rollback_ms(sw.ms());
+  if (restored) {
+    report_.set_result(pb::RESULT_ROLLED_BACK);
+    log::warn(*logger(), id_, phase::rollback, "{} runs here again (pid {})", req_.container(), restored->pid);
+  } else {
+    report_.set_result(pb::RESULT_FAILED);
+    report_.set_error(report_.error() + "; rollback failed: " + restored.error().message +
+                      " (images kept in " + (dir_ / "images").string() + ")");
+    log::error(*logger(), id_, phase::rollback, "{}", restored.error().message);
+  }
+}
+
+awaitable<void> source_session::clean_up() {
+  // Keep the images when the container could not be brought back anywhere:
+  // they are the only copy of its state.
+  if (report_.result() == pb::RESULT_FAILED && stopped_) co_return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir_ / "images", ec);
+  co_return;
+}
+
+awaitable<pb::Report> source_session::run_prepare() {
+  ctx_.migrations.add(report_);
+  enter(phase::accepted, "prepare " + req_.destination());
+  result<void> outcome = co_await check_container();
+  if (outcome) outcome = co_await connect();
+  if (outcome) outcome = co_await pull();
+  report_.set_total_ms(total_.ms());
+  if (outcome) {
+    report_.set_result(pb::RESULT_OK);
+    enter(phase::done, "bundle is at " + report_.destination());
+  } else {
+    report_.set_result(pb::RESULT_FAILED);
+    report_.set_error(outcome.error().message);
+    enter(phase::failed, outcome.error().message);
+  }
+  if (peer_) peer_->close();
+  ctx_.migrations.finish(report_);
+  co_return report_;
+}
+
+}  // namespace migrated::migration

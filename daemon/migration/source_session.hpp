@@ -1,0 +1,66 @@
+// The source side of one migration, as one coroutine that reads top to
+// bottom: check the container → connect → pull (bundle to the destination
+// while the container runs) → checkpoint (the container stops: downtime
+// begins) → transfer (bundle changes, then the image files) → restore at the
+// destination (downtime ends) → ready → commit. Any failure after the
+// checkpoint and before the destination has acknowledged Commit rolls back:
+// the destination is told to drop its copy and the container is restored
+// here from the images it was dumped to. See docs/design.md, "Nothing is lost".
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include "migration/context.hpp"
+#include "migration/phases.hpp"
+#include "runtime/runtime.hpp"
+#include "transport/channel.hpp"
+#include "transport/file_stream.hpp"
+
+namespace migrated::migration {
+
+using progress_fn = std::function<void(const pb::Progress&)>;
+
+class source_session {
+ public:
+  source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress);
+
+  // Runs the migration to its end; never throws; the report says how it went.
+  awaitable<pb::Report> run();
+  // Pull only (PrepareRequest): the destination gets the bundle ahead of time.
+  awaitable<pb::Report> run_prepare();
+
+ private:
+  awaitable<result<void>> migrate();
+  awaitable<result<void>> check_container();
+  awaitable<result<void>> connect();
+  awaitable<result<void>> pull();
+  awaitable<result<void>> checkpoint();
+  awaitable<result<void>> transfer();
+  awaitable<result<void>> restore_remote();
+  awaitable<result<void>> commit();
+  awaitable<void> roll_back(const error& cause);
+  awaitable<void> clean_up();
+
+  result<void> check_abort() const;
+  void enter(std::string_view phase, std::string detail = {});
+  transport::send_options stream_options(std::string_view phase);
+  void add_round(std::string_view kind, double ms, const transport::stream_stats& st);
+
+  node_context& ctx_;
+  pb::MigrateRequest req_;
+  std::string id_;
+  progress_fn progress_;
+  pb::Report report_;
+  stopwatch total_;
+  std::string phase_;
+
+  runtime::container_info container_;
+  std::optional<transport::channel> peer_;
+  std::filesystem::path dir_;           // <storage>/outgoing/<id>
+  bool stopped_ = false;                // the container no longer runs here
+  bool committed_ = false;              // the destination owns it now
+  stopwatch::clock::time_point frozen_at_{};
+};
+
+}  // namespace migrated::migration

@@ -1,0 +1,157 @@
+// runc backend. Every call is a `runc` child process on the pool; failures
+// carry runc's last stderr line and, for checkpoint/restore, the Error lines
+// of CRIU's log from the work directory.
+#include "runtime/runc.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "criu/criu.hpp"
+#include "runtime/process.hpp"
+
+namespace migrated::runtime {
+namespace {
+
+using json = nlohmann::json;
+
+bool mentions_missing(const process_result& r) {
+  const std::string& e = r.err;
+  return e.find("does not exist") != std::string::npos || e.find("not found") != std::string::npos ||
+         e.find("not exist") != std::string::npos;
+}
+
+error criu_failure(const std::string& what, const process_result& r, const std::filesystem::path& log) {
+  std::string msg = what + ": " + r.summary();
+  std::string lifted = criu::log_errors(log);
+  if (!lifted.empty()) msg += "; criu: " + lifted;
+  return error{errc::criu, msg};
+}
+
+}  // namespace
+
+runc_runtime::runc_runtime(const config& cfg, asio::thread_pool& pool)
+    : cfg_(cfg.runc),
+      checkpoint_timeout_(cfg.timeouts.checkpoint),
+      restore_timeout_(cfg.timeouts.restore),
+      pool_(pool) {
+  criu_binary_ = cfg.criu.binary.string();
+}
+
+std::vector<std::string> runc_runtime::base_args() const {
+  return {cfg_.binary.string(), "--root", cfg_.root.string(), "--criu", criu_binary_};
+}
+
+awaitable<result<void>> runc_runtime::probe() {
+  std::vector<std::string> args{cfg_.binary.string(), "--version"};
+  auto r = co_await run(pool_, args);
+  if (!r) co_return std::unexpected(r.error().context("runc runtime"));
+  if (!r->ok()) co_return fail(errc::runtime, "runc runtime: `" + cfg_.binary.string() + " --version` failed: " + r->summary());
+  std::error_code ec;
+  std::filesystem::create_directories(cfg_.root, ec);
+  if (ec) co_return fail(errc::config, "runc runtime: cannot create state directory " + cfg_.root.string() + ": " + ec.message());
+  std::filesystem::create_directories(cfg_.bundles, ec);
+  if (ec) co_return fail(errc::config, "runc runtime: cannot create bundle directory " + cfg_.bundles.string() + ": " + ec.message());
+  co_return result<void>{};
+}
+
+awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
+  auto args = base_args();
+  args.insert(args.end(), {"state", id});
+  const process_options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error());
+  if (!r->ok()) {
+    if (mentions_missing(*r)) co_return fail(errc::not_found, "container " + id + " does not exist (runc root " + cfg_.root.string() + ")");
+    co_return fail(errc::runtime, "runc state " + id + ": " + r->summary());
+  }
+  try {
+    auto j = json::parse(r->out);
+    container_info info;
+    info.id = j.value("id", id);
+    info.status = j.value("status", "");
+    info.pid = j.value("pid", 0);
+    info.bundle = j.value("bundle", "");
+    co_return info;
+  } catch (const json::exception& e) {
+    co_return fail(errc::runtime, "runc state " + id + ": unreadable output: " + e.what());
+  }
+}
+
+awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  auto args = base_args();
+  args.insert(args.end(), {"checkpoint", "--image-path", req.image_dir.string(), "--work-path",
+                           req.work_dir.string(), "--tcp-established", "--file-locks"});
+  if (req.leave_running) args.push_back("--leave-running");
+  args.push_back(id);
+  const process_options opts{.timeout = checkpoint_timeout_};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
+  if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
+  co_return result<void>{};
+}
+
+awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
+  auto args = base_args();
+  args.insert(args.end(), {"restore", "--detach", "--image-path", req.image_dir.string(), "--work-path",
+                           req.work_dir.string(), "--bundle", req.bundle.string(), "--tcp-established",
+                           "--file-locks", id});
+  const process_options opts{.timeout = restore_timeout_};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("restore " + id));
+  if (!r->ok()) co_return std::unexpected(criu_failure("restore " + id, *r, req.work_dir / "restore.log"));
+  auto info = co_await inspect(id);
+  if (!info) co_return std::unexpected(info.error().context("after restore"));
+  if (info->status != "running")
+    co_return fail(errc::runtime, "restore " + id + ": container is " + info->status + ", not running");
+  co_return info;
+}
+
+awaitable<result<void>> runc_runtime::remove(const std::string& id) {
+  auto args = base_args();
+  args.insert(args.end(), {"delete", "--force", id});
+  const process_options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("remove " + id));
+  if (!r->ok() && !mentions_missing(*r)) co_return fail(errc::runtime, "runc delete " + id + ": " + r->summary());
+  co_return result<void>{};
+}
+
+std::filesystem::path runc_runtime::bundle_path(const std::string& id) const { return cfg_.bundles / id; }
+
+result<void> runc_runtime::adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const {
+  auto file = bundle / "config.json";
+  json j;
+  try {
+    std::ifstream in(file);
+    if (!in) return fail(errc::not_found, "bundle " + bundle.string() + " has no config.json");
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    return fail(errc::invalid_argument, file.string() + ": " + e.what());
+  }
+  j["linux"]["cgroupsPath"] = "/" + cfg_.cgroup_parent + "/" + id;
+  auto tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2);
+    if (!out) return fail(errc::io, "write " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) return fail(errc::io, "rename " + tmp.string() + ": " + ec.message());
+  return {};
+}
+
+awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
+                                                         asio::thread_pool& pool) {
+  if (name == "runc") {
+    auto rt = std::make_unique<runc_runtime>(cfg, pool);
+    if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
+    co_return std::unique_ptr<runtime>(std::move(rt));
+  }
+  co_return fail(errc::unsupported, "runtime '" + std::string(name) + "' is not supported (known: runc)");
+}
+
+}  // namespace migrated::runtime

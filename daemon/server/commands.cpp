@@ -1,0 +1,84 @@
+// Carrying out controller commands (see commands.hpp). Each session is kept
+// alive by the coroutine that runs it; `running_` lets a graceful stop wait
+// for them. A session never throws; if it does, that is a bug, logged here.
+#include "server/commands.hpp"
+
+#include <chrono>
+
+#include "common/log.hpp"
+#include "migration/phases.hpp"
+
+namespace migrated::server {
+
+result<void> commands::admit(const std::string& container) const {
+  if (draining_) return fail(errc::busy, ctx_.cfg.node_name + " is shutting down");
+  if (container.empty()) return fail(errc::invalid_argument, "no container named");
+  if (ctx_.migrations.busy(container))
+    return fail(errc::busy, "a migration of " + container + " is already in progress");
+  return {};
+}
+
+template <class Run>
+void commands::spawn(std::shared_ptr<migration::source_session> session, Run run, done_fn done) {
+  ++running_;
+  asio::co_spawn(
+      io_,
+      [this, session, run, done]() -> awaitable<void> {
+        pb::Report report = co_await run(*session);
+        --running_;
+        if (done) done(report);
+      },
+      [this](std::exception_ptr e) {
+        if (!e) return;
+        --running_;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::get("server")->critical("migration session crashed: {}", ex.what());
+        }
+      });
+}
+
+result<std::string> commands::start_migrate(const pb::MigrateRequest& req, migration::progress_fn progress,
+                                            done_fn done) {
+  if (auto ok = admit(req.container()); !ok) return std::unexpected(ok.error());
+  auto method = req.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : req.method();
+  if (method != pb::COLD)
+    return fail(errc::unsupported, "method " + std::string(migration::method_name(method)) +
+                                       " is not supported by " + ctx_.cfg.node_name + " (supported: cold)");
+  if (req.destination().empty()) return fail(errc::invalid_argument, "no destination given");
+  std::string id = ctx_.migrations.new_id();
+  auto session = std::make_shared<migration::source_session>(ctx_, req, id, std::move(progress));
+  spawn(session, [](migration::source_session& s) { return s.run(); }, std::move(done));
+  return id;
+}
+
+result<std::string> commands::start_prepare(const pb::PrepareRequest& req, done_fn done) {
+  if (auto ok = admit(req.container()); !ok) return std::unexpected(ok.error());
+  if (req.destination().empty()) return fail(errc::invalid_argument, "no destination given");
+  pb::MigrateRequest as_migrate;
+  as_migrate.set_container(req.container());
+  as_migrate.set_destination(req.destination());
+  as_migrate.set_method(pb::COLD);
+  std::string id = ctx_.migrations.new_id();
+  auto session = std::make_shared<migration::source_session>(ctx_, as_migrate, id, nullptr);
+  spawn(session, [](migration::source_session& s) { return s.run_prepare(); }, std::move(done));
+  return id;
+}
+
+pb::StatusReply commands::status(const pb::StatusRequest& req) const {
+  pb::StatusReply reply;
+  reply.set_node(ctx_.cfg.node_name);
+  *reply.mutable_caps() = ctx_.me.caps;
+  reply.set_uptime_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  if (!req.migration_id().empty()) {
+    if (auto* r = ctx_.migrations.find(req.migration_id())) *reply.add_migrations() = *r;
+  } else {
+    for (auto& r : ctx_.migrations.all()) *reply.add_migrations() = r;
+  }
+  return reply;
+}
+
+result<void> commands::abort(const pb::AbortRequest& req) { return ctx_.migrations.abort(req.migration_id()); }
+
+}  // namespace migrated::server

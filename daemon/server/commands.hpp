@@ -1,0 +1,46 @@
+// Controller commands — Migrate, Prepare, Status, Abort — as this node
+// carries them out, whether they came over TCP or as a UDP datagram. A
+// migration runs as its own coroutine; the command returns its id at once,
+// and whoever asked may follow its progress and report.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "migration/context.hpp"
+#include "migration/source_session.hpp"
+
+namespace migrated::server {
+
+class commands {
+ public:
+  commands(migration::node_context& ctx, asio::any_io_executor io) : ctx_(ctx), io_(std::move(io)) {}
+
+  using done_fn = std::function<void(const pb::Report&)>;
+
+  // Starts a migration (or a prepare); errors only for requests refused
+  // outright (bad method, container already migrating, shutting down).
+  result<std::string> start_migrate(const pb::MigrateRequest& req, migration::progress_fn progress, done_fn done);
+  result<std::string> start_prepare(const pb::PrepareRequest& req, done_fn done);
+
+  pb::StatusReply status(const pb::StatusRequest& req) const;
+  result<void> abort(const pb::AbortRequest& req);
+
+  // Refuse new work; `idle` is true once no migration runs.
+  void drain() { draining_ = true; }
+  bool idle() const { return running_ == 0; }
+
+ private:
+  result<void> admit(const std::string& container) const;
+
+  template <class Run>
+  void spawn(std::shared_ptr<migration::source_session> session, Run run, done_fn done);
+
+  migration::node_context& ctx_;
+  asio::any_io_executor io_;
+  std::size_t running_ = 0;
+  bool draining_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace migrated::server

@@ -1,0 +1,138 @@
+// Node start-up and shutdown (see node.hpp).
+#include "server/node.hpp"
+
+#include <sys/utsname.h>
+#include <systemd/sd-daemon.h>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "common/log.hpp"
+#include "criu/criu.hpp"
+#include "migration/context.hpp"
+#include "server/tcp_server.hpp"
+#include "server/udp_server.hpp"
+
+namespace migrated::server {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("main"); }
+
+// How long a graceful stop waits for running migrations before it gives up
+// (systemd's TimeoutStopSec is longer).
+constexpr auto drain_limit = std::chrono::seconds(150);
+
+result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(at.host, ec);
+  if (ec) return fail(errc::config, "listen.tcp: '" + at.host + "' is not an IP address");
+  tcp::acceptor acc(ex);
+  tcp::endpoint ep(addr, at.port);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(errc::config, "listen on tcp " + at.to_string() + ": " + ec.message());
+  return acc;
+}
+
+result<udp::socket> bind_udp(asio::any_io_executor ex, const endpoint& at) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(at.host, ec);
+  if (ec) return fail(errc::config, "listen.udp: '" + at.host + "' is not an IP address");
+  udp::socket s(ex);
+  udp::endpoint ep(addr, at.port);
+  s.open(ep.protocol(), ec);
+  if (!ec) s.bind(ep, ec);
+  if (ec) return fail(errc::config, "listen on udp " + at.to_string() + ": " + ec.message());
+  return s;
+}
+
+pb::Capabilities capabilities(const criu::features& f) {
+  pb::Capabilities c;
+  c.add_runtimes("runc");
+  c.add_methods("cold");
+  c.set_criu_version(f.version);
+  c.set_dirty_tracking(f.dirty_tracking);
+  c.set_userfaultfd(f.userfaultfd);
+  utsname u{};
+  if (::uname(&u) == 0) {
+    c.set_kernel(u.release);
+    c.set_arch(u.machine);
+  }
+  return c;
+}
+
+// Images of an outgoing migration that survived a crash may be the only
+// copy of a container's state: never delete them, tell the operator.
+void report_leftovers(const config& cfg) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(cfg.storage_dir / "outgoing", ec))
+    if (std::filesystem::exists(e.path() / "images"))
+      logger()->warn("images of an unfinished migration are kept in {}", (e.path() / "images").string());
+  std::filesystem::remove_all(cfg.storage_dir / "incoming", ec);
+}
+
+}  // namespace
+
+awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
+  auto ex = co_await asio::this_coro::executor;
+  auto fatal = [](const error& e) {
+    logger()->critical("{}", e.message);
+    return 1;
+  };
+  auto psk = auth::load_psk(cfg.psk_file);
+  if (!psk) co_return fatal(psk.error());
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.storage_dir, ec);
+  if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
+
+  auto features = co_await criu::detect(pool, cfg.criu.binary);
+  if (!features.usable)
+    co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
+  auto runc = co_await runtime::make_runtime("runc", cfg, pool);
+  if (!runc) co_return fatal(runc.error());
+
+  auto tcp_acc = bind_tcp(ex, cfg.listen_tcp);
+  if (!tcp_acc) co_return fatal(tcp_acc.error());
+  std::optional<udp::socket> udp_sock;
+  if (cfg.listen_udp) {
+    auto s = bind_udp(ex, *cfg.listen_udp);
+    if (!s) co_return fatal(s.error());
+    udp_sock.emplace(std::move(*s));
+  }
+  report_leftovers(cfg);
+
+  migration::registry registry;
+  migration::node_context ctx{cfg, std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features)},
+                              pool, **runc, registry};
+  commands cmds(ctx, ex);
+  tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
+  std::optional<udp_server> udp;
+  if (udp_sock) udp.emplace(ctx, cmds, std::move(*udp_sock));
+  asio::co_spawn(ex, tcp.run(), asio::detached);
+  if (udp) asio::co_spawn(ex, udp->run(), asio::detached);
+
+  logger()->info("{} listening on tcp {}{} (criu {}, dirty tracking {}, userfaultfd {})", cfg.node_name,
+                 cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "",
+                 features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no");
+  sd_notify(0, "READY=1");
+
+  asio::signal_set signals(ex, SIGTERM, SIGINT);
+  boost::system::error_code sig_ec;
+  int sig = co_await signals.async_wait(asio::redirect_error(use_awaitable, sig_ec));
+  sd_notify(0, "STOPPING=1");
+  logger()->info("signal {}: stopping; waiting for running migrations", sig);
+  tcp.stop();
+  if (udp) udp->stop();
+  cmds.drain();
+  asio::steady_timer tick(ex);
+  auto deadline = std::chrono::steady_clock::now() + drain_limit;
+  while (!cmds.idle() && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(100));
+    co_await tick.async_wait(asio::redirect_error(use_awaitable, sig_ec));
+  }
+  logger()->info("stopped");
+  co_return 0;
+}
+
+}  // namespace migrated::server

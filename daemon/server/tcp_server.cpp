@@ -1,0 +1,123 @@
+// TCP connections (see tcp_server.hpp). A connection that fails the
+// handshake is logged once and dropped; nothing it sent is acted upon.
+#include "server/tcp_server.hpp"
+
+#include "common/log.hpp"
+#include "migration/destination_session.hpp"
+#include "server/outbox.hpp"
+
+namespace migrated::server {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("server"); }
+
+// A controller connection may sit idle between commands this long.
+constexpr auto idle_timeout = std::chrono::minutes(10);
+
+}  // namespace
+
+tcp_server::tcp_server(migration::node_context& ctx, commands& cmds, tcp::acceptor acceptor)
+    : ctx_(ctx), cmds_(cmds), acceptor_(std::move(acceptor)) {}
+
+void tcp_server::stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+awaitable<void> tcp_server::run() {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) {
+      logger()->warn("accept: {}", ec.message());
+      continue;
+    }
+    asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        logger()->critical("connection handler crashed: {}", ex.what());
+      }
+    });
+  }
+}
+
+awaitable<void> tcp_server::serve(tcp::socket socket) {
+  transport::channel ch(std::move(socket), ctx_.cfg.timeouts.io);
+  if (auto ok = co_await transport::handshake_server(ch, ctx_.psk, ctx_.me); !ok) {
+    logger()->warn("connection from {} refused: {}", ch.remote(), ok.error().message);
+    co_return;
+  }
+  logger()->debug("{} ({}) connected from {}", ch.peer.node(),
+                  ch.peer.role() == pb::ROLE_CONTROLLER ? "controller" : "daemon", ch.remote());
+  for (;;) {
+    auto f = co_await ch.recv(idle_timeout);
+    if (!f) {
+      if (f.error().code != errc::peer) logger()->warn("{}: {}", ch.peer.node(), f.error().message);
+      co_return;
+    }
+    if (f->msg.has_pull()) {
+      if (ch.peer.role() != pb::ROLE_DAEMON) {
+        co_await ch.reply(f->msg.request_id(), fail(errc::invalid_argument, "Pull is for peer daemons"));
+        continue;
+      }
+      migration::destination_session session(ctx_, ch);
+      co_await session.run(f->msg);
+      co_return;
+    }
+    if (f->msg.has_migrate() && f->msg.migrate().follow()) {
+      co_await follow_migration(ch, f->msg);
+      continue;
+    }
+    co_await serve_controller_request(ch, f->msg);
+  }
+}
+
+awaitable<void> tcp_server::serve_controller_request(transport::channel& ch, pb::Envelope& req) {
+  const auto rid = req.request_id();
+  if (req.has_migrate()) {
+    auto id = cmds_.start_migrate(req.migrate(), nullptr, nullptr);
+    co_await ch.reply(rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
+  } else if (req.has_prepare()) {
+    auto id = cmds_.start_prepare(req.prepare(), nullptr);
+    co_await ch.reply(rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
+  } else if (req.has_status()) {
+    pb::Envelope env;
+    env.set_request_id(rid);
+    *env.mutable_status_reply() = cmds_.status(req.status());
+    co_await ch.send(env);
+  } else if (req.has_abort_request()) {
+    co_await ch.reply(rid, cmds_.abort(req.abort_request()), req.abort_request().migration_id());
+  } else {
+    co_await ch.reply(rid, fail(errc::protocol, "unexpected message #" + std::to_string(req.body_case())));
+  }
+}
+
+awaitable<void> tcp_server::follow_migration(transport::channel& ch, const pb::Envelope& req) {
+  auto box = std::make_shared<outbox>(co_await asio::this_coro::executor);
+  const auto rid = req.request_id();
+  auto progress = [box, rid](const pb::Progress& p) {
+    pb::Envelope env;
+    env.set_request_id(rid);
+    *env.mutable_progress() = p;
+    box->push(std::move(env));
+  };
+  auto done = [box, rid](const pb::Report& r) {
+    pb::Envelope env;
+    env.set_request_id(rid);
+    *env.mutable_report() = r;
+    box->push(std::move(env));
+    box->close();
+  };
+  auto id = cmds_.start_migrate(req.migrate(), progress, done);
+  if (!id) {
+    co_await ch.reply(rid, std::unexpected(id.error()));
+    co_return;
+  }
+  if (!co_await ch.reply(rid, {}, *id)) co_return;
+  co_await box->pump(ch);
+}
+
+}  // namespace migrated::server

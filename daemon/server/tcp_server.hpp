@@ -1,0 +1,28 @@
+// The TCP listener: accepts connections, runs the handshake, then serves
+// either a peer daemon (a Pull opens a destination session that owns the
+// rest of the connection) or a controller (commands, and for a followed
+// Migrate the progress frames and the final Report).
+#pragma once
+
+#include "server/commands.hpp"
+
+namespace migrated::server {
+
+class tcp_server {
+ public:
+  tcp_server(migration::node_context& ctx, commands& cmds, tcp::acceptor acceptor);
+
+  awaitable<void> run();
+  void stop();
+
+ private:
+  awaitable<void> serve(tcp::socket socket);
+  awaitable<void> serve_controller_request(transport::channel& ch, pb::Envelope& req);
+  awaitable<void> follow_migration(transport::channel& ch, const pb::Envelope& req);
+
+  migration::node_context& ctx_;
+  commands& cmds_;
+  tcp::acceptor acceptor_;
+};
+
+}  // namespace migrated::server

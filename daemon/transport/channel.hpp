@@ -1,0 +1,69 @@
+// A peer link: one TCP connection carrying authenticated frames (see
+// common/wire.hpp). Every read and write has a deadline; a peer that closes
+// at a frame boundary is errc::peer ("closed"), a frame cut short or with a
+// bad tag is errc::protocol / errc::auth. The protocol on a connection is a
+// strict conversation, so there is one reader and one writer at a time.
+#pragma once
+
+#include <chrono>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "asio.hpp"
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include "common/error.hpp"
+#include "common/wire.hpp"
+#include "migrated.pb.h"
+
+namespace migrated::transport {
+
+struct frame {
+  pb::Envelope msg;
+  std::vector<std::uint8_t> payload;
+};
+
+class channel {
+ public:
+  channel(tcp::socket socket, std::chrono::milliseconds io_timeout);
+
+  awaitable<result<void>> send(const pb::Envelope& msg, std::span<const std::uint8_t> payload = {});
+  awaitable<result<frame>> recv() { return recv(io_timeout_); }
+  awaitable<result<frame>> recv(std::chrono::milliseconds timeout);
+
+  // Sends a Reply for `request_id`, ok or carrying `err`.
+  awaitable<result<void>> reply(std::uint64_t request_id, const result<void>& outcome,
+                                const std::string& migration_id = {});
+
+  // Switches both directions to session keys (after the handshake).
+  void rekey(auth::bytes send_key, auth::bytes recv_key);
+
+  void close();
+  bool is_open() const;
+  std::string remote() const { return remote_; }
+  std::chrono::milliseconds io_timeout() const { return io_timeout_; }
+
+  // Set by the handshake.
+  pb::Hello peer;
+
+ private:
+  boost::beast::tcp_stream stream_;
+  std::chrono::milliseconds io_timeout_;
+  wire::sealer send_sealer_;
+  wire::sealer recv_sealer_;
+  std::string remote_;
+  std::vector<std::uint8_t> buf_;
+};
+
+// The error carried by a Reply, or success.
+result<void> to_result(const pb::Reply& r);
+pb::Code to_code(errc c);
+errc from_code(pb::Code c);
+
+// Receives the next frame and requires it to be a Reply; returns the
+// reply's outcome as a result (the peer's message, prefixed by `what`).
+awaitable<result<pb::Reply>> expect_reply(channel& ch, std::string_view what,
+                                          std::chrono::milliseconds timeout);
+
+}  // namespace migrated::transport

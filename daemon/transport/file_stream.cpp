@@ -1,0 +1,299 @@
+// File streams (see file_stream.hpp). The sender reads, hashes and
+// compresses a chunk on the pool while nothing else touches that file; the
+// receiver decompresses, hashes and writes on the pool. Chunks of a file
+// arrive in order; any gap, overrun, size lie or checksum mismatch fails
+// the stream with a message naming the file.
+#include "transport/file_stream.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <unordered_map>
+
+#include "common/hash.hpp"
+#include "common/path.hpp"
+#include "common/zstd_codec.hpp"
+
+namespace migrated::transport {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+double ms_since(clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(clock::now() - t).count();
+}
+
+struct fd_guard {
+  int fd = -1;
+  ~fd_guard() { if (fd >= 0) ::close(fd); }
+};
+
+struct prepared_chunk {
+  std::vector<std::uint8_t> wire;  // what goes in the payload
+  std::uint32_t raw = 0;
+  bool compressed = false;
+};
+
+// Reads [offset, offset+len) of fd, feeds the hash, compresses if worth it.
+result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t len,
+                                     xxh128_stream& hash, zstd_compressor* zc,
+                                     std::vector<std::uint8_t>& raw) {
+  raw.resize(len);
+  std::size_t got = 0;
+  while (got < len) {
+    ssize_t n = ::pread(fd, raw.data() + got, len - got, off_t(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno(errno, "read");
+    if (n == 0) return fail(errc::io, "file shrank while being sent");
+    got += std::size_t(n);
+  }
+  hash.update(raw);
+  prepared_chunk c;
+  c.raw = len;
+  if (zc) {
+    if (auto ok = zc->compress(raw, c.wire); !ok) return std::unexpected(ok.error());
+    // Incompressible data is sent as is: cheaper to receive, never larger.
+    if (c.wire.size() + c.wire.size() / 32 < raw.size()) {
+      c.compressed = true;
+      return c;
+    }
+  }
+  c.wire = raw;
+  return c;
+}
+
+awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_file& f,
+                                 const send_options& opts, zstd_compressor* zc, stream_stats& st,
+                                 std::uint64_t& raw_total) {
+  fd_guard fd{::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+  if (fd.fd < 0) co_return fail_errno(errno, "open " + f.path.string());
+  struct stat sb {};
+  if (::fstat(fd.fd, &sb) != 0) co_return fail_errno(errno, "stat " + f.path.string());
+  const std::uint64_t size = std::uint64_t(sb.st_size);
+
+  pb::Envelope begin;
+  auto* b = begin.mutable_file_begin();
+  b->set_file_id(id);
+  b->set_path(f.name);
+  b->set_size(size);
+  b->set_mode(sb.st_mode & 07777);
+  b->set_mtime_ns(std::int64_t(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec);
+  if (auto ok = co_await ch.send(begin); !ok) co_return ok;
+
+  xxh128_stream hash;
+  std::vector<std::uint8_t> raw;
+  for (std::uint64_t off = 0; off < size;) {
+    auto len = std::uint32_t(std::min<std::uint64_t>(opts.chunk_bytes, size - off));
+    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.fd, off, len, hash, zc, raw); });
+    if (!c) co_return std::unexpected(c.error().context(f.path.string()));
+    if (opts.cut_connection && opts.cut_connection()) {
+      ch.close();
+      co_return fail(errc::peer, "connection dropped (fault source.transfer.cut)");
+    }
+    pb::Envelope chunk;
+    auto* m = chunk.mutable_file_chunk();
+    m->set_file_id(id);
+    m->set_offset(off);
+    m->set_raw_bytes(c->raw);
+    m->set_compressed(c->compressed);
+    if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
+    off += len;
+    raw_total += len;
+    st.bytes_wire += c->wire.size();
+    if (opts.on_progress) opts.on_progress(raw_total);
+  }
+  pb::Envelope end;
+  end.mutable_file_end()->set_file_id(id);
+  auto d = hash.digest();
+  end.mutable_file_end()->set_xxh128(d.data(), d.size());
+  st.bytes_raw += size;
+  st.files += 1;
+  co_return co_await ch.send(end);
+}
+
+}  // namespace
+
+awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
+                                           const send_options& opts) {
+  auto t0 = clock::now();
+  stream_stats st;
+  std::unique_ptr<zstd_compressor> zc;
+  if (opts.zstd_level > 0) zc = std::make_unique<zstd_compressor>(opts.zstd_level);
+  std::uint64_t raw_total = 0;
+  result<void> sent{};
+  for (std::uint32_t i = 0; i < files.size() && sent; ++i)
+    sent = co_await send_one(ch, i, files[i], opts, zc.get(), st, raw_total);
+  if (sent) {
+    pb::Envelope end;
+    end.mutable_stream_end()->set_files(st.files);
+    end.mutable_stream_end()->set_bytes(st.bytes_raw);
+    sent = co_await ch.send(end);
+  }
+  if (!sent) {
+    // The receiver may have refused the stream and said why before closing.
+    if (ch.is_open()) {
+      auto why = co_await ch.recv(std::chrono::milliseconds(500));
+      if (why && why->msg.has_reply() && !why->msg.reply().ok())
+        co_return std::unexpected(to_result(why->msg.reply()).error().context("receiver refused the stream"));
+    }
+    co_return std::unexpected(sent.error());
+  }
+  auto r = co_await expect_reply(ch, "file stream", ch.io_timeout());
+  if (!r) co_return std::unexpected(r.error());
+  if (auto ok = to_result(*r); !ok) co_return std::unexpected(ok.error().context("receiver"));
+  st.ms = ms_since(t0);
+  co_return st;
+}
+
+namespace {
+
+struct incoming_file {
+  std::string name;
+  std::filesystem::path path;
+  std::uint64_t size = 0;
+  std::uint64_t next = 0;
+  fd_guard fd;
+  std::unique_ptr<xxh128_stream> hash = std::make_unique<xxh128_stream>();
+};
+
+class receiver {
+ public:
+  receiver(const std::filesystem::path& dir, const receive_options& opts) : dir_(dir), opts_(opts) {}
+
+  result<void> begin(const pb::FileBegin& b) {
+    if (files_.contains(b.file_id())) return fail(errc::protocol, "file id " + std::to_string(b.file_id()) + " reused");
+    auto path = confine(dir_, b.path());
+    if (!path) return std::unexpected(path.error());
+    std::error_code ec;
+    std::filesystem::create_directories(path->parent_path(), ec);
+    if (ec) return fail(errc::io, "create " + path->parent_path().string() + ": " + ec.message());
+    ::unlink(path->c_str());
+    int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno(errno, "create " + path->string());
+    auto& f = files_[b.file_id()];
+    f.name = b.path();
+    f.path = *path;
+    f.size = b.size();
+    f.fd.fd = fd;
+    return {};
+  }
+
+  result<incoming_file*> find(std::uint32_t id) {
+    auto it = files_.find(id);
+    if (it == files_.end() || it->second.fd.fd < 0)
+      return fail(errc::protocol, "data for unknown or closed file id " + std::to_string(id));
+    return &it->second;
+  }
+
+  // Runs on the pool: decompress, hash, write.
+  result<void> chunk(incoming_file& f, const pb::FileChunk& c, std::vector<std::uint8_t>& payload) {
+    if (c.offset() != f.next) return fail(errc::protocol, f.name + ": chunk out of order");
+    if (c.raw_bytes() > wire::max_payload_bytes || f.next + c.raw_bytes() > f.size)
+      return fail(errc::protocol, f.name + ": chunk beyond the announced size");
+    std::vector<std::uint8_t>* data = &payload;
+    if (c.compressed()) {
+      raw_.resize(c.raw_bytes());
+      if (auto ok = dz_.decompress(payload, raw_); !ok) return std::unexpected(ok.error().context(f.name));
+      data = &raw_;
+    } else if (payload.size() != c.raw_bytes()) {
+      return fail(errc::protocol, f.name + ": raw chunk length mismatch");
+    }
+    if (opts_.on_chunk) opts_.on_chunk(chunks_, *data);
+    ++chunks_;
+    f.hash->update(*data);
+    std::size_t done = 0;
+    while (done < data->size()) {
+      ssize_t n = ::pwrite(f.fd.fd, data->data() + done, data->size() - done, off_t(f.next + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail_errno(errno, "write " + f.path.string());
+      done += std::size_t(n);
+    }
+    f.next += data->size();
+    bytes_raw_ += data->size();
+    return {};
+  }
+
+  result<void> end(const pb::FileEnd& e) {
+    auto f = find(e.file_id());
+    if (!f) return std::unexpected(f.error());
+    incoming_file& file = **f;
+    if (file.next != file.size)
+      return fail(errc::protocol, file.name + ": ended after " + std::to_string(file.next) + " of " +
+                                      std::to_string(file.size) + " bytes");
+    auto d = file.hash->digest();
+    if (e.xxh128().size() != d.size() || std::memcmp(e.xxh128().data(), d.data(), d.size()) != 0)
+      return fail(errc::checksum, file.name + ": checksum mismatch (received " + to_hex(d) +
+                                      ", sender has " + to_hex(auth::as_bytes(e.xxh128())) + ")");
+    ::close(file.fd.fd);
+    file.fd.fd = -1;
+    ++completed_;
+    if (opts_.on_file_done) return opts_.on_file_done(file.name, file.path);
+    return {};
+  }
+
+  result<void> finish(const pb::StreamEnd& e) const {
+    if (e.files() != completed_ || e.bytes() != bytes_raw_)
+      return fail(errc::protocol, "stream ended with " + std::to_string(completed_) + " files / " +
+                                      std::to_string(bytes_raw_) + " bytes, sender says " +
+                                      std::to_string(e.files()) + " / " + std::to_string(e.bytes()));
+    return {};
+  }
+
+  std::uint32_t completed() const { return completed_; }
+  std::uint64_t bytes_raw() const { return bytes_raw_; }
+
+ private:
+  std::filesystem::path dir_;
+  const receive_options& opts_;
+  std::unordered_map<std::uint32_t, incoming_file> files_;
+  zstd_decompressor dz_;
+  std::vector<std::uint8_t> raw_;
+  std::uint64_t chunks_ = 0;
+  std::uint32_t completed_ = 0;
+  std::uint64_t bytes_raw_ = 0;
+};
+
+awaitable<result<void>> receive_loop(channel& ch, receiver& rx, const receive_options& opts,
+                                     std::uint64_t& wire_bytes) {
+  for (;;) {
+    auto f = co_await ch.recv();
+    if (!f) co_return std::unexpected(f.error());
+    auto& m = f->msg;
+    if (m.has_file_begin()) {
+      if (auto ok = rx.begin(m.file_begin()); !ok) co_return ok;
+    } else if (m.has_file_chunk()) {
+      auto file = rx.find(m.file_chunk().file_id());
+      if (!file) co_return std::unexpected(file.error());
+      wire_bytes += f->payload.size();
+      auto ok = co_await offload(*opts.pool, [&] { return rx.chunk(**file, m.file_chunk(), f->payload); });
+      if (!ok) co_return ok;
+    } else if (m.has_file_end()) {
+      if (auto ok = rx.end(m.file_end()); !ok) co_return ok;
+    } else if (m.has_stream_end()) {
+      co_return rx.finish(m.stream_end());
+    } else if (m.has_abort()) {
+      co_return fail(errc::cancelled, "sender aborted: " + m.abort().reason());
+    } else {
+      co_return fail(errc::protocol, "unexpected message #" + std::to_string(m.body_case()) + " in a file stream");
+    }
+  }
+}
+
+}  // namespace
+
+awaitable<result<stream_stats>> receive_files(channel& ch, const std::filesystem::path& dir,
+                                              const receive_options& opts) {
+  auto t0 = clock::now();
+  receiver rx(dir, opts);
+  std::uint64_t wire_bytes = 0;
+  auto outcome = co_await receive_loop(ch, rx, opts, wire_bytes);
+  if (!outcome) {
+    if (outcome.error().code != errc::peer && ch.is_open()) co_await ch.reply(0, outcome);
+    co_return std::unexpected(outcome.error());
+  }
+  if (auto ok = co_await ch.reply(0, {}); !ok) co_return std::unexpected(ok.error());
+  co_return stream_stats{rx.completed(), rx.bytes_raw(), wire_bytes, ms_since(t0)};
+}
+
+}  // namespace migrated::transport

@@ -1,0 +1,54 @@
+// Streams of files over a channel: FileBegin, FileChunk* (payload = raw or
+// zstd bytes), FileEnd (XXH3-128 of the whole file), ..., StreamEnd, then
+// the receiver's Reply once everything is written and verified. Reading,
+// hashing, compressing and writing run on the thread pool; the I/O thread
+// only moves frames. Received names are confined to the target directory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "asio.hpp"
+#include "transport/channel.hpp"
+
+namespace migrated::transport {
+
+struct stream_stats {
+  std::uint32_t files = 0;
+  std::uint64_t bytes_raw = 0;   // file bytes
+  std::uint64_t bytes_wire = 0;  // frame payload bytes actually sent
+  double ms = 0;
+};
+
+struct outgoing_file {
+  std::string name;              // relative name at the receiver
+  std::filesystem::path path;    // where to read it here
+};
+
+struct send_options {
+  asio::thread_pool* pool = nullptr;
+  int zstd_level = 3;            // 0: send raw
+  std::uint32_t chunk_bytes = 1u << 20;
+  std::function<void(std::uint64_t raw_done)> on_progress;
+  std::function<bool()> cut_connection;  // fault hook: true = drop the link now
+};
+
+awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
+                                           const send_options& opts);
+
+struct receive_options {
+  asio::thread_pool* pool = nullptr;
+  // Called after a file is complete and verified (e.g. to set its metadata).
+  std::function<result<void>(const std::string& name, const std::filesystem::path& file)> on_file_done;
+  // Called on every chunk before it is written (fault hooks).
+  std::function<void(std::uint64_t chunk_index, std::vector<std::uint8_t>& raw)> on_chunk;
+};
+
+// Receives one stream into `dir` and answers it with a Reply (ok or the error).
+awaitable<result<stream_stats>> receive_files(channel& ch, const std::filesystem::path& dir,
+                                              const receive_options& opts);
+
+}  // namespace migrated::transport
