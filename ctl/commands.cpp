@@ -1,0 +1,134 @@
+// migratectl commands over TCP (following a migration to its report) or
+// UDP (fire a command, print the answer). Errors are printed once, here.
+#include "ctl/commands.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "ctl/output.hpp"
+#include "migration/phases.hpp"
+
+namespace migrated::ctl {
+namespace {
+
+int print_error(const error& e) {
+  std::fprintf(stderr, "migratectl: %s\n", e.message.c_str());
+  return 1;
+}
+
+std::uint64_t next_request_id() {
+  static std::uint64_t id = auth::random_u64() >> 16;
+  return ++id;
+}
+
+int print_report(const pb::Report& r, bool json) {
+  std::fputs((json ? report_json(r) + "\n" : report_table(r)).c_str(), stdout);
+  return r.result() == pb::RESULT_OK ? 0 : 1;
+}
+
+int print_reply(const pb::Reply& r, bool json, const char* what) {
+  if (json) {
+    std::printf("{\"ok\": %s, \"id\": \"%s\", \"code\": %d, \"message\": \"%s\"}\n", r.ok() ? "true" : "false",
+                r.migration_id().c_str(), int(r.code()), r.message().c_str());
+  } else if (r.ok()) {
+    std::printf("%s %s\n", what, r.migration_id().c_str());
+  } else {
+    std::fprintf(stderr, "migratectl: %s\n", r.message().c_str());
+  }
+  return r.ok() ? 0 : 1;
+}
+
+pb::Envelope make_request(const command_line& cl) {
+  pb::Envelope env;
+  env.set_request_id(next_request_id());
+  if (cl.command == "migrate") {
+    auto* m = env.mutable_migrate();
+    m->set_container(cl.target);
+    m->set_destination(cl.to);
+    m->set_method(migration::parse_method(cl.method));
+    m->set_follow(!cl.udp);
+  } else if (cl.command == "prepare") {
+    env.mutable_prepare()->set_container(cl.target);
+    env.mutable_prepare()->set_destination(cl.to);
+  } else if (cl.command == "status") {
+    env.mutable_status()->set_migration_id(cl.target);
+  } else if (cl.command == "abort") {
+    env.mutable_abort_request()->set_migration_id(cl.target);
+  }
+  return env;
+}
+
+awaitable<int> follow(transport::channel& ch, const command_line& cl) {
+  progress_printer progress(!cl.json && ::isatty(STDERR_FILENO));
+  for (;;) {
+    // A migration's phases each have their own deadlines at the daemon; this
+    // only guards against a daemon that vanished.
+    auto f = co_await ch.recv(std::chrono::minutes(30));
+    if (!f) co_return print_error(f.error().context("following the migration"));
+    if (f->msg.has_progress()) {
+      progress.show(f->msg.progress());
+    } else if (f->msg.has_report()) {
+      progress.finish();
+      co_return print_report(f->msg.report(), cl.json);
+    }
+  }
+}
+
+// Prepare is short: poll the daemon until it has finished.
+awaitable<int> wait_for(transport::channel& ch, const std::string& id, bool json) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (;;) {
+    pb::Envelope env;
+    env.set_request_id(next_request_id());
+    env.mutable_status()->set_migration_id(id);
+    if (auto ok = co_await ch.send(env); !ok) co_return print_error(ok.error());
+    auto f = co_await ch.recv();
+    if (!f) co_return print_error(f.error());
+    if (!f->msg.has_status_reply() || f->msg.status_reply().migrations_size() == 0)
+      co_return print_error(error{errc::not_found, "the daemon forgot migration " + id});
+    const auto& r = f->msg.status_reply().migrations(0);
+    if (r.result() != pb::RESULT_RUNNING) co_return print_report(r, json);
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(use_awaitable);
+  }
+}
+
+awaitable<int> over_tcp(client& c, const command_line& cl) {
+  auto ch = co_await c.connect();
+  if (!ch) co_return print_error(ch.error());
+  auto req = make_request(cl);
+  if (auto ok = co_await ch->send(req); !ok) co_return print_error(ok.error());
+  auto f = co_await ch->recv();
+  if (!f) co_return print_error(f.error());
+  if (f->msg.has_status_reply()) {
+    std::fputs((cl.json ? status_json(f->msg.status_reply()) + "\n" : status_table(f->msg.status_reply())).c_str(), stdout);
+    co_return 0;
+  }
+  if (!f->msg.has_reply()) co_return print_error(error{errc::protocol, "unexpected answer from the daemon"});
+  const auto& r = f->msg.reply();
+  if (!r.ok()) co_return print_reply(r, cl.json, "");
+  if (cl.command == "migrate") co_return co_await follow(*ch, cl);
+  if (cl.command == "prepare") co_return co_await wait_for(*ch, r.migration_id(), cl.json);
+  co_return print_reply(r, cl.json, "ok");
+}
+
+awaitable<int> over_udp(client& c, const command_line& cl) {
+  auto answer = co_await c.udp_request(make_request(cl));
+  if (!answer) co_return print_error(answer.error());
+  if (answer->has_status_reply()) {
+    std::fputs((cl.json ? status_json(answer->status_reply()) + "\n" : status_table(answer->status_reply())).c_str(), stdout);
+    co_return 0;
+  }
+  if (!answer->has_reply()) co_return print_error(error{errc::protocol, "unexpected answer from the daemon"});
+  co_return print_reply(answer->reply(), cl.json, "accepted");
+}
+
+}  // namespace
+
+awaitable<int> run_command(client& c, const command_line& cl) {
+  if (cl.udp) co_return co_await over_udp(c, cl);
+  co_return co_await over_tcp(c, cl);
+}
+
+}  // namespace migrated::ctl

@@ -1,0 +1,23 @@
+// migratectl's commands. Each returns the process exit code:
+// 0 success, 1 failed / refused / rolled back, 2 usage.
+#pragma once
+
+#include <string>
+
+#include "asio.hpp"
+#include "ctl/client.hpp"
+
+namespace migrated::ctl {
+
+struct command_line {
+  std::string command;             // migrate | prepare | status | abort
+  std::string target;              // container or migration id
+  std::string to;                  // --to
+  std::string method = "cold";     // --method
+  bool json = false;               // --json
+  bool udp = false;                // --udp
+};
+
+awaitable<int> run_command(client& c, const command_line& cl);
+
+}  // namespace migrated::ctl

@@ -1,0 +1,84 @@
+// migratectl: the controller. Parses the command line and runs one command
+// (ctl/commands.hpp) against a daemon.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "ctl/commands.hpp"
+#include "migration/phases.hpp"
+
+namespace {
+
+constexpr const char* usage =
+    "usage: migratectl [--daemon HOST:PORT] [--udp-port PORT] [--psk-file F] [--udp] [--timeout-ms N] COMMAND\n"
+    "commands:\n"
+    "  migrate CONTAINER --to PEER [--method cold] [--json]   move a container (PEER: name or host:port)\n"
+    "  prepare CONTAINER --to PEER [--json]                   give PEER the container's bundle ahead of time\n"
+    "  status [ID] [--json]                                   the daemon, its capabilities and migrations\n"
+    "  abort ID                                               stop a migration; the container stays at the source\n"
+    "exit status: 0 success, 1 failed or refused, 2 usage\n";
+
+int usage_error(const char* why) {
+  std::fprintf(stderr, "migratectl: %s\n%s", why, usage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace migrated;
+  ctl::client_options opts;
+  ctl::command_line cl;
+  int udp_port = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "--help" || a == "-h") { std::fputs(usage, stdout); return 0; }
+    else if (a == "--json") cl.json = true;
+    else if (a == "--udp") cl.udp = true;
+    else if (a == "--daemon" || a == "--psk-file" || a == "--to" || a == "--method" || a == "--udp-port" ||
+             a == "--timeout-ms") {
+      const char* v = value();
+      if (!v) return usage_error(("missing value for " + a).c_str());
+      if (a == "--daemon") {
+        auto ep = parse_endpoint(v);
+        if (!ep) return usage_error(ep.error().message.c_str());
+        opts.daemon = *ep;
+      } else if (a == "--psk-file") opts.psk_file = v;
+      else if (a == "--to") cl.to = v;
+      else if (a == "--method") cl.method = v;
+      else if (a == "--udp-port") udp_port = std::atoi(v);
+      else opts.timeout = std::chrono::milliseconds(std::atol(v));
+    } else if (!a.empty() && a[0] == '-') {
+      return usage_error(("unknown option " + a).c_str());
+    } else if (cl.command.empty()) {
+      cl.command = a;
+    } else if (cl.target.empty()) {
+      cl.target = a;
+    } else {
+      return usage_error(("unexpected argument " + a).c_str());
+    }
+  }
+  if (cl.command != "migrate" && cl.command != "prepare" && cl.command != "status" && cl.command != "abort")
+    return usage_error(cl.command.empty() ? "no command given" : ("unknown command " + cl.command).c_str());
+  if ((cl.command == "migrate" || cl.command == "prepare") && (cl.target.empty() || cl.to.empty()))
+    return usage_error((cl.command + " needs CONTAINER and --to PEER").c_str());
+  if (cl.command == "abort" && cl.target.empty()) return usage_error("abort needs a migration id");
+  if (migration::parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
+    return usage_error(("unknown method " + cl.method).c_str());
+  opts.daemon_udp = {opts.daemon.host, std::uint16_t(udp_port ? udp_port : opts.daemon.port + 1)};
+
+  auto key = auth::load_psk(opts.psk_file);
+  if (!key) {
+    std::fprintf(stderr, "migratectl: %s\n", key.error().message.c_str());
+    return 1;
+  }
+  asio::io_context io(1);
+  ctl::client c(opts, std::move(*key));
+  int code = 1;
+  asio::co_spawn(io, ctl::run_command(c, cl), [&](std::exception_ptr e, int rc) {
+    code = e ? 1 : rc;
+  });
+  io.run();
+  return code;
+}

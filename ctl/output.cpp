@@ -1,0 +1,133 @@
+// Report and status rendering for migratectl (see output.hpp).
+#include "ctl/output.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "migration/phases.hpp"
+
+namespace migrated::ctl {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+double ms3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+std::string human_bytes(std::uint64_t b) {
+  if (b < 1024) return fmt::format("{} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024.0);
+  if (b < 1024ull * 1024 * 1024) return fmt::format("{:.1f} MiB", b / 1048576.0);
+  return fmt::format("{:.2f} GiB", b / 1073741824.0);
+}
+
+json to_json(const pb::Report& r) {
+  json rounds = json::array();
+  for (auto& x : r.rounds())
+    rounds.push_back({{"index", x.index()}, {"kind", x.kind()}, {"duration_ms", ms3(x.duration_ms())},
+                      {"files", x.files()}, {"bytes_raw", x.bytes_raw()}, {"bytes_wire", x.bytes_wire()}});
+  return {
+      {"id", r.id()},
+      {"container", r.container()},
+      {"source", r.source()},
+      {"destination", r.destination()},
+      {"method", std::string(migration::method_name(r.method()))},
+      {"runtime", r.runtime()},
+      {"result", std::string(migration::result_name(r.result()))},
+      {"error", r.error()},
+      {"phase", r.phase()},
+      {"downtime_ms", ms3(r.downtime_ms())},
+      {"total_ms", ms3(r.total_ms())},
+      {"pull_ms", ms3(r.pull_ms())},
+      {"checkpoint_ms", ms3(r.checkpoint_ms())},
+      {"transfer_ms", ms3(r.transfer_ms())},
+      {"restore_ms", ms3(r.restore_ms())},
+      {"ready_ms", ms3(r.ready_ms())},
+      {"rollback_ms", ms3(r.rollback_ms())},
+      {"bytes_image", r.bytes_image()},
+      {"bytes_rootfs", r.bytes_rootfs()},
+      {"bytes_wire", r.bytes_wire()},
+      {"started_unix_ms", r.started_unix_ms()},
+      {"rounds", rounds},
+  };
+}
+
+}  // namespace
+
+std::string report_json(const pb::Report& r) { return to_json(r).dump(2); }
+
+std::string report_table(const pb::Report& r) {
+  std::string out = fmt::format("migration {}  {}  {} -> {}  {}/{}  {}\n", r.id(), r.container(), r.source(),
+                                r.destination(), migration::method_name(r.method()), r.runtime(),
+                                migration::result_name(r.result()));
+  if (!r.error().empty()) out += fmt::format("  error       {}\n", r.error());
+  out += fmt::format("  downtime    {:10.3f} ms\n", r.downtime_ms());
+  out += fmt::format("  total       {:10.3f} ms\n", r.total_ms());
+  out += fmt::format("  pull        {:10.3f} ms\n", r.pull_ms());
+  out += fmt::format("  checkpoint  {:10.3f} ms\n", r.checkpoint_ms());
+  out += fmt::format("  transfer    {:10.3f} ms\n", r.transfer_ms());
+  out += fmt::format("  restore     {:10.3f} ms\n", r.restore_ms());
+  if (r.rollback_ms() > 0) out += fmt::format("  rollback    {:10.3f} ms\n", r.rollback_ms());
+  out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
+                     human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
+  if (r.rounds_size() > 0) {
+    out += fmt::format("  {:>5}  {:<8} {:>12} {:>7} {:>12} {:>12}\n", "round", "kind", "ms", "files", "raw", "wire");
+    for (auto& x : r.rounds())
+      out += fmt::format("  {:>5}  {:<8} {:>12.3f} {:>7} {:>12} {:>12}\n", x.index(), x.kind(), x.duration_ms(),
+                         x.files(), human_bytes(x.bytes_raw()), human_bytes(x.bytes_wire()));
+  }
+  return out;
+}
+
+std::string status_json(const pb::StatusReply& s) {
+  json migrations = json::array();
+  for (auto& r : s.migrations()) migrations.push_back(to_json(r));
+  json caps = {{"runtimes", json(std::vector<std::string>(s.caps().runtimes().begin(), s.caps().runtimes().end()))},
+               {"methods", json(std::vector<std::string>(s.caps().methods().begin(), s.caps().methods().end()))},
+               {"criu_version", s.caps().criu_version()},
+               {"kernel", s.caps().kernel()},
+               {"arch", s.caps().arch()},
+               {"dirty_tracking", s.caps().dirty_tracking()},
+               {"userfaultfd", s.caps().userfaultfd()}};
+  json j = {{"node", s.node()}, {"uptime_s", ms3(s.uptime_s())}, {"capabilities", caps}, {"migrations", migrations}};
+  return j.dump(2);
+}
+
+std::string status_table(const pb::StatusReply& s) {
+  const auto& c = s.caps();
+  std::string out = fmt::format("node {}  up {:.0f} s  criu {}  kernel {} {}  dirty tracking {}  userfaultfd {}\n",
+                                s.node(), s.uptime_s(), c.criu_version(), c.kernel(), c.arch(),
+                                c.dirty_tracking() ? "yes" : "no", c.userfaultfd() ? "yes" : "no");
+  if (s.migrations_size() == 0) return out + "no migrations\n";
+  out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12}\n", "id", "container", "source",
+                     "dest", "method", "result", "phase", "downtime ms");
+  for (auto& r : s.migrations())
+    out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12.3f}\n", r.id(), r.container(),
+                       r.source(), r.destination(), migration::method_name(r.method()),
+                       migration::result_name(r.result()), r.phase(), r.downtime_ms());
+  return out;
+}
+
+void progress_printer::show(const pb::Progress& p) {
+  if (!enabled_) return;
+  if (p.phase() != phase_) {
+    if (in_place_) std::fputc('\n', stderr);
+    in_place_ = false;
+    phase_ = p.phase();
+    std::fprintf(stderr, "%9.1f ms  %-10s %s\n", p.elapsed_ms(), p.phase().c_str(), p.detail().c_str());
+  } else if (p.bytes_done() > 0) {
+    std::fprintf(stderr, "\r%9.1f ms  %-10s %s sent", p.elapsed_ms(), p.phase().c_str(),
+                 human_bytes(p.bytes_done()).c_str());
+    in_place_ = true;
+  }
+  std::fflush(stderr);
+}
+
+void progress_printer::finish() {
+  if (in_place_) std::fputc('\n', stderr);
+  in_place_ = false;
+}
+
+}  // namespace migrated::ctl

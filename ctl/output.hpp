@@ -1,0 +1,30 @@
+// How migratectl shows things: the report as one JSON object (snake_case,
+// numbers as numbers) or a human table, status listings, and progress on a
+// terminal.
+#pragma once
+
+#include <string>
+
+#include "migrated.pb.h"
+
+namespace migrated::ctl {
+
+std::string report_json(const pb::Report& r);
+std::string report_table(const pb::Report& r);
+std::string status_json(const pb::StatusReply& s);
+std::string status_table(const pb::StatusReply& s);
+
+// Progress on a terminal: one line per phase, bytes updated in place.
+class progress_printer {
+ public:
+  explicit progress_printer(bool enabled) : enabled_(enabled) {}
+  void show(const pb::Progress& p);
+  void finish();
+
+ private:
+  bool enabled_;
+  std::string phase_;
+  bool in_place_ = false;
+};
+
+}  // namespace migrated::ctl
