@@ -44,19 +44,33 @@ std::string log_errors(const std::filesystem::path& log, std::size_t max_lines) 
   std::ifstream in(log);
   if (!in) return {};
   std::vector<std::string> lines;
+  std::string last;
+  bool last_is_error = false;
   for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    last = line;
     auto pos = line.find("Error (");
-    if (pos == std::string::npos) continue;
+    last_is_error = pos != std::string::npos;
+    if (!last_is_error) continue;
+    // Logged as an error on every restore by a daemon without CAP_SYS_RESOURCE
+    // headroom, and harmless: CRIU goes on with the limit it has.
+    if (line.find("Can't setup RLIMIT_NOFILE") != std::string::npos) continue;
     auto colon = line.find("): ", pos);
     lines.push_back(colon == std::string::npos ? line.substr(pos) : line.substr(colon + 3));
   }
-  if (lines.empty()) return {};
   std::string out;
   // The first errors name the cause; later ones are its consequences.
   for (std::size_t i = 0; i < lines.size() && i < max_lines; ++i) {
     if (!out.empty()) out += "; ";
     out += lines[i];
   }
+  // CRIU that crashed leaves no error line: its last words say where.
+  if (!last_is_error && !last.empty()) {
+    auto paren = last.find(") ");
+    out += (out.empty() ? "" : "; ") + std::string("log ends: ") +
+           (last.front() == '(' && paren != std::string::npos ? last.substr(paren + 2) : last);
+  }
+  if (out.empty()) return {};
   return out + " (see " + log.string() + ")";
 }
 

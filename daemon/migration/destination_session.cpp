@@ -143,8 +143,8 @@ awaitable<result<void>> destination_session::restore() {
   enter(phase::restore);
   stopwatch sw;
   if (fault_injected("dest.restore.fail")) {
-    std::error_code ec;  // CRIU must fail for real: take away the process tree image
-    std::filesystem::remove(dir_ / "images" / "pstree.img", ec);
+    std::error_code ec;  // CRIU must fail for real: take away the image inventory
+    std::filesystem::remove(dir_ / "images" / "inventory.img", ec);
   }
   result<runtime::container_info> restored = std::unexpected(error{});
   if (auto adapted = ctx_.runc.adapt_bundle(bundle_, container_); adapted)

@@ -265,7 +265,9 @@ awaitable<result<void>> source_session::commit() {
   env.mutable_commit()->set_migration_id(id_);
   if (auto ok = co_await peer_->send(env); !ok) co_return ok;
   auto r = co_await transport::expect_reply(*peer_, "commit", ctx_.cfg.timeouts.io);
-  if (!r) co_return std::unexpected(r.error());
+  if (!r)
+    co_return std::unexpected(r.error().context("commit not acknowledged (" + report_.destination() +
+                                                " may also be running " + req_.container() + ")"));
   if (auto ok = transport::to_result(*r); !ok) co_return ok;
   committed_ = true;
   co_return result<void>{};

@@ -57,8 +57,13 @@ result<process_result> run_blocking(const std::vector<std::string>& argv, const 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, f.out, 1);
-  posix_spawn_file_actions_adddup2(&actions, f.err, 2);
+  if (opts.discard_output) {
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  } else {
+    posix_spawn_file_actions_adddup2(&actions, f.out, 1);
+    posix_spawn_file_actions_adddup2(&actions, f.err, 2);
+  }
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;

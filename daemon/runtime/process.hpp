@@ -28,6 +28,9 @@ struct process_result {
 struct process_options {
   std::chrono::milliseconds timeout{60000};
   std::vector<std::string> extra_env;  // "K=V" added to ours
+  // stdout/stderr to /dev/null instead of captured: for commands whose
+  // descendants (a restored container) may inherit them and outlive us.
+  bool discard_output = false;
 };
 
 // Runs argv[0] (searched in PATH) with argv. errc::not_found when the binary

@@ -22,6 +22,20 @@ bool mentions_missing(const process_result& r) {
          e.find("not exist") != std::string::npos;
 }
 
+// The msg="…" of the last level=error line of a runc --log file.
+std::string last_error_line(const std::filesystem::path& log) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (line.find("level=error") != std::string::npos) last = line;
+  auto pos = last.find("msg=\"");
+  if (pos == std::string::npos) return last;
+  auto end = last.rfind('"');
+  std::string msg = end > pos + 5 ? last.substr(pos + 5, end - pos - 5) : last;
+  for (auto nl = msg.find("\\n"); nl != std::string::npos; nl = msg.find("\\n", nl)) msg.replace(nl, 2, "; ");
+  return msg;
+}
+
 error criu_failure(const std::string& what, const process_result& r, const std::filesystem::path& log) {
   std::string msg = what + ": " + r.summary();
   std::string lifted = criu::log_errors(log);
@@ -93,14 +107,21 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
 }
 
 awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
+  // The restored container inherits runc's standard streams where its own
+  // were pipes: give it /dev/null, and read runc's errors from its log.
+  const auto runc_log = req.work_dir / "runc.log";
   auto args = base_args();
+  args.insert(args.end(), {"--log", runc_log.string(), "--log-format", "text"});
   args.insert(args.end(), {"restore", "--detach", "--image-path", req.image_dir.string(), "--work-path",
                            req.work_dir.string(), "--bundle", req.bundle.string(), "--tcp-established",
                            "--file-locks", id});
-  const process_options opts{.timeout = restore_timeout_};
+  const process_options opts{.timeout = restore_timeout_, .discard_output = true};
   auto r = co_await run(pool_, args, opts);
   if (!r) co_return std::unexpected(r.error().context("restore " + id));
-  if (!r->ok()) co_return std::unexpected(criu_failure("restore " + id, *r, req.work_dir / "restore.log"));
+  if (!r->ok()) {
+    r->err = last_error_line(runc_log);
+    co_return std::unexpected(criu_failure("restore " + id, *r, req.work_dir / "restore.log"));
+  }
   auto info = co_await inspect(id);
   if (!info) co_return std::unexpected(info.error().context("after restore"));
   if (info->status != "running")

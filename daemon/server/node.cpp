@@ -19,7 +19,7 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("main"); }
 
 // How long a graceful stop waits for running migrations before it gives up
 // (systemd's TimeoutStopSec is longer).
-constexpr auto drain_limit = std::chrono::seconds(150);
+constexpr auto drain_limit = std::chrono::seconds(140);
 
 result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
   boost::system::error_code ec;
