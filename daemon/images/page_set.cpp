@@ -1,0 +1,221 @@
+// Reading CRIU pagemaps into page_sets.
+//
+// pagemap-<id>.img (criu/include/magic.h, images/pagemap.proto) is a CRIU
+// image with PAGEMAP_MAGIC: its first entry is pagemap_head {pages_id = 1},
+// naming pages-<pages_id>.img; every further entry is one run
+//   pagemap_entry {vaddr = 1, nr_pages = 2 (u32), in_parent = 3, flags = 4,
+//                  nr_pages = 5 (u64, in newer CRIU trees, which write 0
+//                  in field 2)}
+// with flags PE_PARENT = 1 (pages are in the parent dump's images),
+// PE_LAZY = 2 (may be served lazily) and PE_PRESENT = 4 (pages are in this
+// dump's pages file, in pagemap order). A run has data in the pages file
+// exactly when PE_PRESENT is set: CRIU 4.1 writes 4 for file-backed and 6
+// for anonymous private memory; per CRIU's sources, a --lazy-pages dump
+// marks the pages it leaves out 2 and a dump on top of a pre-dump marks
+// pages left in the parent 1. Entries from
+// before the flags field carry in_parent instead (set: PE_PARENT, else
+// PE_PRESENT), which CRIU itself still accepts.
+//
+// The file is read whole: pagemaps are small, one entry of ~10 bytes per run.
+// Runs are not maximal: CRIU also cuts a run where a page pipe buffer (256
+// pages) fills, and these cuts move between dumps — see same_layout.
+#include "images/page_set.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+#include <system_error>
+
+#include "images/criu_image.hpp"
+
+namespace migrated::images {
+namespace {
+
+constexpr std::uint32_t pe_parent = 1 << 0;
+constexpr std::uint32_t pe_present = 1 << 2;
+constexpr off_t max_pagemap_bytes = off_t(256) << 20;  // ~16 M runs; larger is not a pagemap
+
+result<std::vector<std::uint8_t>> read_whole(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return fail_errno(errno, "open " + file.string());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail_errno(err, "stat " + file.string());
+  }
+  if (st.st_size > max_pagemap_bytes) {
+    ::close(fd);
+    return fail(errc::protocol, file.string() + ": " + std::to_string(st.st_size) +
+                                    " bytes is too large for a pagemap");
+  }
+  std::vector<std::uint8_t> data(std::size_t(st.st_size));
+  std::size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail_errno(err, "read " + file.string());
+    }
+    if (n == 0) break;  // shrank while reading: parse what is there
+    got += std::size_t(n);
+  }
+  ::close(fd);
+  data.resize(got);
+  return data;
+}
+
+result<page_run> parse_run(const criu_image::varint_fields& f, std::uint64_t min_vaddr) {
+  const auto vaddr = f.get(1);
+  auto nr_pages = f.get(5);
+  if (!nr_pages) nr_pages = f.get(2);
+  if (!vaddr || !nr_pages) return fail(errc::protocol, "pagemap entry without vaddr or nr_pages");
+  char where_buf[48];
+  std::snprintf(where_buf, sizeof where_buf, "run at 0x%llx", static_cast<unsigned long long>(*vaddr));
+  const std::string where = where_buf;
+  if (*vaddr % page_bytes != 0) return fail(errc::protocol, where + " is not page aligned");
+  if (*nr_pages == 0 || *nr_pages > std::numeric_limits<std::uint32_t>::max())
+    return fail(errc::protocol, where + " has " + std::to_string(*nr_pages) + " pages");
+  if (*nr_pages > (std::numeric_limits<std::uint64_t>::max() - *vaddr) / page_bytes)
+    return fail(errc::protocol, where + " runs past the end of the address space");
+  if (*vaddr < min_vaddr)
+    return fail(errc::protocol, where + " overlaps or precedes the run before it");
+
+  page_run run;
+  run.vaddr = *vaddr;
+  run.nr_pages = std::uint32_t(*nr_pages);
+  const bool in_parent = f.get(3).value_or(0) != 0;
+  if (const auto flags = f.get(4)) {
+    if (*flags > std::numeric_limits<std::uint32_t>::max())
+      return fail(errc::protocol, where + " has flags out of range");
+    run.flags = std::uint32_t(*flags) | (in_parent ? pe_parent : 0);
+  } else {
+    run.flags = in_parent ? pe_parent : pe_present;
+  }
+  run.has_data = (run.flags & pe_present) != 0;
+  return run;
+}
+
+result<page_set> parse_pagemap(std::span<const std::uint8_t> file, const std::string& name) {
+  page_set set;
+  set.pagemap_name = name;
+  bool have_head = false;
+  std::uint64_t next_vaddr = 0;  // end of the previous run
+  auto on_entry = [&](std::span<const std::uint8_t> message) -> result<void> {
+    auto fields = criu_image::decode_varints(message);
+    if (!fields) return std::unexpected(fields.error());
+    if (!have_head) {
+      const auto pages_id = fields->get(1);
+      if (!pages_id || *pages_id > std::numeric_limits<std::uint32_t>::max())
+        return fail(errc::protocol, "pagemap head without a valid pages_id");
+      set.pages_name = "pages-" + std::to_string(*pages_id) + ".img";
+      have_head = true;
+      return {};
+    }
+    auto run = parse_run(*fields, next_vaddr);
+    if (!run) return std::unexpected(run.error());
+    next_vaddr = run->vaddr + std::uint64_t(run->nr_pages) * page_bytes;
+    run->first_page = set.stored_pages;
+    if (run->has_data) set.stored_pages += run->nr_pages;
+    set.runs.push_back(*run);
+    return {};
+  };
+  if (auto r = criu_image::for_each_entry(file, criu_image::pagemap_magic, on_entry); !r)
+    return std::unexpected(r.error());
+  if (!have_head) return fail(errc::protocol, "pagemap without a head");
+  return set;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> page_set::find(std::uint64_t vaddr) const {
+  if (vaddr % page_bytes != 0) return std::nullopt;
+  auto after = std::upper_bound(runs.begin(), runs.end(), vaddr,
+                                [](std::uint64_t v, const page_run& r) { return v < r.vaddr; });
+  if (after == runs.begin()) return std::nullopt;
+  const page_run& run = *std::prev(after);
+  const std::uint64_t page = (vaddr - run.vaddr) / page_bytes;
+  if (!run.has_data || page >= run.nr_pages) return std::nullopt;
+  return run.first_page + page;
+}
+
+std::uint64_t page_set::vaddr_of(std::uint64_t index) const {
+  // Runs without data share first_page with the next run, so the last run
+  // whose first_page is <= index is the data run holding it.
+  auto after = std::upper_bound(runs.begin(), runs.end(), index,
+                                [](std::uint64_t i, const page_run& r) { return i < r.first_page; });
+  while (after != runs.begin()) {
+    const page_run& run = *--after;
+    if (!run.has_data) continue;
+    if (index - run.first_page < run.nr_pages) return run.vaddr + (index - run.first_page) * page_bytes;
+    break;
+  }
+  throw std::out_of_range("page_set::vaddr_of: no stored page " + std::to_string(index));
+}
+
+bool page_set::same_layout(const page_set& other) const {
+  // Compares the stored pages as extents (adjacent runs with data merged):
+  // CRIU cuts runs where its page pipe buffers fill, and those cuts move
+  // between dumps whenever any earlier run changes size.
+  struct extent_reader {
+    const std::vector<page_run>& runs;
+    std::size_t i = 0;
+    bool next(std::uint64_t& start, std::uint64_t& pages) {
+      while (i < runs.size() && !runs[i].has_data) ++i;
+      if (i == runs.size()) return false;
+      start = runs[i].vaddr;
+      pages = 0;
+      while (i < runs.size() && runs[i].has_data && runs[i].vaddr == start + pages * page_bytes)
+        pages += runs[i++].nr_pages;
+      return true;
+    }
+  };
+  if (stored_pages != other.stored_pages) return false;
+  extent_reader a{runs}, b{other.runs};
+  for (;;) {
+    std::uint64_t sa = 0, na = 0, sb = 0, nb = 0;
+    const bool more_a = a.next(sa, na), more_b = b.next(sb, nb);
+    if (more_a != more_b) return false;
+    if (!more_a) return true;
+    if (sa != sb || na != nb) return false;
+  }
+}
+
+result<page_set> read_page_set(const std::filesystem::path& dir, const std::string& pagemap_name) {
+  const auto file = dir / pagemap_name;
+  auto data = read_whole(file);
+  if (!data) return std::unexpected(data.error());
+  return with_context(parse_pagemap(*data, pagemap_name), file.string());
+}
+
+result<std::vector<page_set>> read_all_page_sets(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with("pagemap-") && name.ends_with(".img")) names.push_back(name);
+  }
+  if (ec) return fail_errno(ec.value(), "list " + dir.string());
+  std::sort(names.begin(), names.end());
+  std::vector<page_set> sets;
+  sets.reserve(names.size());
+  for (const auto& name : names) {
+    auto set = read_page_set(dir, name);
+    if (!set) return std::unexpected(set.error());
+    sets.push_back(std::move(*set));
+  }
+  return sets;
+}
+
+bool is_pages_file(const std::string& name) {
+  return name.size() > 10 && name.starts_with("pages-") && name.ends_with(".img");
+}
+
+}  // namespace migrated::images
