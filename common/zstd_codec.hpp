@@ -21,6 +21,7 @@ class zstd_compressor {
   // Compresses `in` into `out` (resized). errc::internal on zstd failure.
   result<void> compress(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out);
   int level() const { return level_; }
+  void set_level(int level) { level_ = level; }
 
  private:
   void* ctx_;

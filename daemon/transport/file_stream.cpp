@@ -6,14 +6,18 @@
 #include "transport/file_stream.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 
 #include "common/hash.hpp"
 #include "common/path.hpp"
 #include "common/zstd_codec.hpp"
+#include "transport/chunk_pipe.hpp"
+#include "transport/compression.hpp"
 
 namespace migrated::transport {
 namespace {
@@ -35,9 +39,29 @@ struct prepared_chunk {
   bool compressed = false;
 };
 
+// Compresses `data` into c.wire when the policy says so and it pays.
+void pack(std::span<const std::uint8_t> data, zstd_compressor* zc, adaptive_compression& policy,
+          prepared_chunk& c) {
+  c.raw = std::uint32_t(data.size());
+  c.compressed = false;
+  const int level = zc ? policy.next_level(data.size()) : 0;
+  if (level > 0) {
+    zc->set_level(level);
+    const auto t0 = clock::now();
+    if (zc->compress(data, c.wire)) {
+      policy.compressed(data.size(), c.wire.size(), ms_since(t0));
+      if (double(c.wire.size()) < double(data.size()) * (1.0 - adaptive_compression::min_gain)) {
+        c.compressed = true;
+        return;
+      }
+    }
+  }
+  c.wire.assign(data.begin(), data.end());
+}
+
 // Reads [offset, offset+len) of fd, feeds the hash, compresses if worth it.
 result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t len,
-                                     xxh128_stream& hash, zstd_compressor* zc,
+                                     xxh128_stream& hash, zstd_compressor* zc, adaptive_compression& policy,
                                      std::vector<std::uint8_t>& raw) {
   raw.resize(len);
   std::size_t got = 0;
@@ -50,22 +74,13 @@ result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t
   }
   hash.update(raw);
   prepared_chunk c;
-  c.raw = len;
-  if (zc) {
-    if (auto ok = zc->compress(raw, c.wire); !ok) return std::unexpected(ok.error());
-    // Incompressible data is sent as is: cheaper to receive, never larger.
-    if (c.wire.size() + c.wire.size() / 32 < raw.size()) {
-      c.compressed = true;
-      return c;
-    }
-  }
-  c.wire = raw;
+  pack(raw, zc, policy, c);
   return c;
 }
 
 awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_file& f,
-                                 const send_options& opts, zstd_compressor* zc, stream_stats& st,
-                                 std::uint64_t& raw_total) {
+                                 const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
+                                 stream_stats& st, std::uint64_t& raw_total) {
   fd_guard fd{::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
   if (fd.fd < 0) co_return fail_errno(errno, "open " + f.path.string());
   struct stat sb {};
@@ -85,7 +100,7 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
   std::vector<std::uint8_t> raw;
   for (std::uint64_t off = 0; off < size;) {
     auto len = std::uint32_t(std::min<std::uint64_t>(opts.chunk_bytes, size - off));
-    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.fd, off, len, hash, zc, raw); });
+    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.fd, off, len, hash, zc, policy, raw); });
     if (!c) co_return std::unexpected(c.error().context(f.path.string()));
     if (opts.cut_connection && opts.cut_connection()) {
       ch.close();
@@ -97,7 +112,9 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
     m->set_offset(off);
     m->set_raw_bytes(c->raw);
     m->set_compressed(c->compressed);
+    const auto t0 = clock::now();
     if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
+    policy.sent(c->wire.size(), ms_since(t0));
     off += len;
     raw_total += len;
     st.bytes_wire += c->wire.size();
@@ -112,6 +129,84 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
   co_return co_await ch.send(end);
 }
 
+// Chunks in flight between a producer and the socket: enough to keep both
+// busy, few enough that memory stays small (at most this many chunk_bytes).
+constexpr std::size_t pipe_depth = 8;
+
+// Runs on the pool: produces, hashes, compresses and queues the chunks.
+void run_producer(std::shared_ptr<chunk_pipe> pipe, file_producer produce, zstd_compressor* zc,
+                  adaptive_compression& policy, std::shared_ptr<digest128> stream_digest) {
+  xxh128_stream hash;
+  chunk_writer write = [&](std::span<const std::uint8_t> data) {
+    hash.update(data);
+    prepared_chunk packed;
+    pack(data, zc, policy, packed);
+    pipe_chunk c{std::move(packed.wire), packed.raw, packed.compressed};
+    return pipe->push(std::move(c));
+  };
+  auto outcome = produce(write);
+  *stream_digest = hash.digest();
+  pipe->finish(std::move(outcome));
+}
+
+awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgoing_file& f,
+                                      const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
+                                      stream_stats& st, std::uint64_t& raw_total) {
+  pb::Envelope begin;
+  auto* b = begin.mutable_file_begin();
+  b->set_file_id(id);
+  b->set_path(f.name);
+  b->set_size(f.size);
+  b->set_mode(0600);
+  b->set_page_delta(true);
+  b->set_pagemap(f.pagemap);
+  if (auto ok = co_await ch.send(begin); !ok) co_return ok;
+
+  auto pipe = std::make_shared<chunk_pipe>(co_await asio::this_coro::executor, pipe_depth);
+  auto stream_digest = std::make_shared<digest128>();
+  // zc and policy outlive the producer: we drain the pipe before returning.
+  asio::post(*opts.pool, [pipe, produce = f.produce, zc, &policy, stream_digest] {
+    run_producer(pipe, produce, zc, policy, stream_digest);
+  });
+  result<void> sent{};
+  std::uint64_t offset = 0;
+  while (auto c = co_await pipe->pop()) {
+    if (!sent) continue;  // draining after a failure: the producer must end before we return
+    if (opts.cut_connection && opts.cut_connection()) {
+      ch.close();
+      sent = fail(errc::peer, "connection dropped (fault source.transfer.cut)");
+    } else {
+      pb::Envelope chunk;
+      auto* m = chunk.mutable_file_chunk();
+      m->set_file_id(id);
+      m->set_offset(offset);
+      m->set_raw_bytes(c->raw_bytes);
+      m->set_compressed(c->compressed);
+      const auto t0 = clock::now();
+      sent = co_await ch.send(chunk, c->wire);
+      policy.sent(c->wire.size(), ms_since(t0));
+    }
+    if (!sent) {
+      pipe->cancel();
+      continue;
+    }
+    offset += c->raw_bytes;
+    raw_total += c->raw_bytes;
+    st.bytes_wire += c->wire.size();
+    if (opts.on_progress) opts.on_progress(raw_total);
+  }
+  if (!sent) co_return sent;
+  if (!pipe->outcome()) co_return std::unexpected(pipe->outcome().error().context(f.name));
+  pb::Envelope end;
+  auto* e = end.mutable_file_end();
+  e->set_file_id(id);
+  e->set_xxh128(stream_digest->data(), stream_digest->size());
+  e->set_tree_digest(*pipe->outcome());
+  st.bytes_raw += f.size;
+  st.files += 1;
+  co_return co_await ch.send(end);
+}
+
 }  // namespace
 
 awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
@@ -120,10 +215,15 @@ awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoi
   stream_stats st;
   std::unique_ptr<zstd_compressor> zc;
   if (opts.zstd_level > 0) zc = std::make_unique<zstd_compressor>(opts.zstd_level);
+  adaptive_compression policy(opts.zstd_level);
   std::uint64_t raw_total = 0;
   result<void> sent{};
-  for (std::uint32_t i = 0; i < files.size() && sent; ++i)
-    sent = co_await send_one(ch, i, files[i], opts, zc.get(), st, raw_total);
+  for (std::uint32_t i = 0; i < files.size() && sent; ++i) {
+    if (files[i].produce)
+      sent = co_await send_produced(ch, i, files[i], opts, zc.get(), policy, st, raw_total);
+    else
+      sent = co_await send_one(ch, i, files[i], opts, zc.get(), policy, st, raw_total);
+  }
   if (sent) {
     pb::Envelope end;
     end.mutable_stream_end()->set_files(st.files);
@@ -155,7 +255,13 @@ struct incoming_file {
   std::uint64_t next = 0;
   fd_guard fd;
   std::unique_ptr<xxh128_stream> hash = std::make_unique<xxh128_stream>();
+  std::unique_ptr<chunk_sink> sink;  // produced files: bytes go here, not to fd
+  bool open = true;
 };
+
+// A produced stream may exceed the file it rebuilds only by its framing
+// (one op byte per page and a little more); beyond that the sender lies.
+std::uint64_t max_stream_bytes(std::uint64_t size) { return size + size / 64 + 65536; }
 
 class receiver {
  public:
@@ -165,6 +271,17 @@ class receiver {
     if (files_.contains(b.file_id())) return fail(errc::protocol, "file id " + std::to_string(b.file_id()) + " reused");
     auto path = confine(dir_, b.path());
     if (!path) return std::unexpected(path.error());
+    if (b.page_delta()) {
+      if (!opts_.open_sink) return fail(errc::protocol, b.path() + ": unexpected page delta");
+      auto sink = opts_.open_sink(b, *path);
+      if (!sink) return std::unexpected(sink.error().context(b.path()));
+      auto& f = files_[b.file_id()];
+      f.name = b.path();
+      f.path = *path;
+      f.size = b.size();
+      f.sink = std::move(*sink);
+      return {};
+    }
     std::error_code ec;
     std::filesystem::create_directories(path->parent_path(), ec);
     if (ec) return fail(errc::io, "create " + path->parent_path().string() + ": " + ec.message());
@@ -181,7 +298,7 @@ class receiver {
 
   result<incoming_file*> find(std::uint32_t id) {
     auto it = files_.find(id);
-    if (it == files_.end() || it->second.fd.fd < 0)
+    if (it == files_.end() || !it->second.open)
       return fail(errc::protocol, "data for unknown or closed file id " + std::to_string(id));
     return &it->second;
   }
@@ -189,7 +306,8 @@ class receiver {
   // Runs on the pool: decompress, hash, write.
   result<void> chunk(incoming_file& f, const pb::FileChunk& c, std::vector<std::uint8_t>& payload) {
     if (c.offset() != f.next) return fail(errc::protocol, f.name + ": chunk out of order");
-    if (c.raw_bytes() > wire::max_payload_bytes || f.next + c.raw_bytes() > f.size)
+    const std::uint64_t limit = f.sink ? max_stream_bytes(f.size) : f.size;
+    if (c.raw_bytes() > wire::max_payload_bytes || f.next + c.raw_bytes() > limit)
       return fail(errc::protocol, f.name + ": chunk beyond the announced size");
     std::vector<std::uint8_t>* data = &payload;
     if (c.compressed()) {
@@ -202,6 +320,11 @@ class receiver {
     if (opts_.on_chunk) opts_.on_chunk(chunks_, *data);
     ++chunks_;
     f.hash->update(*data);
+    if (f.sink) {
+      if (auto ok = f.sink->feed(*data); !ok) return std::unexpected(ok.error().context(f.name));
+      f.next += data->size();
+      return {};
+    }
     std::size_t done = 0;
     while (done < data->size()) {
       ssize_t n = ::pwrite(f.fd.fd, data->data() + done, data->size() - done, off_t(f.next + done));
@@ -218,16 +341,23 @@ class receiver {
     auto f = find(e.file_id());
     if (!f) return std::unexpected(f.error());
     incoming_file& file = **f;
-    if (file.next != file.size)
+    if (!file.sink && file.next != file.size)
       return fail(errc::protocol, file.name + ": ended after " + std::to_string(file.next) + " of " +
                                       std::to_string(file.size) + " bytes");
     auto d = file.hash->digest();
     if (e.xxh128().size() != d.size() || std::memcmp(e.xxh128().data(), d.data(), d.size()) != 0)
       return fail(errc::checksum, file.name + ": checksum mismatch (received " + to_hex(d) +
                                       ", sender has " + to_hex(auth::as_bytes(e.xxh128())) + ")");
+    file.open = false;
+    ++completed_;
+    if (file.sink) {
+      bytes_raw_ += file.size;
+      auto ok = file.sink->finish(e);
+      file.sink.reset();
+      return ok;
+    }
     ::close(file.fd.fd);
     file.fd.fd = -1;
-    ++completed_;
     if (opts_.on_file_done) return opts_.on_file_done(file.name, file.path);
     return {};
   }

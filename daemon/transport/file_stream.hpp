@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,9 +25,19 @@ struct stream_stats {
   double ms = 0;
 };
 
+// Emits one chunk of produced bytes; false when the stream was abandoned.
+using chunk_writer = std::function<bool(std::span<const std::uint8_t>)>;
+
+// Produces a file's bytes on the pool (e.g. a page delta, docs/images.md)
+// instead of reading them from `path`; returns the tag for FileEnd.tree_digest.
+using file_producer = std::function<result<std::string>(const chunk_writer&)>;
+
 struct outgoing_file {
   std::string name;              // relative name at the receiver
   std::filesystem::path path;    // where to read it here
+  file_producer produce;         // set: send what it produces instead
+  std::string pagemap;           // produced page deltas: their pagemap image
+  std::uint64_t size = 0;        // produced: the size of the file it rebuilds
 };
 
 struct send_options {
@@ -39,8 +51,20 @@ struct send_options {
 awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
                                            const send_options& opts);
 
+// Receives the bytes of a produced file (FileBegin.page_delta) in place of
+// writing them: feed() runs on the pool, finish() after the stream's own
+// checksum matched, with FileEnd (its tree_digest) to verify the result.
+class chunk_sink {
+ public:
+  virtual ~chunk_sink() = default;
+  virtual result<void> feed(std::span<const std::uint8_t> chunk) = 0;
+  virtual result<void> finish(const pb::FileEnd& end) = 0;
+};
+
 struct receive_options {
   asio::thread_pool* pool = nullptr;
+  // Opens the sink of a produced file; unset: such files are refused.
+  std::function<result<std::unique_ptr<chunk_sink>>(const pb::FileBegin&, const std::filesystem::path& file)> open_sink;
   // Called after a file is complete and verified (e.g. to set its metadata).
   std::function<result<void>(const std::string& name, const std::filesystem::path& file)> on_file_done;
   // Called on every chunk before it is written (fault hooks).

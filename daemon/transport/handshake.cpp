@@ -47,7 +47,12 @@ awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, cons
   if (auto ok = co_await ch.send(make_hello(me, nonce_c)); !ok) co_return std::unexpected(ok.error().context("handshake"));
   auto f = co_await ch.recv();
   if (!f) co_return std::unexpected(f.error().context("handshake"));
-  if (f->msg.has_reply()) co_return std::unexpected(to_result(f->msg.reply()).error().context("handshake"));
+  if (f->msg.has_reply()) {
+    // The server refused our Hello (and said why), or talks nonsense.
+    auto refused = to_result(f->msg.reply());
+    if (!refused) co_return std::unexpected(refused.error().context("handshake"));
+    co_return fail(errc::protocol, "handshake: expected Hello, got a Reply");
+  }
   auto peer = check_hello(*f);
   if (!peer) co_return std::unexpected(peer.error());
   std::string nonce_cs(nonce_c.begin(), nonce_c.end());
@@ -57,9 +62,13 @@ awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, cons
   if (!server_proof) co_return std::unexpected(server_proof.error().context("handshake"));
   if (!server_proof->msg.has_auth()) co_return fail(errc::protocol, "handshake: expected the server's proof");
   auto want = auth::proof(key, "server", nonce_c, bytes_of(nonce_s), me.node, peer->node());
-  if (!auth::equal(want, bytes_of(server_proof->msg.auth().mac())))
+  if (!auth::equal(want, bytes_of(server_proof->msg.auth().mac()))) {
+    // Tell the server, so its operator sees an authentication failure too.
+    auto err = error{errc::auth, "authentication failed: " + me.node + " refused the pre-shared key of " + peer->node()};
+    co_await ch.reply(0, std::unexpected(err));
     co_return fail(errc::auth, "authentication failed: " + peer->node() + " at " + ch.remote() +
                                    " does not hold our pre-shared key");
+  }
 
   auto mine = auth::proof(key, "client", nonce_c, bytes_of(nonce_s), me.node, peer->node());
   if (auto ok = co_await ch.send(make_proof(mine)); !ok) co_return std::unexpected(ok.error().context("handshake"));
@@ -89,6 +98,9 @@ awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, cons
 
   auto client_proof = co_await ch.recv();
   if (!client_proof) co_return std::unexpected(client_proof.error().context("handshake with " + peer->node()));
+  if (client_proof->msg.has_reply() && !client_proof->msg.reply().ok())
+    co_return fail(errc::auth, "authentication failed: " + peer->node() + " at " + ch.remote() +
+                                   " does not hold our pre-shared key (it refused our proof)");
   if (!client_proof->msg.has_auth()) co_return fail(errc::protocol, "handshake: expected the client's proof");
   auto want = auth::proof(key, "client", bytes_of(nonce_c), nonce_s, peer->node(), me.node);
   if (!auth::equal(want, bytes_of(client_proof->msg.auth().mac()))) {
