@@ -92,6 +92,20 @@ result<void> read(endpoint& field, std::string_view key, const YAML::Node& value
   return {};
 }
 
+result<void> read(bool& field, std::string_view key, const YAML::Node& value) {
+  if (!value.IsScalar() || !YAML::convert<bool>::decode(value, field)) return expected(key, "true or false", value);
+  return {};
+}
+
+// An integer field within [min, max].
+template <std::int64_t min, std::int64_t max>
+result<void> read_in(std::uint32_t& field, std::string_view key, const YAML::Node& value) {
+  auto n = as_integer(key, value, "an integer " + std::to_string(min) + ".." + std::to_string(max), min, max);
+  if (!n) return std::unexpected(n.error());
+  field = static_cast<std::uint32_t>(*n);
+  return {};
+}
+
 // --- setters: the one place each key is read, from the file or the command line
 
 result<void> set_listen_udp(config& cfg, std::string_view key, const YAML::Node& value) {
@@ -160,6 +174,16 @@ const key_rule rules[] = {
     {"timeouts.restore_ms",
      [](auto& c, auto k, auto& v) { return read(c.timeouts.restore, k, v); }},
     {"timeouts.commit_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.commit, k, v); }},
+    {"precopy.max_rounds", [](auto& c, auto k, auto& v) { return read_in<1, 30>(c.precopy.max_rounds, k, v); }},
+    {"precopy.final_transfer_ms",
+     [](auto& c, auto k, auto& v) { return read_in<1, 60000>(c.precopy.final_transfer_ms, k, v); }},
+    {"precopy.min_shrink_pct",
+     [](auto& c, auto k, auto& v) { return read_in<0, 99>(c.precopy.min_shrink_pct, k, v); }},
+    {"precopy.auto_converge", [](auto& c, auto k, auto& v) { return read(c.precopy.auto_converge, k, v); }},
+    {"precopy.throttle_step_pct",
+     [](auto& c, auto k, auto& v) { return read_in<1, 99>(c.precopy.throttle_step_pct, k, v); }},
+    {"precopy.throttle_max_pct",
+     [](auto& c, auto k, auto& v) { return read_in<1, 99>(c.precopy.throttle_max_pct, k, v); }},
 };
 
 const key_rule* find_rule(std::string_view path) {
@@ -298,6 +322,9 @@ void check_numbers(const config& cfg, problems& out) {
       {"connect_ms", cfg.timeouts.connect}, {"io_ms", cfg.timeouts.io},
       {"checkpoint_ms", cfg.timeouts.checkpoint}, {"restore_ms", cfg.timeouts.restore},
       {"commit_ms", cfg.timeouts.commit}};
+  if (cfg.precopy.throttle_step_pct > cfg.precopy.throttle_max_pct)
+    out.push_back("precopy.throttle_step_pct: " + std::to_string(cfg.precopy.throttle_step_pct) +
+                  " exceeds precopy.throttle_max_pct " + std::to_string(cfg.precopy.throttle_max_pct));
   for (const auto& [name, value] : timeouts)
     if (value.count() <= 0)
       out.push_back("timeouts." + std::string(name) +

@@ -60,6 +60,19 @@ struct config {
     std::uint32_t chunk_bytes = 1u << 20;    // transfer.chunk_kib * 1024, 64 KiB .. 4 MiB
   } transfer;
 
+  // Pre-copy: warm-up rounds while the container runs, then the final one.
+  struct precopy_config {
+    std::uint32_t max_rounds = 8;             // precopy.max_rounds: 1..30 warm-up rounds at most
+    std::uint32_t final_transfer_ms = 50;     // precopy.final_transfer_ms: stop warming up when the
+                                              //   last round's delta would cross the link this fast
+    std::uint32_t min_shrink_pct = 10;        // precopy.min_shrink_pct: a round must shrink the delta
+                                              //   by this much, else the rounds stop (or throttle)
+    bool auto_converge = true;                // precopy.auto_converge: throttle a container that
+                                              //   dirties memory faster than the link carries it
+    std::uint32_t throttle_step_pct = 20;     // precopy.throttle_step_pct: 1..99
+    std::uint32_t throttle_max_pct = 90;      // precopy.throttle_max_pct: 1..99
+  } precopy;
+
   struct timeout_config {
     std::chrono::milliseconds connect{5000};      // timeouts.connect_ms
     std::chrono::milliseconds io{15000};          // timeouts.io_ms (one frame read/write)

@@ -29,8 +29,7 @@ int print_report(const pb::Report& r, bool json) {
 
 int print_reply(const pb::Reply& r, bool json, const char* what) {
   if (json) {
-    std::printf("{\"ok\": %s, \"id\": \"%s\", \"code\": %d, \"message\": \"%s\"}\n", r.ok() ? "true" : "false",
-                r.migration_id().c_str(), int(r.code()), r.message().c_str());
+    std::puts(reply_json(r).c_str());
   } else if (r.ok()) {
     std::printf("%s %s\n", what, r.migration_id().c_str());
   } else {
@@ -48,9 +47,15 @@ pb::Envelope make_request(const command_line& cl) {
     m->set_destination(cl.to);
     m->set_method(migration::parse_method(cl.method));
     m->set_follow(!cl.udp);
+    if (cl.auto_converge == "off") m->set_auto_converge(pb::AUTO_CONVERGE_OFF);
+    if (cl.auto_converge == "force") m->set_auto_converge(pb::AUTO_CONVERGE_FORCE);
   } else if (cl.command == "prepare") {
     env.mutable_prepare()->set_container(cl.target);
     env.mutable_prepare()->set_destination(cl.to);
+  } else if (cl.command == "measure") {
+    env.mutable_measure()->set_container(cl.target);
+    env.mutable_measure()->set_destination(cl.to);
+    env.mutable_measure()->set_interval_ms(cl.interval_ms);
   } else if (cl.command == "status") {
     env.mutable_status()->set_migration_id(cl.target);
   } else if (cl.command == "abort") {
@@ -103,6 +108,11 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
   if (!f) co_return print_error(f.error());
   if (f->msg.has_status_reply()) {
     std::fputs((cl.json ? status_json(f->msg.status_reply()) + "\n" : status_table(f->msg.status_reply())).c_str(), stdout);
+    co_return 0;
+  }
+  if (f->msg.has_measure_reply()) {
+    const auto& m = f->msg.measure_reply();
+    std::fputs((cl.json ? measure_json(m) + "\n" : measure_table(m)).c_str(), stdout);
     co_return 0;
   }
   if (!f->msg.has_reply()) co_return print_error(error{errc::protocol, "unexpected answer from the daemon"});

@@ -10,10 +10,12 @@
 namespace migrated::ctl {
 
 struct command_line {
-  std::string command;             // migrate | prepare | status | abort
+  std::string command;             // migrate | prepare | measure | status | abort
+  std::uint32_t interval_ms = 0;   // measure --interval-ms
   std::string target;              // container or migration id
   std::string to;                  // --to
   std::string method = "cold";     // --method
+  std::string auto_converge;       // --auto-converge off|force (default: the daemon's config)
   bool json = false;               // --json
   bool udp = false;                // --udp
 };

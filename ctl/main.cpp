@@ -12,8 +12,10 @@ namespace {
 constexpr const char* usage =
     "usage: migratectl [--daemon HOST:PORT] [--udp-port PORT] [--psk-file F] [--udp] [--timeout-ms N] COMMAND\n"
     "commands:\n"
-    "  migrate CONTAINER --to PEER [--method cold] [--json]   move a container (PEER: name or host:port)\n"
+    "  migrate CONTAINER --to PEER [--method cold|precopy] [--auto-converge off|force] [--json]\n"
+    "                                                         move a container (PEER: name or host:port)\n"
     "  prepare CONTAINER --to PEER [--json]                   give PEER the container's bundle ahead of time\n"
+    "  measure CONTAINER [--to PEER] [--interval-ms N] [--json]  dirty rate, link bandwidth, predicted downtime\n"
     "  status [ID] [--json]                                   the daemon, its capabilities and migrations\n"
     "  abort ID                                               stop a migration; the container stays at the source\n"
     "exit status: 0 success, 1 failed or refused, 2 usage\n";
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
     else if (a == "--json") cl.json = true;
     else if (a == "--udp") cl.udp = true;
     else if (a == "--daemon" || a == "--psk-file" || a == "--to" || a == "--method" || a == "--udp-port" ||
-             a == "--timeout-ms") {
+             a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms") {
       const char* v = value();
       if (!v) return usage_error(("missing value for " + a).c_str());
       if (a == "--daemon") {
@@ -47,6 +49,12 @@ int main(int argc, char** argv) {
       } else if (a == "--psk-file") opts.psk_file = v;
       else if (a == "--to") cl.to = v;
       else if (a == "--method") cl.method = v;
+      else if (a == "--interval-ms") cl.interval_ms = std::uint32_t(std::atol(v));
+      else if (a == "--auto-converge") {
+        cl.auto_converge = v;
+        if (cl.auto_converge != "off" && cl.auto_converge != "force")
+          return usage_error("--auto-converge takes off or force");
+      }
       else if (a == "--udp-port") udp_port = std::atoi(v);
       else opts.timeout = std::chrono::milliseconds(std::atol(v));
     } else if (!a.empty() && a[0] == '-') {
@@ -59,11 +67,13 @@ int main(int argc, char** argv) {
       return usage_error(("unexpected argument " + a).c_str());
     }
   }
-  if (cl.command != "migrate" && cl.command != "prepare" && cl.command != "status" && cl.command != "abort")
+  if (cl.command != "migrate" && cl.command != "prepare" && cl.command != "status" && cl.command != "abort" &&
+      cl.command != "measure")
     return usage_error(cl.command.empty() ? "no command given" : ("unknown command " + cl.command).c_str());
   if ((cl.command == "migrate" || cl.command == "prepare") && (cl.target.empty() || cl.to.empty()))
     return usage_error((cl.command + " needs CONTAINER and --to PEER").c_str());
   if (cl.command == "abort" && cl.target.empty()) return usage_error("abort needs a migration id");
+  if (cl.command == "measure" && cl.target.empty()) return usage_error("measure needs a container");
   if (migration::parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
     return usage_error(("unknown method " + cl.method).c_str());
   opts.daemon_udp = {opts.daemon.host, std::uint16_t(udp_port ? udp_port : opts.daemon.port + 1)};

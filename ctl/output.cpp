@@ -26,8 +26,21 @@ std::string human_bytes(std::uint64_t b) {
 json to_json(const pb::Report& r) {
   json rounds = json::array();
   for (auto& x : r.rounds())
-    rounds.push_back({{"index", x.index()}, {"kind", x.kind()}, {"duration_ms", ms3(x.duration_ms())},
-                      {"files", x.files()}, {"bytes_raw", x.bytes_raw()}, {"bytes_wire", x.bytes_wire()}});
+    rounds.push_back({{"index", x.index()},
+                      {"kind", x.kind()},
+                      {"duration_ms", ms3(x.duration_ms())},
+                      {"checkpoint_ms", ms3(x.checkpoint_ms())},
+                      {"files", x.files()},
+                      {"bytes_raw", x.bytes_raw()},
+                      {"bytes_wire", x.bytes_wire()},
+                      {"pages_scanned", x.pages_scanned()},
+                      {"pages_full", x.pages_full()},
+                      {"pages_xor", x.pages_xor()},
+                      {"pages_ref", x.pages_ref()},
+                      {"pages_skipped", x.pages_skipped()},
+                      {"pages_dirty", x.pages_dirty()},
+                      {"dirty_mib_s", ms3(x.dirty_mib_s())},
+                      {"throttle_pct", x.throttle_pct()}});
   return {
       {"id", r.id()},
       {"container", r.container()},
@@ -49,6 +62,9 @@ json to_json(const pb::Report& r) {
       {"bytes_image", r.bytes_image()},
       {"bytes_rootfs", r.bytes_rootfs()},
       {"bytes_wire", r.bytes_wire()},
+      {"bandwidth_mib_s", ms3(r.bandwidth_mib_s())},
+      {"throttle_max_pct", r.throttle_max_pct()},
+      {"convergence", r.convergence()},
       {"started_unix_ms", r.started_unix_ms()},
       {"rounds", rounds},
   };
@@ -72,11 +88,15 @@ std::string report_table(const pb::Report& r) {
   if (r.rollback_ms() > 0) out += fmt::format("  rollback    {:10.3f} ms\n", r.rollback_ms());
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
+  if (!r.convergence().empty()) out += fmt::format("  warm-up     {}\n", r.convergence());
+  if (r.throttle_max_pct() > 0) out += fmt::format("  throttle    up to {}% CPU taken (auto-converge), lifted\n", r.throttle_max_pct());
   if (r.rounds_size() > 0) {
-    out += fmt::format("  {:>5}  {:<8} {:>12} {:>7} {:>12} {:>12}\n", "round", "kind", "ms", "files", "raw", "wire");
+    out += fmt::format("  {:>5}  {:<7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10} {:>4}\n", "round", "kind", "ms",
+                       "dump ms", "full", "xor", "ref", "skipped", "raw", "wire", "thr%");
     for (auto& x : r.rounds())
-      out += fmt::format("  {:>5}  {:<8} {:>12.3f} {:>7} {:>12} {:>12}\n", x.index(), x.kind(), x.duration_ms(),
-                         x.files(), human_bytes(x.bytes_raw()), human_bytes(x.bytes_wire()));
+      out += fmt::format("  {:>5}  {:<7} {:>10.1f} {:>10.1f} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10} {:>4}\n", x.index(),
+                         x.kind(), x.duration_ms(), x.checkpoint_ms(), x.pages_full(), x.pages_xor(), x.pages_ref(),
+                         x.pages_skipped(), human_bytes(x.bytes_raw()), human_bytes(x.bytes_wire()), x.throttle_pct());
   }
   return out;
 }
@@ -107,6 +127,35 @@ std::string status_table(const pb::StatusReply& s) {
     out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12.3f}\n", r.id(), r.container(),
                        r.source(), r.destination(), migration::method_name(r.method()),
                        migration::result_name(r.result()), r.phase(), r.downtime_ms());
+  return out;
+}
+
+std::string measure_json(const pb::MeasureReply& m) {
+  json j = {{"container", m.container()},
+            {"interval_ms", ms3(m.interval_ms())},
+            {"pages", m.pages()},
+            {"pages_changed", m.pages_changed()},
+            {"dirty_mib_s", ms3(m.dirty_mib_s())},
+            {"checkpoint_ms", ms3(m.checkpoint_ms())},
+            {"bytes_image", m.bytes_image()},
+            {"bandwidth_mib_s", ms3(m.bandwidth_mib_s())},
+            {"predicted_cold_downtime_ms", ms3(m.predicted_cold_downtime_ms())},
+            {"predicted_precopy_downtime_ms", ms3(m.predicted_precopy_downtime_ms())}};
+  return j.dump(2);
+}
+
+std::string reply_json(const pb::Reply& r) {
+  json j = {{"ok", r.ok()}, {"id", r.migration_id()}, {"code", int(r.code())}, {"message", r.message()}};
+  return j.dump();
+}
+
+std::string measure_table(const pb::MeasureReply& m) {
+  std::string out = fmt::format("{}: {} of {} pages changed in {:.0f} ms: dirty rate {:.2f} MiB/s\n", m.container(),
+                                m.pages_changed(), m.pages(), m.interval_ms(), m.dirty_mib_s());
+  out += fmt::format("  checkpoint  {:.1f} ms for {}\n", m.checkpoint_ms(), human_bytes(m.bytes_image()));
+  if (m.bandwidth_mib_s() > 0)
+    out += fmt::format("  link        {:.1f} MiB/s\n  predicted downtime: cold {:.0f} ms, precopy {:.0f} ms\n",
+                       m.bandwidth_mib_s(), m.predicted_cold_downtime_ms(), m.predicted_precopy_downtime_ms());
   return out;
 }
 

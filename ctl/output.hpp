@@ -13,6 +13,10 @@ std::string report_json(const pb::Report& r);
 std::string report_table(const pb::Report& r);
 std::string status_json(const pb::StatusReply& s);
 std::string status_table(const pb::StatusReply& s);
+std::string measure_json(const pb::MeasureReply& m);
+// {"ok", "id", "code", "message"} of a daemon's reply.
+std::string reply_json(const pb::Reply& r);
+std::string measure_table(const pb::MeasureReply& m);
 
 // Progress on a terminal: one line per phase, bytes updated in place.
 class progress_printer {

@@ -67,7 +67,13 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
       if (!st) co_return std::unexpected(st.error());
       report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
     } else if (m.has_migrate_begin()) {
-      if (auto ok = co_await receive_images(f->msg); !ok) co_return ok;
+      report_.set_method(m.migrate_begin().method());
+      rounds_ = std::make_unique<round_receiver>(dir_);
+      if (auto ok = co_await ch_.reply(m.request_id(), {}, id_); !ok) co_return ok;
+    } else if (m.has_round_begin()) {
+      if (!rounds_) co_return fail(errc::protocol, "a round before MigrateBegin");
+      if (auto ok = co_await receive_round(m.round_begin()); !ok) co_return ok;
+      if (!m.round_begin().final()) continue;
       if (auto ok = co_await restore(); !ok) co_return ok;
       co_return co_await await_commit();
     } else if (m.has_abort()) {
@@ -111,7 +117,6 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
     std::error_code ec;
     std::filesystem::create_directories(bundle_, ec);
-    if (!ec) std::filesystem::create_directories(dir_ / "images", ec);
     if (!ec) std::filesystem::create_directories(dir_ / "work", ec);
     if (ec) ok = fail(errc::io, "create " + dir_.string() + ": " + ec.message());
   }
@@ -121,35 +126,38 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
   co_return sent;
 }
 
-awaitable<result<void>> destination_session::receive_images(const pb::Envelope& begin) {
-  report_.set_method(begin.migrate_begin().method());
-  if (auto ok = co_await ch_.reply(begin.request_id(), {}, id_); !ok) co_return ok;
-  enter(phase::transfer);
-  transport::receive_options opts;
-  opts.pool = &ctx_.pool;
-  opts.on_chunk = [](std::uint64_t index, std::vector<std::uint8_t>& raw) {
-    if (index == 0 && fault_injected("dest.transfer.die")) ::raise(SIGKILL);
-    if (index == 0 && !raw.empty() && fault_injected("dest.checksum.corrupt")) raw[0] ^= 0x5a;
+awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin& round) {
+  const bool final = round.final();
+  enter(final ? phase::transfer : phase::warmup, "round " + std::to_string(round.index()));
+  auto dir = rounds_->begin_round(round.index());
+  if (!dir) co_return std::unexpected(dir.error());
+  auto opts = rounds_->options(ctx_.pool);
+  opts.on_chunk = [final](std::uint64_t index, std::vector<std::uint8_t>& raw) {
+    if (index != 0) return;
+    if (fault_injected(final ? "dest.transfer.die" : "dest.warmup.die")) ::raise(SIGKILL);
+    if (final && !raw.empty() && fault_injected("dest.checksum.corrupt")) raw[0] ^= 0x5a;
   };
-  auto st = co_await transport::receive_files(ch_, dir_ / "images", opts);
-  if (!st) co_return std::unexpected(st.error().context("images"));
+  auto st = co_await transport::receive_files(ch_, *dir, opts);
+  if (!st) co_return std::unexpected(st.error().context("round " + std::to_string(round.index())));
+  rounds_->delivered();
   report_.set_bytes_image(st->bytes_raw);
-  report_.set_bytes_wire(st->bytes_wire);
-  report_.set_transfer_ms(st->ms);
+  report_.set_bytes_wire(report_.bytes_wire() + st->bytes_wire);
+  if (final) report_.set_transfer_ms(st->ms);
   co_return result<void>{};
 }
 
 awaitable<result<void>> destination_session::restore() {
   enter(phase::restore);
   stopwatch sw;
+  const auto images = rounds_->current_dir();
   if (fault_injected("dest.restore.fail")) {
     std::error_code ec;  // CRIU must fail for real: take away the image inventory
-    std::filesystem::remove(dir_ / "images" / "inventory.img", ec);
+    std::filesystem::remove(images / "inventory.img", ec);
   }
   result<runtime::container_info> restored = std::unexpected(error{});
   if (auto adapted = ctx_.runc.adapt_bundle(bundle_, container_); adapted)
     {
-    const runtime::restore_request req{bundle_, dir_ / "images", dir_ / "work"};
+    const runtime::restore_request req{bundle_, images, dir_ / "work"};
     restored = co_await ctx_.runc.restore(container_, req);
   }
   else
@@ -197,9 +205,11 @@ awaitable<void> destination_session::clean_up(bool success) {
     if (auto ok = co_await ctx_.runc.remove(container_); !ok)
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
   }
+  rounds_.reset();
   if (!dir_.empty()) {
     std::error_code ec;
-    std::filesystem::remove_all(dir_ / "images", ec);
+    for (auto& e : std::filesystem::directory_iterator(dir_, ec))
+      if (e.path().filename().string().rfind("round-", 0) == 0) std::filesystem::remove_all(e.path(), ec);
   }
   co_return;
 }

@@ -1,14 +1,16 @@
 // The destination side of one migration, on the connection the source
 // opened: accept the Pull (nothing of that name runs here), receive the
-// bundle (tree sync, possibly twice), then on MigrateBegin receive and
-// verify the images, restore, report RestoreResult and Ready, and wait for
-// Commit. Without Commit — Abort, a closed connection, a deadline — the
+// bundle (tree sync, possibly twice), then after MigrateBegin receive rounds
+// of images (each rebuilt from the previous round and page deltas, and
+// verified); after the final round restore, report RestoreResult and Ready,
+// and wait for Commit. Without Commit — Abort, a closed connection, a deadline — the
 // restored copy is removed again: the source is restoring its own.
 #pragma once
 
 #include <filesystem>
 
 #include "migration/context.hpp"
+#include "migration/image_rounds.hpp"
 #include "migration/phases.hpp"
 #include "transport/channel.hpp"
 
@@ -24,7 +26,7 @@ class destination_session {
  private:
   awaitable<result<void>> serve(const pb::Envelope& pull);
   awaitable<result<void>> accept_pull(const pb::Envelope& pull);
-  awaitable<result<void>> receive_images(const pb::Envelope& begin);
+  awaitable<result<void>> receive_round(const pb::RoundBegin& round);
   awaitable<result<void>> restore();
   awaitable<result<void>> await_commit();
   awaitable<void> clean_up(bool success);
@@ -37,6 +39,7 @@ class destination_session {
   std::string container_;
   std::filesystem::path bundle_;
   std::filesystem::path dir_;       // <storage>/incoming/<id>
+  std::unique_ptr<round_receiver> rounds_;
   bool restored_ = false;
   bool committed_ = false;
   stopwatch total_;

@@ -14,6 +14,7 @@ namespace phase {
 inline constexpr std::string_view accepted = "accepted";
 inline constexpr std::string_view connect = "connect";
 inline constexpr std::string_view pull = "pull";
+inline constexpr std::string_view warmup = "warmup";
 inline constexpr std::string_view checkpoint = "checkpoint";
 inline constexpr std::string_view transfer = "transfer";
 inline constexpr std::string_view restore = "restore";

@@ -29,18 +29,25 @@ result<endpoint> resolve_destination(const config& cfg, const std::string& dest)
                                    "; or give host:port)");
 }
 
-std::vector<transport::outgoing_file> list_images(const std::filesystem::path& dir) {
-  std::vector<transport::outgoing_file> files;
-  for (auto& e : std::filesystem::directory_iterator(dir))
-    if (e.is_regular_file()) files.push_back({e.path().filename().string(), e.path()});
-  std::sort(files.begin(), files.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  return files;
+std::uint64_t dir_bytes(const std::filesystem::path& dir) {
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file()) bytes += e.file_size(ec);
+  return bytes;
 }
+
+double mib_per_s(double bytes_per_ms) { return bytes_per_ms * 1000.0 / 1048576.0; }
 
 }  // namespace
 
 source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress)
-    : ctx_(ctx), req_(std::move(req)), id_(std::move(id)), progress_(std::move(progress)) {
+    : ctx_(ctx),
+      req_(std::move(req)),
+      id_(std::move(id)),
+      progress_(std::move(progress)),
+      dir_(ctx_.cfg.storage_dir / "outgoing" / id_),
+      rounds_(dir_) {
   if (req_.method() == pb::METHOD_UNSPECIFIED) req_.set_method(pb::COLD);
   report_.set_id(id_);
   report_.set_container(req_.container());
@@ -51,7 +58,6 @@ source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::s
   report_.set_result(pb::RESULT_RUNNING);
   report_.set_started_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch()).count());
-  dir_ = ctx_.cfg.storage_dir / "outgoing" / id_;
 }
 
 void source_session::enter(std::string_view phase, std::string detail) {
@@ -93,7 +99,7 @@ transport::send_options source_session::stream_options(std::string_view phase) {
   return o;
 }
 
-void source_session::add_round(std::string_view kind, double ms, const transport::stream_stats& st) {
+pb::Round& source_session::add_round(std::string_view kind, double ms, const transport::stream_stats& st) {
   auto* r = report_.add_rounds();
   r->set_index(std::uint32_t(report_.rounds_size() - 1));
   r->set_kind(std::string(kind));
@@ -102,6 +108,7 @@ void source_session::add_round(std::string_view kind, double ms, const transport
   r->set_bytes_raw(st.bytes_raw);
   r->set_bytes_wire(st.bytes_wire);
   report_.set_bytes_wire(report_.bytes_wire() + st.bytes_wire);
+  return *r;
 }
 
 awaitable<pb::Report> source_session::run() {
@@ -130,11 +137,12 @@ awaitable<pb::Report> source_session::run() {
 }
 
 awaitable<result<void>> source_session::migrate() {
-  if (req_.method() != pb::COLD)
-    co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) + " is not supported yet (supported: cold)");
+  if (req_.method() != pb::COLD && req_.method() != pb::PRECOPY)
+    co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) +
+                                          " is not supported (supported: cold, precopy)");
   for (auto step : {&source_session::check_container, &source_session::connect, &source_session::pull,
-                    &source_session::checkpoint, &source_session::transfer, &source_session::restore_remote,
-                    &source_session::commit}) {
+                    &source_session::begin_transfer, &source_session::warm_up, &source_session::checkpoint,
+                    &source_session::transfer, &source_session::restore_remote, &source_session::commit}) {
     if (auto ok = check_abort(); !ok) co_return ok;
     if (auto ok = co_await (this->*step)(); !ok) co_return ok;
   }
@@ -188,13 +196,13 @@ awaitable<result<void>> source_session::pull() {
 
 awaitable<result<void>> source_session::checkpoint() {
   enter(phase::checkpoint);
+  auto images = rounds_.next_dir();
+  if (!images) co_return std::unexpected(images.error());
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  std::filesystem::create_directories(dir_ / "images", ec);
   std::filesystem::create_directories(dir_ / "work", ec);
-  if (ec) co_return fail(errc::io, "create " + dir_.string() + ": " + ec.message());
+  if (ec) co_return fail(errc::io, "create " + (dir_ / "work").string() + ": " + ec.message());
   frozen_at_ = stopwatch::clock::now();
-  const runtime::checkpoint_request req{dir_ / "images", dir_ / "work", false};
+  const runtime::checkpoint_request req{*images, dir_ / "work", false};
   auto ok = co_await ctx_.runc.checkpoint(req_.container(), req);
   // Whatever the outcome, find out whether the container still runs here:
   // a checkpoint that failed half-way may have stopped it.
@@ -202,9 +210,7 @@ awaitable<result<void>> source_session::checkpoint() {
   stopped_ = !(still && still->status == "running");
   report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
   if (!ok) co_return ok;
-  std::uint64_t bytes = 0;
-  for (auto& f : list_images(dir_ / "images")) bytes += std::filesystem::file_size(f.path, ec);
-  report_.set_bytes_image(bytes);
+  report_.set_bytes_image(dir_bytes(*images));
   co_return result<void>{};
 }
 
@@ -214,7 +220,21 @@ awaitable<result<void>> source_session::transfer() {
   auto tree = co_await send_tree(*peer_, container_.bundle, stream_options(phase::transfer));
   if (!tree) co_return std::unexpected(tree.error().context("bundle changes"));
   report_.set_bytes_rootfs(report_.bytes_rootfs() + tree->files.bytes_raw);
+  // The bundle changes count as part of the final round.
+  report_.set_bytes_wire(report_.bytes_wire() + tree->files.bytes_wire);
+  auto images = co_await send_round(rounds_.latest_dir(), true);
+  if (!images) co_return std::unexpected(images.error().context("image transfer"));
+  auto& round = report_.mutable_rounds()->at(report_.rounds_size() - 1);
+  round.set_files(round.files() + tree->files.files);
+  round.set_bytes_raw(round.bytes_raw() + tree->files.bytes_raw);
+  round.set_bytes_wire(round.bytes_wire() + tree->files.bytes_wire);
+  round.set_duration_ms(sw.ms());
+  round.set_checkpoint_ms(report_.checkpoint_ms());
+  report_.set_transfer_ms(sw.ms());
+  co_return result<void>{};
+}
 
+awaitable<result<void>> source_session::begin_transfer() {
   pb::Envelope env;
   auto* b = env.mutable_migrate_begin();
   b->set_migration_id(id_);
@@ -225,19 +245,90 @@ awaitable<result<void>> source_session::transfer() {
   if (auto ok = co_await peer_->send(env); !ok) co_return ok;
   auto r = co_await transport::expect_reply(*peer_, "migrate", ctx_.cfg.timeouts.io);
   if (!r) co_return std::unexpected(r.error());
-  if (auto ok = transport::to_result(*r); !ok) co_return std::unexpected(ok.error().context(report_.destination()));
+  co_return with_context(transport::to_result(*r), report_.destination());
+}
 
-  auto opts = stream_options(phase::transfer);
-  if (fault_injected("source.transfer.cut")) opts.cut_connection = [] { return true; };
-  auto images = co_await transport::send_files(*peer_, list_images(dir_ / "images"), opts);
-  if (!images) co_return std::unexpected(images.error().context("image transfer"));
-  transport::stream_stats final_round = images.value();
-  final_round.files += tree->files.files;
-  final_round.bytes_raw += tree->files.bytes_raw;
-  final_round.bytes_wire += tree->files.bytes_wire;
-  add_round("final", sw.ms(), final_round);
-  report_.set_transfer_ms(sw.ms());
-  co_return result<void>{};
+// One round: RoundBegin, then the dump's files (page files as deltas against
+// the previous round), answered once the destination rebuilt and verified it.
+awaitable<result<transport::stream_stats>> source_session::send_round(const std::filesystem::path& dir,
+                                                                      bool final) {
+  stopwatch sw;
+  pb::Envelope env;
+  env.mutable_round_begin()->set_index(rounds_.rounds());
+  env.mutable_round_begin()->set_final(final);
+  if (auto ok = co_await peer_->send(env); !ok) co_return std::unexpected(ok.error());
+  auto files = rounds_.files_for(dir, ctx_.cfg.transfer.chunk_bytes);
+  if (!files) co_return std::unexpected(files.error());
+  auto opts = stream_options(final ? phase::transfer : phase::warmup);
+  if (final && fault_injected("source.transfer.cut")) opts.cut_connection = [] { return true; };
+  auto st = co_await transport::send_files(*peer_, *files, opts);
+  if (!st) co_return std::unexpected(st.error());
+  rounds_.delivered();
+  const auto totals = rounds_.totals();
+  auto& r = add_round(final ? "final" : "warmup", sw.ms(), *st);
+  r.set_pages_scanned(totals.pages.pages);
+  r.set_pages_full(totals.pages.full);
+  r.set_pages_xor(totals.pages.xor_pages);
+  r.set_pages_ref(totals.pages.ref);
+  r.set_pages_skipped(totals.pages.same + totals.pages.zero);
+  r.set_pages_dirty(totals.pages.full + totals.pages.xor_pages + totals.pages.ref);
+  r.set_throttle_pct(throttle_pct_);
+  co_return *st;
+}
+
+// Warm-up rounds (precopy only): dump without stopping, send the delta,
+// until the convergence policy calls the final round.
+awaitable<result<void>> source_session::warm_up() {
+  if (req_.method() != pb::PRECOPY) co_return result<void>{};
+  const auto& policy = ctx_.cfg.precopy;
+  converge_mode mode = !policy.auto_converge ? converge_mode::off : converge_mode::automatic;
+  if (req_.auto_converge() == pb::AUTO_CONVERGE_OFF) mode = converge_mode::off;
+  if (req_.auto_converge() == pb::AUTO_CONVERGE_FORCE) mode = converge_mode::forced;
+  std::error_code ec;
+  std::filesystem::create_directories(dir_ / "work", ec);
+  std::optional<stopwatch::clock::time_point> previous_start;
+  for (;;) {
+    if (auto ok = check_abort(); !ok) co_return ok;
+    enter(phase::warmup, "round " + std::to_string(rounds_.rounds() + 1) +
+                             (throttle_pct_ ? ", throttled " + std::to_string(throttle_pct_) + "%" : ""));
+    auto dir = rounds_.next_dir();
+    if (!dir) co_return std::unexpected(dir.error());
+    const auto started = stopwatch::clock::now();
+    const runtime::checkpoint_request req{*dir, dir_ / "work", true};
+    auto dumped = co_await ctx_.runc.checkpoint(req_.container(), req);
+    const double dump_ms = stopwatch::between(started, stopwatch::clock::now());
+    if (!dumped) co_return std::unexpected(dumped.error().context("warm-up round"));
+    auto sent = co_await send_round(*dir, false);
+    if (!sent) co_return std::unexpected(sent.error().context("warm-up round"));
+
+    auto& r = report_.mutable_rounds()->at(report_.rounds_size() - 1);
+    r.set_checkpoint_ms(dump_ms);
+    round_observation seen{sent->bytes_wire, r.pages_dirty() * 4096,
+                           previous_start ? stopwatch::between(*previous_start, started) : r.duration_ms(),
+                           sent->ms};
+    if (previous_start) r.set_dirty_mib_s(mib_per_s(double(seen.dirty_bytes) / seen.interval_ms));
+    previous_start = started;
+    history_.push_back(seen);
+
+    auto next = decide(policy, mode, history_, throttle_pct_);
+    if (next.throttle_pct != throttle_pct_) co_await set_throttle(next.throttle_pct);
+    if (next.final_round) {
+      report_.set_convergence(next.reason);
+      log::info(*logger(), id_, phase::warmup, "{}", next.reason);
+      co_return result<void>{};
+    }
+  }
+}
+
+awaitable<void> source_session::set_throttle(std::uint32_t pct) {
+  if (auto ok = ctx_.runc.throttle(container_, pct); !ok) {
+    log::warn(*logger(), id_, phase::warmup, "cannot throttle: {}", ok.error().message);
+    co_return;
+  }
+  throttle_pct_ = pct;
+  report_.set_throttle_max_pct(std::max(report_.throttle_max_pct(), pct));
+  log::info(*logger(), id_, phase::warmup, "CPU throttle {}%", pct);
+  co_return;
 }
 
 awaitable<result<void>> source_session::restore_remote() {
@@ -250,6 +341,9 @@ awaitable<result<void>> source_session::restore_remote() {
   if (!rr.ok())
     co_return fail(transport::from_code(rr.code()), "restore at " + report_.destination() + ": " + rr.message());
   report_.set_downtime_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
+  auto all = history_;
+  all.push_back({report_.rounds().rbegin()->bytes_wire(), 0, 0, report_.transfer_ms()});
+  report_.set_bandwidth_mib_s(mib_per_s(bandwidth_bytes_per_ms(all)));
 
   enter(phase::ready);
   auto ready = co_await peer_->recv(ctx_.cfg.timeouts.io);
@@ -285,16 +379,21 @@ awaitable<void> source_session::roll_back(const error& cause) {
   }
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work-rollback", ec);
-  const runtime::restore_request req{container_.bundle, dir_ / "images", dir_ / "work-rollback"};
+  const runtime::restore_request req{container_.bundle, rounds_.latest_dir(), dir_ / "work-rollback"};
   auto restored = co_await ctx_.runc.restore(req_.container(), req);
   report_.set_rollback_ms(sw.ms());
   if (restored) {
+    // The dump may carry the auto-converge throttle: lift it again.
+    if (throttle_pct_) {
+      container_ = *restored;
+      co_await set_throttle(0);
+    }
     report_.set_result(pb::RESULT_ROLLED_BACK);
     log::warn(*logger(), id_, phase::rollback, "{} runs here again (pid {})", req_.container(), restored->pid);
   } else {
     report_.set_result(pb::RESULT_FAILED);
     report_.set_error(report_.error() + "; rollback failed: " + restored.error().message +
-                      " (images kept in " + (dir_ / "images").string() + ")");
+                      " (images kept in " + rounds_.latest_dir().string() + ")");
     log::error(*logger(), id_, phase::rollback, "{}", restored.error().message);
   }
 }
@@ -303,8 +402,12 @@ awaitable<void> source_session::clean_up() {
   // Keep the images when the container could not be brought back anywhere:
   // they are the only copy of its state.
   if (report_.result() == pb::RESULT_FAILED && stopped_) co_return;
+  // A migration that failed during warm-up leaves the container running
+  // here, maybe throttled: give it its CPU back.
+  if (!stopped_ && throttle_pct_) co_await set_throttle(0);
   std::error_code ec;
-  std::filesystem::remove_all(dir_ / "images", ec);
+  for (auto& e : std::filesystem::directory_iterator(dir_, ec))
+    if (e.path().filename().string().rfind("round-", 0) == 0) std::filesystem::remove_all(e.path(), ec);
   co_return;
 }
 

@@ -1,8 +1,10 @@
 // The source side of one migration, as one coroutine that reads top to
 // bottom: check the container → connect → pull (bundle to the destination
-// while the container runs) → checkpoint (the container stops: downtime
-// begins) → transfer (bundle changes, then the image files) → restore at the
-// destination (downtime ends) → ready → commit. Any failure after the
+// while the container runs) → [precopy: warm-up rounds, each a dump with
+// --leave-running whose page delta against the previous round is streamed,
+// until convergence.hpp says stop] → checkpoint (the container stops:
+// downtime begins) → transfer (bundle changes, then the final round) →
+// restore at the destination (downtime ends) → ready → commit. Any failure after the
 // checkpoint and before the destination has acknowledged Commit rolls back:
 // the destination is told to drop its copy and the container is restored
 // here from the images it was dumped to. See docs/design.md, "Nothing is lost".
@@ -12,6 +14,8 @@
 #include <optional>
 
 #include "migration/context.hpp"
+#include "migration/convergence.hpp"
+#include "migration/image_rounds.hpp"
 #include "migration/phases.hpp"
 #include "runtime/runtime.hpp"
 #include "transport/channel.hpp"
@@ -35,7 +39,11 @@ class source_session {
   awaitable<result<void>> check_container();
   awaitable<result<void>> connect();
   awaitable<result<void>> pull();
+  awaitable<result<void>> begin_transfer();
+  awaitable<result<void>> warm_up();
   awaitable<result<void>> checkpoint();
+  awaitable<result<transport::stream_stats>> send_round(const std::filesystem::path& dir, bool final);
+  awaitable<void> set_throttle(std::uint32_t pct);
   awaitable<result<void>> transfer();
   awaitable<result<void>> restore_remote();
   awaitable<result<void>> commit();
@@ -45,7 +53,7 @@ class source_session {
   result<void> check_abort() const;
   void enter(std::string_view phase, std::string detail = {});
   transport::send_options stream_options(std::string_view phase);
-  void add_round(std::string_view kind, double ms, const transport::stream_stats& st);
+  pb::Round& add_round(std::string_view kind, double ms, const transport::stream_stats& st);
 
   node_context& ctx_;
   pb::MigrateRequest req_;
@@ -58,6 +66,9 @@ class source_session {
   runtime::container_info container_;
   std::optional<transport::channel> peer_;
   std::filesystem::path dir_;           // <storage>/outgoing/<id>
+  round_sender rounds_;                 // the dumps and their page hashes
+  std::vector<round_observation> history_;  // warm-up rounds, for convergence
+  std::uint32_t throttle_pct_ = 0;
   bool stopped_ = false;                // the container no longer runs here
   bool committed_ = false;              // the destination owns it now
   stopwatch::clock::time_point frozen_at_{};

@@ -4,6 +4,8 @@
 // machine (docs/operations.md).
 #pragma once
 
+#include <map>
+
 #include "runtime/runtime.hpp"
 
 namespace migrated::runtime {
@@ -17,6 +19,7 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) override;
   awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) override;
   awaitable<result<void>> remove(const std::string& id) override;
+  result<void> throttle(const container_info& c, std::uint32_t pct) override;
   std::filesystem::path bundle_path(const std::string& id) const override;
   result<void> adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const override;
 
@@ -30,6 +33,7 @@ class runc_runtime final : public runtime {
   std::chrono::milliseconds checkpoint_timeout_;
   std::chrono::milliseconds restore_timeout_;
   std::string criu_binary_;
+  std::map<std::string, std::string> cpu_limit_before_;  // container id -> CPU limit before throttling
   asio::thread_pool& pool_;
 };
 

@@ -47,6 +47,10 @@ class runtime {
   // Kills and deletes; success when the container does not exist.
   virtual awaitable<result<void>> remove(const std::string& id) = 0;
 
+  // Auto-converge: takes `pct` percent of its CPU time away from the
+  // container (through its cgroup); 0 restores what it had before.
+  virtual result<void> throttle(const container_info& c, std::uint32_t pct) = 0;
+
   // Where this node keeps the bundle of a container it receives.
   virtual std::filesystem::path bundle_path(const std::string& id) const = 0;
   // Makes a received bundle fit this node (cgroup path, rootfs location).

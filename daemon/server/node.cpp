@@ -51,6 +51,7 @@ pb::Capabilities capabilities(const criu::features& f) {
   pb::Capabilities c;
   c.add_runtimes("runc");
   c.add_methods("cold");
+  c.add_methods("precopy");
   c.set_criu_version(f.version);
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);
@@ -67,8 +68,9 @@ pb::Capabilities capabilities(const criu::features& f) {
 void report_leftovers(const config& cfg) {
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator(cfg.storage_dir / "outgoing", ec))
-    if (std::filesystem::exists(e.path() / "images"))
-      logger()->warn("images of an unfinished migration are kept in {}", (e.path() / "images").string());
+    for (auto& round : std::filesystem::directory_iterator(e.path(), ec))
+      if (round.path().filename().string().rfind("round-", 0) == 0)
+        logger()->warn("images of an unfinished migration are kept in {}", round.path().string());
   std::filesystem::remove_all(cfg.storage_dir / "incoming", ec);
 }
 

@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "migration/destination_session.hpp"
+#include "migration/measure.hpp"
 #include "server/outbox.hpp"
 
 namespace migrated::server {
@@ -66,6 +67,23 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
       migration::destination_session session(ctx_, ch);
       co_await session.run(f->msg);
       co_return;
+    }
+    if (f->msg.has_probe()) {
+      if (auto ok = co_await migration::answer_probe(ch, *f); !ok)
+        logger()->warn("bandwidth probe from {}: {}", ch.peer.node(), ok.error().message);
+      co_return;
+    }
+    if (f->msg.has_measure()) {
+      pb::Envelope env;
+      env.set_request_id(f->msg.request_id());
+      auto m = co_await migration::measure(ctx_, f->msg.measure());
+      if (!m) {
+        co_await ch.reply(f->msg.request_id(), std::unexpected(m.error()));
+        continue;
+      }
+      *env.mutable_measure_reply() = std::move(*m);
+      co_await ch.send(env);
+      continue;
     }
     if (f->msg.has_migrate() && f->msg.migrate().follow()) {
       co_await follow_migration(ch, f->msg);

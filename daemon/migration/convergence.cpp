@@ -1,0 +1,83 @@
+// Pre-copy convergence policy (see convergence.hpp).
+#include "migration/convergence.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace migrated::migration {
+namespace {
+
+// A round this small costs less than the round trip of another (P.Haul
+// stops at 64 pages, too).
+constexpr std::uint64_t tiny_round_bytes = 64 * 4096;
+
+std::uint32_t deeper(const config::precopy_config& p, std::uint32_t pct) {
+  return std::min(p.throttle_max_pct, pct + p.throttle_step_pct);
+}
+
+}  // namespace
+
+double bandwidth_bytes_per_ms(const std::vector<round_observation>& history) {
+  std::uint64_t bytes = 0;
+  double ms = 0;
+  for (auto& r : history) {
+    // Tiny rounds are dominated by latency, not bandwidth.
+    if (r.wire_bytes < (256u << 10) || r.transfer_ms <= 0) continue;
+    bytes += r.wire_bytes;
+    ms += r.transfer_ms;
+  }
+  return ms > 0 ? double(bytes) / ms : 0;
+}
+
+convergence_decision decide(const config::precopy_config& policy, converge_mode mode,
+                            const std::vector<round_observation>& history, std::uint32_t throttle_pct) {
+  convergence_decision d{false, throttle_pct, {}};
+  const auto& last = history.back();
+  const double bw = bandwidth_bytes_per_ms(history);
+  const double predicted_ms = bw > 0 ? double(last.wire_bytes) / bw : 0;
+  const bool can_throttle = mode != converge_mode::off && throttle_pct < policy.throttle_max_pct;
+
+  if (mode == converge_mode::forced && can_throttle) d.throttle_pct = deeper(policy, throttle_pct);
+
+  if (last.wire_bytes <= tiny_round_bytes) {
+    d.final_round = true;
+    d.reason = fmt::format("converged after {} rounds: only {:.0f} KiB left", history.size(),
+                           last.wire_bytes / 1024.0);
+    return d;
+  }
+  if (bw > 0 && predicted_ms <= policy.final_transfer_ms) {
+    d.final_round = true;
+    d.reason = fmt::format("converged after {} rounds: {:.0f} KiB left, ~{:.1f} ms at {:.0f} MiB/s",
+                           history.size(), last.wire_bytes / 1024.0, predicted_ms, bw * 1000 / 1048576);
+    return d;
+  }
+  if (history.size() >= policy.max_rounds) {
+    d.final_round = true;
+    d.reason = fmt::format("stopped after the maximum of {} rounds", policy.max_rounds);
+    return d;
+  }
+  // Dirtying faster than the link carries: the delta can never shrink
+  // to nothing; slow the container down (the interval is the round's length).
+  const double dirty_rate = last.interval_ms > 0 ? double(last.dirty_bytes) / last.interval_ms : 0;
+  if (mode == converge_mode::automatic && can_throttle && bw > 0 && dirty_rate > bw / 2)
+    d.throttle_pct = deeper(policy, throttle_pct);
+
+  if (history.size() >= 2) {
+    const auto& prev = history[history.size() - 2];
+    const double limit = double(prev.wire_bytes) * (100 - policy.min_shrink_pct) / 100.0;
+    if (double(last.wire_bytes) > limit) {
+      if (can_throttle) {
+        d.throttle_pct = std::max(d.throttle_pct, deeper(policy, throttle_pct));
+        return d;
+      }
+      d.final_round = true;
+      d.reason = fmt::format("the delta stopped shrinking ({:.0f} KiB after {:.0f} KiB) after {} rounds",
+                             last.wire_bytes / 1024.0, prev.wire_bytes / 1024.0, history.size());
+      return d;
+    }
+  }
+  return d;
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,48 @@
+// When to stop pre-copy warm-up rounds, and when to throttle. After each
+// warm-up round the source looks at what the round cost and decides:
+//
+// - another round would not shrink the delta (it shrank by less than
+//   min_shrink_pct) → final round; unless auto-converge may throttle the
+//   container harder, which it does first (as QEMU does for VMs);
+// - the round's delta would cross the link within final_transfer_ms at the
+//   measured bandwidth → final round: the container is stopped only for a
+//   delta about that small;
+// - max_rounds reached → final round;
+// - else another round.
+//
+// Auto-converge also throttles whenever the container dirties memory faster
+// than the link can carry it, so the rounds can converge at all.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+
+namespace migrated::migration {
+
+struct round_observation {
+  std::uint64_t wire_bytes = 0;      // what the round put on the wire
+  std::uint64_t dirty_bytes = 0;     // pages changed since the previous round
+  double interval_ms = 0;            // since the previous round's dump started
+  double transfer_ms = 0;            // how long sending it took
+};
+
+struct convergence_decision {
+  bool final_round = false;
+  std::uint32_t throttle_pct = 0;    // to apply for the next round
+  std::string reason;
+};
+
+enum class converge_mode { off, automatic, forced };
+
+// `history` holds every warm-up round so far (at least one).
+convergence_decision decide(const config::precopy_config& policy, converge_mode mode,
+                            const std::vector<round_observation>& history, std::uint32_t throttle_pct);
+
+// Link bandwidth in bytes per millisecond from the rounds so far (the
+// largest transfers are the most telling); 0 when nothing was measured.
+double bandwidth_bytes_per_ms(const std::vector<round_observation>& history);
+
+}  // namespace migrated::migration

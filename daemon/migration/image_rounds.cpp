@@ -1,0 +1,231 @@
+// Rounds of image sets on both sides (see image_rounds.hpp).
+#include "migration/image_rounds.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace migrated::migration {
+namespace {
+
+struct fd_guard {
+  int fd = -1;
+  fd_guard() = default;
+  explicit fd_guard(int f) : fd(f) {}
+  fd_guard(fd_guard&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  fd_guard& operator=(fd_guard&& o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~fd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+result<fd_guard> open_read(const std::filesystem::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return fail_errno(errno, "open " + p.string());
+  return fd_guard(fd);
+}
+
+void add(images::delta_stats& into, const images::delta_stats& s) {
+  into.pages += s.pages;
+  into.same += s.same;
+  into.zero += s.zero;
+  into.ref += s.ref;
+  into.xor_pages += s.xor_pages;
+  into.full += s.full;
+  into.bytes_raw += s.bytes_raw;
+  into.bytes_delta += s.bytes_delta;
+}
+
+result<std::filesystem::path> fresh_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(errc::io, "create " + dir.string() + ": " + ec.message());
+  return dir;
+}
+
+}  // namespace
+
+// --- source ---------------------------------------------------------------
+
+result<std::filesystem::path> round_sender::next_dir() {
+  auto dir = fresh_dir(base_ / ("round-" + std::to_string(++index_)));
+  if (!dir) return dir;
+  current_ = std::make_shared<dump_memory>();
+  current_->dir = *dir;
+  latest_ = *dir;
+  std::lock_guard lock(mutex_);
+  totals_ = {};
+  return dir;
+}
+
+result<std::vector<transport::outgoing_file>> round_sender::files_for(const std::filesystem::path& dir,
+                                                                      std::uint32_t chunk_bytes) {
+  auto sets = images::read_all_page_sets(dir);
+  if (!sets) return std::unexpected(sets.error());
+  std::map<std::string, const images::page_set*> by_pages;
+  for (auto& s : *sets) current_->sets[s.pagemap_name] = s;
+  for (auto& [name, s] : current_->sets) by_pages[s.pages_name] = &s;
+
+  std::vector<transport::outgoing_file> whole, deltas;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    std::string name = e.path().filename().string();
+    auto it = by_pages.find(name);
+    if (it == by_pages.end()) {
+      std::lock_guard lock(mutex_);
+      totals_.other_bytes += e.file_size(ec);
+      whole.push_back({name, e.path()});
+      continue;
+    }
+    const images::page_set* cur = it->second;
+    transport::outgoing_file f{name, e.path()};
+    f.pagemap = cur->pagemap_name;
+    f.size = cur->stored_pages * images::page_bytes;
+    f.produce = [this, cur, path = e.path(), chunk_bytes, prev = previous_,
+                 now = current_](const transport::chunk_writer& write) -> result<std::string> {
+      auto cur_fd = open_read(path);
+      if (!cur_fd) return std::unexpected(cur_fd.error());
+      images::previous_dump pd;
+      fd_guard prev_fd;
+      if (prev) {
+        auto ps = prev->sets.find(cur->pagemap_name);
+        auto ph = prev->hashes.find(cur->pagemap_name);
+        if (ps != prev->sets.end() && ph != prev->hashes.end()) {
+          auto fd = open_read(prev->dir / ps->second.pages_name);
+          if (!fd) return std::unexpected(fd.error());
+          prev_fd = std::move(*fd);
+          pd = {&ps->second, &ph->second, prev_fd.fd};
+        }
+      }
+      auto sink = [&](std::span<const std::uint8_t> bytes) -> result<void> {
+        if (!write(bytes)) return fail(errc::cancelled, "stream abandoned");
+        return {};
+      };
+      auto r = images::encode_delta(pd, *cur, cur_fd->fd, chunk_bytes, sink);
+      if (!r) return std::unexpected(r.error());
+      std::lock_guard lock(mutex_);
+      add(totals_.pages, r->stats);
+      now->hashes[cur->pagemap_name] = std::move(r->hashes);
+      return std::string(reinterpret_cast<const char*>(r->tree_digest.data()), r->tree_digest.size());
+    };
+    deltas.push_back(std::move(f));
+  }
+  if (ec) return fail(errc::io, "list " + dir.string() + ": " + ec.message());
+  // Pagemaps must arrive before the pages they describe.
+  auto by_name = [](auto& a, auto& b) { return a.name < b.name; };
+  std::sort(whole.begin(), whole.end(), by_name);
+  std::sort(deltas.begin(), deltas.end(), by_name);
+  whole.insert(whole.end(), std::make_move_iterator(deltas.begin()), std::make_move_iterator(deltas.end()));
+  return whole;
+}
+
+void round_sender::delivered() {
+  if (previous_) {
+    std::error_code ec;
+    std::filesystem::remove_all(previous_->dir, ec);
+  }
+  previous_ = current_;
+}
+
+round_totals round_sender::totals() const {
+  std::lock_guard lock(mutex_);
+  return totals_;
+}
+
+// --- destination ----------------------------------------------------------
+
+namespace {
+
+class delta_sink final : public transport::chunk_sink {
+ public:
+  delta_sink(std::shared_ptr<dump_memory> prev, std::shared_ptr<dump_memory> cur, images::page_set set,
+             fd_guard out, fd_guard prev_fd, std::mutex& m)
+      : prev_(std::move(prev)), cur_(std::move(cur)), set_(std::move(set)), out_(std::move(out)),
+        prev_fd_(std::move(prev_fd)), mutex_(m) {
+    images::previous_dump pd;
+    if (prev_) {
+      auto ps = prev_->sets.find(set_.pagemap_name);
+      auto ph = prev_->hashes.find(set_.pagemap_name);
+      if (ps != prev_->sets.end() && ph != prev_->hashes.end()) pd = {&ps->second, &ph->second, prev_fd_.fd};
+    }
+    decoder_ = std::make_unique<images::delta_decoder>(pd, set_, out_.fd, false);
+  }
+
+  result<void> feed(std::span<const std::uint8_t> chunk) override { return decoder_->feed(chunk); }
+
+  result<void> finish(const pb::FileEnd& end) override {
+    auto r = decoder_->finish();
+    if (!r) return std::unexpected(r.error());
+    const auto& want = end.tree_digest();
+    if (want.size() != r->tree_digest.size() ||
+        std::memcmp(want.data(), r->tree_digest.data(), want.size()) != 0)
+      return fail(errc::checksum, set_.pages_name + ": rebuilt pages differ from the source's (page digest " +
+                                      to_hex(r->tree_digest) + ", source has " + to_hex(auth::as_bytes(want)) + ")");
+    std::lock_guard lock(mutex_);
+    cur_->hashes[set_.pagemap_name] = std::move(r->hashes);
+    cur_->sets[set_.pagemap_name] = set_;
+    return {};
+  }
+
+ private:
+  std::shared_ptr<dump_memory> prev_, cur_;
+  images::page_set set_;
+  fd_guard out_, prev_fd_;
+  std::mutex& mutex_;
+  std::unique_ptr<images::delta_decoder> decoder_;
+};
+
+}  // namespace
+
+result<std::filesystem::path> round_receiver::begin_round(std::uint32_t index) {
+  auto dir = fresh_dir(base_ / ("round-" + std::to_string(index)));
+  if (!dir) return dir;
+  current_ = std::make_shared<dump_memory>();
+  current_->dir = *dir;
+  return dir;
+}
+
+transport::receive_options round_receiver::options(asio::thread_pool& pool) {
+  transport::receive_options o;
+  o.pool = &pool;
+  o.open_sink = [this](const pb::FileBegin& b,
+                       const std::filesystem::path& file) -> result<std::unique_ptr<transport::chunk_sink>> {
+    if (b.pagemap().find('/') != std::string::npos) return fail(errc::invalid_argument, "bad pagemap name");
+    auto set = images::read_page_set(current_->dir, b.pagemap());
+    if (!set) return std::unexpected(set.error());
+    if (set->pages_name != b.path() || set->stored_pages * images::page_bytes != b.size())
+      return fail(errc::protocol, b.path() + " does not match " + b.pagemap());
+    fd_guard prev_fd;
+    if (previous_) {
+      auto ps = previous_->sets.find(set->pagemap_name);
+      if (ps != previous_->sets.end()) {
+        auto fd = open_read(previous_->dir / ps->second.pages_name);
+        if (!fd) return std::unexpected(fd.error());
+        prev_fd = std::move(*fd);
+      }
+    }
+    fd_guard out(::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (out.fd < 0) return fail_errno(errno, "create " + file.string());
+    if (::ftruncate(out.fd, off_t(b.size())) != 0) return fail_errno(errno, "size " + file.string());
+    return std::unique_ptr<transport::chunk_sink>(
+        new delta_sink(previous_, current_, std::move(*set), std::move(out), std::move(prev_fd), mutex_));
+  };
+  return o;
+}
+
+void round_receiver::delivered() {
+  if (previous_) {
+    std::error_code ec;
+    std::filesystem::remove_all(previous_->dir, ec);
+  }
+  previous_ = current_;
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,77 @@
+// The image sets of a migration's rounds. Every round is a complete CRIU
+// dump; what travels is, per file, either the file (small images: core, mm,
+// files, pagemaps...) or, for pages files, the page delta against the same
+// process's pages in the previous round (images/delta.hpp). Each side keeps
+// exactly one previous round — its dump and its page hashes — and drops
+// older ones. The first round has no previous one: its pages still skip
+// zero and duplicate pages. Cold migration is a single, final round.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "images/delta.hpp"
+#include "transport/file_stream.hpp"
+
+namespace migrated::migration {
+
+struct round_totals {
+  images::delta_stats pages;   // summed over the round's pages files
+  std::uint64_t other_bytes = 0;  // non-page files, sent whole
+};
+
+// What a side remembers of a round's dump.
+struct dump_memory {
+  std::filesystem::path dir;
+  std::map<std::string, images::page_set> sets;        // by pagemap name
+  std::map<std::string, images::page_hashes> hashes;   // by pagemap name
+};
+
+class round_sender {
+ public:
+  explicit round_sender(std::filesystem::path base) : base_(std::move(base)) {}
+
+  // Where the next dump goes: <base>/round-<n>, created empty.
+  result<std::filesystem::path> next_dir();
+  // The files of the dump in `dir`, page files last as delta producers.
+  result<std::vector<transport::outgoing_file>> files_for(const std::filesystem::path& dir,
+                                                          std::uint32_t chunk_bytes);
+  // The round in `dir` was delivered: it becomes the previous one.
+  void delivered();
+  round_totals totals() const;
+  // The newest dump (for a rollback restore).
+  std::filesystem::path latest_dir() const { return latest_; }
+  std::uint32_t rounds() const { return index_; }
+
+ private:
+  std::filesystem::path base_;
+  std::filesystem::path latest_;
+  std::uint32_t index_ = 0;
+  std::shared_ptr<dump_memory> previous_;
+  std::shared_ptr<dump_memory> current_;
+  mutable std::mutex mutex_;   // totals and hashes are written by producers on the pool
+  round_totals totals_;
+};
+
+class round_receiver {
+ public:
+  explicit round_receiver(std::filesystem::path base) : base_(std::move(base)) {}
+
+  result<std::filesystem::path> begin_round(std::uint32_t index);
+  // Receive options for the current round: page deltas are decoded against
+  // the previous round and verified with the sender's tree digest.
+  transport::receive_options options(asio::thread_pool& pool);
+  void delivered();
+  std::filesystem::path current_dir() const { return current_ ? current_->dir : std::filesystem::path(); }
+
+ private:
+  std::filesystem::path base_;
+  std::shared_ptr<dump_memory> previous_;
+  std::shared_ptr<dump_memory> current_;
+  std::mutex mutex_;
+};
+
+}  // namespace migrated::migration

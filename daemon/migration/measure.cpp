@@ -1,0 +1,159 @@
+// Measurement of a container's dirty rate and the link to a peer (see
+// measure.hpp). The two dumps go to a scratch directory removed afterwards.
+#include "migration/measure.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/auth.hpp"
+#include "images/delta.hpp"
+#include "migration/phases.hpp"
+
+namespace migrated::migration {
+namespace {
+
+constexpr std::uint32_t default_interval_ms = 1000;
+constexpr std::uint32_t max_interval_ms = 60000;
+constexpr std::uint64_t probe_bytes = 16u << 20;     // long enough to fill a 1 Gbit link for ~0.1 s
+constexpr std::uint32_t probe_frame_bytes = 1u << 20;
+
+struct scratch {
+  std::filesystem::path dir;
+  ~scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// Pages of `second` that differ from `first`, over every process.
+result<images::delta_stats> compare_dumps(const std::filesystem::path& first, const std::filesystem::path& second) {
+  auto before = images::read_all_page_sets(first);
+  if (!before) return std::unexpected(before.error());
+  auto after = images::read_all_page_sets(second);
+  if (!after) return std::unexpected(after.error());
+  images::delta_stats total;
+  for (auto& cur : *after) {
+    int cur_fd = ::open((second / cur.pages_name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (cur_fd < 0) return fail_errno(errno, "open " + cur.pages_name);
+    images::previous_dump prev;
+    int prev_fd = -1;
+    images::page_hashes prev_hashes;
+    for (auto& p : *before)
+      if (p.pagemap_name == cur.pagemap_name) {
+        prev_fd = ::open((first / p.pages_name).c_str(), O_RDONLY | O_CLOEXEC);
+        auto h = prev_fd >= 0 ? images::hash_pages_file(p, prev_fd) : fail_errno(errno, "open " + p.pages_name);
+        if (!h) {
+          ::close(cur_fd);
+          if (prev_fd >= 0) ::close(prev_fd);
+          return std::unexpected(h.error());
+        }
+        prev_hashes = std::move(h->hashes);
+        prev = {&p, &prev_hashes, prev_fd};
+      }
+    auto discard = [](std::span<const std::uint8_t>) -> result<void> { return {}; };
+    auto r = images::encode_delta(prev, cur, cur_fd, 1u << 20, discard);
+    ::close(cur_fd);
+    if (prev_fd >= 0) ::close(prev_fd);
+    if (!r) return std::unexpected(r.error());
+    total.pages += r->stats.pages;
+    total.full += r->stats.full;
+    total.xor_pages += r->stats.xor_pages;
+    total.ref += r->stats.ref;
+    total.same += r->stats.same;
+    total.zero += r->stats.zero;
+    total.bytes_raw += r->stats.bytes_raw;
+    total.bytes_delta += r->stats.bytes_delta;
+  }
+  return total;
+}
+
+awaitable<result<double>> probe_bandwidth(node_context& ctx, const std::string& destination) {
+  endpoint to;
+  if (auto* p = ctx.cfg.find_peer(destination)) {
+    to = p->address;
+  } else {
+    auto ep = parse_endpoint(destination);
+    if (!ep) co_return fail(errc::not_found, "unknown destination '" + destination + "'");
+    to = *ep;
+  }
+  auto ch = co_await transport::connect(to, ctx.psk, ctx.me, ctx.cfg.timeouts.connect, ctx.cfg.timeouts.io);
+  if (!ch) co_return std::unexpected(ch.error());
+  const auto payload = auth::random_bytes(probe_frame_bytes);  // random: compression cannot help
+  stopwatch sw;
+  for (std::uint64_t sent = 0; sent < probe_bytes; sent += probe_frame_bytes) {
+    pb::Envelope env;
+    env.mutable_probe()->set_bytes(probe_bytes);
+    if (auto ok = co_await ch->send(env, payload); !ok) co_return std::unexpected(ok.error());
+  }
+  auto r = co_await transport::expect_reply(*ch, "bandwidth probe", ctx.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  ch->close();
+  co_return double(probe_bytes) / 1048576.0 / (sw.ms() / 1000.0);
+}
+
+}  // namespace
+
+awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::MeasureRequest& req) {
+  auto info = co_await ctx.runc.inspect(req.container());
+  if (!info) co_return std::unexpected(info.error());
+  if (info->status != "running")
+    co_return fail(errc::invalid_argument, "container " + req.container() + " is " + info->status + ", not running");
+  const std::uint32_t interval = req.interval_ms() ? std::min(req.interval_ms(), max_interval_ms) : default_interval_ms;
+  scratch tmp{ctx.cfg.storage_dir / "measure" / ("m-" + to_hex(auth::random_bytes(6)))};
+  std::error_code ec;
+  for (auto sub : {"1", "2", "work"}) std::filesystem::create_directories(tmp.dir / sub, ec);
+  if (ec) co_return fail(errc::io, "create " + tmp.dir.string() + ": " + ec.message());
+
+  const runtime::checkpoint_request first{tmp.dir / "1", tmp.dir / "work", true};
+  const auto t1 = stopwatch::clock::now();
+  if (auto ok = co_await ctx.runc.checkpoint(req.container(), first); !ok) co_return std::unexpected(ok.error());
+  asio::steady_timer wait(co_await asio::this_coro::executor, t1 + std::chrono::milliseconds(interval));
+  co_await wait.async_wait(use_awaitable);
+  const runtime::checkpoint_request second{tmp.dir / "2", tmp.dir / "work", true};
+  const auto t2 = stopwatch::clock::now();
+  if (auto ok = co_await ctx.runc.checkpoint(req.container(), second); !ok) co_return std::unexpected(ok.error());
+  const double dump_ms = stopwatch::between(t2, stopwatch::clock::now());
+  auto stats = co_await offload(ctx.pool, [&] { return compare_dumps(tmp.dir / "1", tmp.dir / "2"); });
+  if (!stats) co_return std::unexpected(stats.error());
+
+  pb::MeasureReply m;
+  m.set_container(req.container());
+  m.set_interval_ms(stopwatch::between(t1, t2));
+  m.set_pages(stats->pages);
+  m.set_pages_changed(stats->full + stats->xor_pages + stats->ref);
+  m.set_dirty_mib_s(double(m.pages_changed()) * 4096 / 1048576.0 / (m.interval_ms() / 1000.0));
+  m.set_checkpoint_ms(dump_ms);
+  std::uint64_t image_bytes = 0;
+  for (auto& e : std::filesystem::directory_iterator(tmp.dir / "2", ec))
+    if (e.is_regular_file()) image_bytes += e.file_size(ec);
+  m.set_bytes_image(image_bytes);
+  if (!req.destination().empty()) {
+    auto bw = co_await probe_bandwidth(ctx, req.destination());
+    if (!bw) co_return std::unexpected(bw.error().context("bandwidth to " + req.destination()));
+    m.set_bandwidth_mib_s(*bw);
+    // Restore costs about what the dump did; the link decides the rest.
+    const double mib_per_ms = *bw / 1000.0;
+    const double image_mib = double(image_bytes) / 1048576.0;
+    m.set_predicted_cold_downtime_ms(2 * dump_ms + image_mib / mib_per_ms);
+    // The final pre-copy round carries what is dirtied while the last
+    // warm-up round and the final dump run (about two dumps' time).
+    const double final_mib = m.dirty_mib_s() * (2 * dump_ms / 1000.0);
+    m.set_predicted_precopy_downtime_ms(2 * dump_ms + final_mib / mib_per_ms);
+  }
+  co_return m;
+}
+
+awaitable<result<void>> answer_probe(transport::channel& ch, const transport::frame& first) {
+  const std::uint64_t total = first.msg.probe().bytes();
+  if (total > (1ull << 30)) co_return fail(errc::invalid_argument, "probe larger than 1 GiB");
+  std::uint64_t got = first.payload.size();
+  while (got < total) {
+    auto f = co_await ch.recv();
+    if (!f) co_return std::unexpected(f.error().context("bandwidth probe"));
+    if (!f->msg.has_probe()) co_return fail(errc::protocol, "bandwidth probe: unexpected message");
+    got += f->payload.size();
+  }
+  co_return co_await ch.reply(first.msg.request_id(), {});
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,90 @@
+// The pre-copy convergence policy: when warm-up rounds stop, and when the
+// container is throttled.
+#include <catch2/catch.hpp>
+
+#include "migration/convergence.hpp"
+
+using namespace migrated;
+using namespace migrated::migration;
+
+namespace {
+
+constexpr std::uint64_t mib = 1 << 20;
+
+// A round of `wire` bytes sent at 100 MiB/s, `dirty` bytes dirtied over 1 s.
+round_observation round_of(std::uint64_t wire, std::uint64_t dirty = 0) {
+  return {wire, dirty, 1000.0, double(wire) / (100.0 * mib / 1000.0)};
+}
+
+}  // namespace
+
+TEST_CASE("convergence: a shrinking delta continues, a small one ends the warm-up", "[convergence]") {
+  config::precopy_config p;
+  auto d = decide(p, converge_mode::automatic, {round_of(256 * mib), round_of(64 * mib)}, 0);
+  CHECK_FALSE(d.final_round);
+  // 50 ms at 100 MiB/s is 5 MiB: 4 MiB left converges.
+  d = decide(p, converge_mode::automatic, {round_of(256 * mib), round_of(64 * mib), round_of(4 * mib)}, 0);
+  CHECK(d.final_round);
+  CHECK_THAT(d.reason, Catch::Contains("converged"));
+}
+
+TEST_CASE("convergence: a tiny round ends the warm-up even without a bandwidth", "[convergence]") {
+  config::precopy_config p;
+  round_observation tiny{4096 * 10, 0, 1000, 0};
+  auto d = decide(p, converge_mode::off, {tiny}, 0);
+  CHECK(d.final_round);
+}
+
+TEST_CASE("convergence: a delta that stops shrinking ends the warm-up without auto-converge", "[convergence]") {
+  config::precopy_config p;
+  auto d = decide(p, converge_mode::off, {round_of(256 * mib), round_of(80 * mib), round_of(78 * mib)}, 0);
+  CHECK(d.final_round);
+  CHECK(d.throttle_pct == 0);
+  CHECK_THAT(d.reason, Catch::Contains("stopped shrinking"));
+}
+
+TEST_CASE("convergence: auto-converge throttles step by step instead of giving up", "[convergence]") {
+  config::precopy_config p;  // step 20, max 90
+  std::vector<round_observation> h{round_of(256 * mib), round_of(80 * mib), round_of(78 * mib)};
+  auto d = decide(p, converge_mode::automatic, h, 0);
+  CHECK_FALSE(d.final_round);
+  CHECK(d.throttle_pct == 20);
+  d = decide(p, converge_mode::automatic, h, 80);
+  CHECK(d.throttle_pct == 90);
+  // At the maximum throttle, a non-shrinking delta ends the rounds.
+  d = decide(p, converge_mode::automatic, h, 90);
+  CHECK(d.final_round);
+  CHECK(d.throttle_pct == 90);
+}
+
+TEST_CASE("convergence: dirtying faster than the link throttles even while shrinking", "[convergence]") {
+  config::precopy_config p;
+  // 200 MiB dirtied per second against a 100 MiB/s link.
+  auto d = decide(p, converge_mode::automatic, {round_of(256 * mib, 200 * mib)}, 0);
+  CHECK_FALSE(d.final_round);
+  CHECK(d.throttle_pct == 20);
+  d = decide(p, converge_mode::off, {round_of(256 * mib, 200 * mib)}, 0);
+  CHECK(d.throttle_pct == 0);
+}
+
+TEST_CASE("convergence: forced auto-converge throttles every round", "[convergence]") {
+  config::precopy_config p;
+  auto d = decide(p, converge_mode::forced, {round_of(256 * mib)}, 0);
+  CHECK(d.throttle_pct == 20);
+  d = decide(p, converge_mode::forced, {round_of(256 * mib), round_of(100 * mib)}, 20);
+  CHECK(d.throttle_pct == 40);
+}
+
+TEST_CASE("convergence: max_rounds ends the warm-up", "[convergence]") {
+  config::precopy_config p;
+  p.max_rounds = 2;
+  auto d = decide(p, converge_mode::automatic, {round_of(256 * mib), round_of(128 * mib)}, 0);
+  CHECK(d.final_round);
+  CHECK_THAT(d.reason, Catch::Contains("maximum of 2"));
+}
+
+TEST_CASE("convergence: bandwidth ignores latency-bound tiny rounds", "[convergence]") {
+  std::vector<round_observation> h{{100 * mib, 0, 0, 1000}, {4096, 0, 0, 50}};
+  CHECK(bandwidth_bytes_per_ms(h) == Approx(100.0 * mib / 1000));
+  CHECK(bandwidth_bytes_per_ms({}) == 0);
+}
