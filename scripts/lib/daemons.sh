@@ -1,0 +1,148 @@
+# Running migrated on the emulated hosts: a pre-shared key, one YAML config
+# and one directory tree (storage, runc root, bundles) per host under a work
+# dir, daemons started inside their host's network namespace with nsenter,
+# and migratectl wrappers. Sourced after hosts.sh and bundle.sh.
+#
+# Call daemons_init WORK_DIR first. Layout:
+#   WORK/psk  WORK/X.yaml  WORK/X.log (daemon log)  WORK/X.out (stdout/stderr)
+#   WORK/X/storage  WORK/X/runc  WORK/X/bundles      (X = a | b)
+
+MIG_TCP_PORT=${MIG_TCP_PORT:-7450}
+MIG_UDP_PORT=${MIG_UDP_PORT:-7451}
+MIG_DAEMON_TIMEOUT_S=${MIG_DAEMON_TIMEOUT_S:-20}
+declare -A MIG_DAEMON_PID=()
+
+daemons_init() {
+  MIG_WORK=$1
+  MIG_BUILD=$(bundle_build_dir)
+  MIG_PSK=$MIG_WORK/psk
+  local x
+  for x in a b; do
+    mkdir -p "$MIG_WORK/$x/storage" "$MIG_WORK/$x/runc" "$MIG_WORK/$x/bundles"
+  done
+  write_psk "$MIG_PSK"
+}
+
+host_node() { printf 'edge-%s\n' "$1"; }
+other_host() { if [ "$1" = a ]; then echo b; else echo a; fi; }
+host_runc_root() { printf '%s\n' "$MIG_WORK/$1/runc"; }
+host_bundles() { printf '%s\n' "$MIG_WORK/$1/bundles"; }
+# migrated-a / migrated-b; a run with its own MIG_NS_PREFIX gets its own
+# cgroup parents too, so two runs side by side never share a cgroup path.
+host_cgroup_parent() {
+  if [ "$MIG_NS_PREFIX" = mig ]; then
+    printf 'migrated-%s\n' "$1"
+  else
+    printf 'migrated-%s-%s\n' "$MIG_NS_PREFIX" "$1"
+  fi
+}
+
+# write_psk FILE: 32 random bytes as hex, readable by the owner only.
+write_psk() {
+  local file=$1
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file")
+  chmod 600 "$file"
+}
+
+# write_config X [PSK_FILE] [LOG_SINK]: WORK/X.yaml for host X.
+write_config() {
+  local x=$1 psk=${2:-$MIG_PSK} sink=${3:-file}
+  local peer addr peer_addr log_file=
+  [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
+  peer=$(other_host "$x")
+  addr=$(host_addr "$x")
+  peer_addr=$(host_addr "$peer")
+  cat >"$MIG_WORK/$x.yaml" <<YAML
+# Emulated host $x, written by scripts/lib/daemons.sh.
+node: $(host_node "$x")
+listen: {tcp: "$addr:$MIG_TCP_PORT", udp: "$addr:$MIG_UDP_PORT"}
+peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
+psk_file: $psk
+storage: $MIG_WORK/$x/storage
+runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")}}
+log: {sink: $sink, level: debug$log_file}
+YAML
+}
+
+# ctl X [--psk-file F] ARGS...: migratectl against host X's daemon, run from
+# inside X's namespace. MIG_CTL_PSK overrides the key file.
+ctl() {
+  local x=$1; shift
+  in_host "$x" "$MIG_BUILD/migratectl" --daemon "$(host_addr "$x"):$MIG_TCP_PORT" \
+    --psk-file "${MIG_CTL_PSK:-$MIG_PSK}" "$@"
+}
+ctl_a() { ctl a "$@"; }
+ctl_b() { ctl b "$@"; }
+
+# daemon_start X [VAR=VALUE...]: starts migrated for host X (config from
+# write_config) with extra environment (e.g. MIGRATED_FAULT=...), and waits
+# until it answers `migratectl status`. The psk used for that check is the
+# one named in X.yaml.
+daemon_start() {
+  local x=$1; shift
+  local ns
+  ns=$(host_ns "$x")
+  env "$@" nsenter --net="/run/netns/$ns" "$MIG_BUILD/migrated" --config "$MIG_WORK/$x.yaml" \
+    </dev/null >>"$MIG_WORK/$x.out" 2>&1 &
+  MIG_DAEMON_PID[$x]=$!
+  daemon_wait_ready "$x"
+}
+
+config_psk() { awk '$1 == "psk_file:" { print $2 }' "$MIG_WORK/$1.yaml"; }
+
+daemon_wait_ready() {
+  local x=$1 pid=${MIG_DAEMON_PID[$1]} deadline=$((SECONDS + MIG_DAEMON_TIMEOUT_S))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      local rc=0
+      wait "$pid" 2>/dev/null || rc=$?
+      unset "MIG_DAEMON_PID[$x]"
+      printf 'daemon %s exited during start-up (status %s)\n' "$x" "$rc" >&2
+      daemon_log_tail "$x"
+      return 1
+    fi
+    MIG_CTL_PSK=$(config_psk "$x") ctl "$x" status >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  printf 'daemon %s did not answer status within %ss\n' "$x" "$MIG_DAEMON_TIMEOUT_S" >&2
+  daemon_log_tail "$x"
+  return 1
+}
+
+daemon_log_tail() {
+  local f
+  for f in "$MIG_WORK/$1.out" "$MIG_WORK/$1.log"; do
+    [ -s "$f" ] || continue
+    printf -- '--- last lines of %s\n' "$f" >&2
+    tail -n 20 "$f" >&2
+  done
+}
+
+# daemon_stop X: SIGTERM, then SIGKILL after MIG_DAEMON_TIMEOUT_S; returns
+# the daemon's exit status (0 when it was not running).
+daemon_stop() {
+  local x=$1 pid=${MIG_DAEMON_PID[$1]:-} i rc=0
+  [ -n "$pid" ] || return 0
+  unset "MIG_DAEMON_PID[$x]"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < MIG_DAEMON_TIMEOUT_S * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    printf 'daemon %s ignored SIGTERM; killing it\n' "$x" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  return "$rc"
+}
+
+daemon_running() {
+  local pid=${MIG_DAEMON_PID[$1]:-}
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+daemons_stop() {
+  daemon_stop a || true
+  daemon_stop b || true
+}

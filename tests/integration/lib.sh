@@ -1,0 +1,240 @@
+# Shared setup for the integration tests: two emulated hosts, two real
+# daemons, real runc containers running the memcounter workload, and the
+# assertions and cleanup registry the test scripts use. Each test sources
+# this file, calls require_root_tools, then builds what it needs; everything
+# registered with on_exit is undone in reverse order however the test ends.
+set -euo pipefail
+
+MIGRATED_SOURCE_DIR=${MIGRATED_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+MIGRATED_BUILD_DIR=${MIGRATED_BUILD_DIR:-$MIGRATED_SOURCE_DIR/build}
+export MIGRATED_SOURCE_DIR MIGRATED_BUILD_DIR
+
+# shellcheck source=scripts/lib/hosts.sh
+source "$MIGRATED_SOURCE_DIR/scripts/lib/hosts.sh"
+# shellcheck source=scripts/lib/bundle.sh
+source "$MIGRATED_SOURCE_DIR/scripts/lib/bundle.sh"
+# shellcheck source=scripts/lib/daemons.sh
+source "$MIGRATED_SOURCE_DIR/scripts/lib/daemons.sh"
+# shellcheck source=scripts/lib/journald.sh
+source "$MIGRATED_SOURCE_DIR/scripts/lib/journald.sh"
+
+TEST_NAME=$(basename "${0%.sh}")
+
+log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
+fail() { printf '%s: FAIL: %s\n' "$TEST_NAME" "$*" >&2; exit 1; }
+skip() { printf 'SKIP: %s\n' "$*"; exit 77; }
+
+assert_eq() {
+  local expected=$1 actual=$2 what=${3:-value}
+  [ "$expected" = "$actual" ] || fail "$what: expected '$expected', got '$actual'"
+}
+
+assert_ge() {
+  local actual=$1 min=$2 what=${3:-value}
+  [[ "$actual" =~ ^[0-9]+$ ]] || fail "$what: '$actual' is not a number"
+  [ "$actual" -ge "$min" ] || fail "$what: $actual < $min"
+}
+
+assert_contains() {
+  local haystack=$1 needle=$2 what=${3:-output}
+  grep -qiF -- "$needle" <<<"$haystack" || fail "$what does not mention '$needle': $haystack"
+}
+
+# wait_for CMD [ARGS...] TIMEOUT_S: retries CMD every 0.2 s until it succeeds.
+wait_for() {
+  local timeout=${*: -1}
+  local cmd=("${@:1:$#-1}")
+  local deadline=$((SECONDS + timeout))
+  until "${cmd[@]}"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
+# --- cleanup registry -------------------------------------------------------
+
+CLEANUP=()
+# on_exit CMD [ARGS...]: run CMD when the test exits, latest first.
+on_exit() { CLEANUP+=("$(printf '%q ' "$@")"); }
+
+run_cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM ERR
+  set +e
+  for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do
+    eval "${CLEANUP[$i]}"
+  done
+  exit "$rc"
+}
+trap run_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# A command failing outside an assertion ends the test too (set -e): say where.
+set -E
+trap 'on_error $? "$LINENO" "$BASH_COMMAND"' ERR
+on_error() {
+  [ "$BASH_SUBSHELL" = 0 ] || return 0  # once, from the test's own shell
+  log "unexpected failure (exit $1) at line $2: $3"
+}
+
+# --- preconditions ------------------------------------------------------------
+
+# Skips (exit 77) when the machine cannot run the tests at all; fails when
+# the build is incomplete, since that is the project's fault.
+require_root_tools() {
+  [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, runc, CRIU)"
+  local tool
+  for tool in ip nsenter runc criu jq tc; do
+    command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
+  done
+  [ -x "$BUSYBOX" ] || skip "$BUSYBOX is missing (Debian package busybox-static)"
+  criu check >/dev/null 2>&1 || skip "criu check fails on this kernel: $(criu check 2>&1 | tail -n 1)"
+  ip netns add "mig-probe-$$" 2>/dev/null || skip "cannot create network namespaces"
+  ip netns delete "mig-probe-$$"
+  local bin
+  for bin in migrated migratectl memcounter; do
+    [ -x "$MIGRATED_BUILD_DIR/$bin" ] || fail "$MIGRATED_BUILD_DIR/$bin is not built"
+  done
+}
+
+# --- standard fixture ----------------------------------------------------------
+
+# Work dir, both hosts, configs (optional LOG_SINK, default file) and both
+# daemons, all torn down on exit.
+# shellcheck disable=SC2120 # test scripts pass the sink
+setup_hosts_and_daemons() {
+  local sink=${1:-file}
+  TEST_WORK=$(mktemp -d "/tmp/migrated-$TEST_NAME.XXXXXX")
+  on_exit rm -rf "$TEST_WORK"
+  on_exit hosts_down
+  hosts_up
+  daemons_init "$TEST_WORK"
+  on_exit dump_logs_on_failure
+  write_config a "$MIG_PSK" "$sink"
+  write_config b "$MIG_PSK" "$sink"
+  on_exit daemons_stop
+  daemon_start a || fail "the daemon of edge-a did not start"
+  daemon_start b || fail "the daemon of edge-b did not start"
+}
+
+# Prints the daemons' log tails when the test is failing (runs from cleanup).
+dump_logs_on_failure() {
+  [ "${TEST_FAILED:-1}" = 1 ] || return 0
+  daemon_log_tail a 2>&1 | sed 's/^/  /' >&2 || true
+  daemon_log_tail b 2>&1 | sed 's/^/  /' >&2 || true
+}
+
+# start_counter ID [MEMCOUNTER ARGS...]: a memcounter container on host A,
+# waited for until it has ticked; removed from both hosts on exit.
+start_counter() {
+  local id=$1; shift
+  local bundle
+  bundle=$(host_bundles a)/$id
+  on_exit remove_counter "$id"
+  make_bundle "$bundle" "$id" "$(host_cgroup_parent a)" -- /bin/memcounter "$@"
+  start_container "$(host_runc_root a)" "$bundle" "$id"
+  wait_for counter_at_least a "$id" 2 10 || fail "container $id on A never reported a status"
+}
+
+remove_counter() {
+  local id=$1 x
+  for x in a b; do
+    remove_container "$(host_runc_root "$x")" "$id"
+    remove_cgroups "$(host_cgroup_parent "$x")" "$id"
+  done
+}
+
+counter_bundle() { printf '%s/%s\n' "$(host_bundles "$1")" "$2"; }
+
+# field X ID KEY: a field of container ID's status on host X.
+field() { status_field "$(counter_bundle "$1" "$2")" "$3"; }
+
+counter_at_least() {
+  local n
+  n=$(field "$1" "$2" counter 2>/dev/null) || return 1
+  [ "$n" -ge "$3" ]
+}
+
+# assert_running X ID: runc on host X reports ID running.
+assert_running() {
+  assert_eq running "$(container_state "$(host_runc_root "$1")" "$2")" "runc state of $2 on $1"
+}
+
+# assert_absent X ID: runc on host X does not know ID.
+assert_absent() {
+  local state
+  state=$(container_state "$(host_runc_root "$1")" "$2")
+  [ -z "$state" ] || fail "container $2 is still known to runc on $1 (state '$state')"
+}
+
+# assert_alive_on X ID BOOT MIN_COUNTER: the workload on X is the same
+# process (boot id), has moved past MIN_COUNTER, keeps counting and
+# verifying (a full pass takes up to ~2 s above 64 MiB), and has seen no
+# corrupt page.
+assert_alive_on() {
+  local x=$1 id=$2 boot=$3 min=$4
+  wait_for counter_at_least "$x" "$id" "$((min + 1))" 10 \
+    || fail "counter of $id on $x did not pass $min (status: $(cat "$(counter_bundle "$x" "$id")/rootfs/data/status" 2>&1))"
+  assert_eq "$boot" "$(field "$x" "$id" boot)" "boot id of $id on $x"
+  local c1 p1
+  c1=$(field "$x" "$id" counter)
+  p1=$(field "$x" "$id" verified_passes)
+  sleep 1
+  assert_ge "$(field "$x" "$id" counter)" "$((c1 + 1))" "counter of $id on $x a second later"
+  wait_for passes_above "$x" "$id" "$p1" 5 \
+    || fail "verified passes of $id on $x stuck at $p1"
+  assert_eq 0 "$(field "$x" "$id" corrupt)" "corrupt pages of $id on $x"
+}
+
+passes_above() { [ "$(field "$1" "$2" verified_passes)" -gt "$3" ]; }
+
+# json_get JSON FILTER: one value from a report (jq -r).
+json_get() { jq -r "$2" <<<"$1"; }
+
+# Marks the test passed so cleanup stays quiet; call as the last line.
+pass() {
+  TEST_FAILED=0
+  log "PASS"
+}
+
+# --- fault cases ------------------------------------------------------------------
+
+# fault_case POINT HOST: restarts HOST's daemon with the fault point armed,
+# migrates a live counter from A to B and checks that it is rolled back:
+# still running on A as the same process, counting on, nothing left on B.
+# Only dest.transfer.die takes a daemon down (that proves it fired); after
+# every other fault both daemons must still serve.
+fault_case() {
+  local point=$1 host=$2 id=mc-fault
+  require_root_tools
+  setup_hosts_and_daemons
+  start_counter "$id" --mib 16 --dirty-mib-s 2
+  daemon_stop "$host" || true
+  daemon_start "$host" "MIGRATED_FAULT=$point" || fail "the daemon of $host did not restart with fault $point"
+  local boot before out rc=0
+  boot=$(field a "$id" boot)
+  before=$(field a "$id" counter)
+  log "migrating $id with fault $point armed on $host"
+  out=$(ctl_a migrate "$id" --to edge-b --json) || rc=$?
+  [ "$rc" != 0 ] || fail "migrate succeeded despite fault $point: $out"
+  assert_eq rolled_back "$(json_get "$out" .result)" "result with fault $point"
+  log "reported error: $(json_get "$out" .error)"
+  assert_running a "$id"
+  assert_alive_on a "$id" "$boot" "$before"
+  assert_absent b "$id"
+  check_daemons_after_fault "$point"
+  pass
+}
+
+check_daemons_after_fault() {
+  if [ "$1" = dest.transfer.die ]; then
+    ! daemon_running b || fail "edge-b's daemon survived dest.transfer.die: the fault did not fire"
+    daemon_running a || fail "edge-a's daemon died"
+    return 0
+  fi
+  local x
+  for x in a b; do
+    daemon_running "$x" || fail "$(host_node "$x")'s daemon died during fault $1"
+    ctl "$x" status >/dev/null || fail "$(host_node "$x")'s daemon does not answer after fault $1"
+  done
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fault point dest.transfer.die: the destination daemon dies (SIGKILL) on the first image chunk of the final transfer.
+# The migration must be rolled back: the container keeps running on edge-a
+# as the same process and nothing is left on edge-b.
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+fault_case dest.transfer.die b

@@ -1,0 +1,287 @@
+// memcounter: a self-verifying workload for migration tests. It runs as a
+// container's init, keeps N MiB of anonymous memory whose every byte is
+// derivable from (boot id, page index, page generation), rewrites pages at a
+// chosen rate and checks them all continuously. A migration that loses,
+// corrupts or resurrects a stale copy of any page raises `corrupt`; one that
+// restarts the process changes `boot`; the counter must only grow.
+//
+// The expected generation of each page is not stored next to the page: it
+// follows from one counter of pages rewritten so far (the rewrite cursor
+// walks the pages in order), so a page restored from an older pre-copy round
+// is caught even though its own header is self-consistent.
+//
+// Each tick it writes STATE/status atomically (tmp + rename) and appends a
+// line to STATE/ticks.log through a descriptor held open for its lifetime, so
+// a restore must bring back open files and file data that match.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_MAGIC 0x6d656d636f756e74ull  // "memcount"
+#define HEADER_WORDS 4                     // magic, index, generation, boot
+#ifndef TICKS_LOG_MAX
+#define TICKS_LOG_MAX (1 << 20)            // ticks.log is cut back beyond this
+#endif
+
+enum { MODE_PAGES, MODE_BYTES };
+enum { CONTENT_RANDOM, CONTENT_COMPRESSIBLE };
+
+static struct {
+  unsigned long mib, dirty_mib_s, tick_ms;
+  int dirty_mode, content;
+  const char *state;
+} opt = {16, 1, 100, MODE_PAGES, CONTENT_RANDOM, "/data"};
+
+static struct {
+  uint64_t boot, counter, corrupt, passes, max_gap_ms, last_gap_ms;
+  uint64_t rewritten;   // pages rewritten since start; fixes every generation
+  uint64_t dirty_acc;   // fractional pages carried to the next tick (x1000)
+  uint64_t verify_at;   // rolling verification cursor
+  size_t npages, words; // words of 8 bytes per page
+  uint64_t *mem;
+  int log_fd;
+} st;
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+static uint64_t mix(uint64_t x) {  // splitmix64 finaliser
+  x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27; x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+static uint64_t seed_of(uint64_t index, uint64_t gen) {
+  return mix(st.boot ^ mix(index * 0x9e3779b97f4a7c15ull ^ mix(gen + 1)));
+}
+
+// Word k of a body seeded by `seed`; random access, one multiply.
+static uint64_t body_word(uint64_t seed, uint64_t k) {
+  uint64_t x = seed + k * 0x9e3779b97f4a7c15ull;
+  x ^= x >> 32; x *= 0xd6e8feb86659fd93ull; x ^= x >> 32;
+  if (opt.content == CONTENT_COMPRESSIBLE && k % 8 != 0) return PAGE_MAGIC;
+  return x;
+}
+
+// What a page of a given generation holds. In bytes mode the body depends
+// on (boot, index) only and one word, chosen by the generation, carries a
+// stamp: a rewrite changes a few bytes. In pages mode every word changes.
+struct layout { uint64_t body_seed, stamp; size_t slot; };
+
+static struct layout layout_of(uint64_t index, uint64_t gen) {
+  struct layout l = {seed_of(index, gen), 0, (size_t)-1};
+  if (opt.dirty_mode == MODE_BYTES) {
+    l.stamp = ~l.body_seed;
+    l.slot = HEADER_WORDS + mix(l.body_seed) % (st.words - HEADER_WORDS);
+    l.body_seed = seed_of(index, 0);
+  }
+  return l;
+}
+
+static uint64_t expected_word(const struct layout *l, size_t k) {
+  return k == l->slot ? l->stamp : body_word(l->body_seed, k);
+}
+
+static uint64_t expected_gen(uint64_t index) {
+  return st.rewritten / st.npages + (index < st.rewritten % st.npages);
+}
+
+static void write_header(uint64_t *p, uint64_t index, uint64_t gen) {
+  p[0] = PAGE_MAGIC; p[1] = index; p[2] = gen; p[3] = st.boot;
+}
+
+static void fill_page(uint64_t index, uint64_t gen) {
+  uint64_t *p = st.mem + index * st.words;
+  struct layout l = layout_of(index, gen);
+  for (size_t k = HEADER_WORDS; k < st.words; k++) p[k] = expected_word(&l, k);
+  write_header(p, index, gen);
+}
+
+static void rewrite_page(uint64_t index, uint64_t gen) {
+  uint64_t *p = st.mem + index * st.words;
+  if (opt.dirty_mode == MODE_PAGES || gen == 0) { fill_page(index, gen); return; }
+  struct layout old = layout_of(index, gen - 1), now = layout_of(index, gen);
+  p[old.slot] = body_word(old.body_seed, old.slot);
+  p[now.slot] = now.stamp;
+  p[2] = gen;
+}
+
+static int page_ok(uint64_t index) {
+  const uint64_t *p = st.mem + index * st.words;
+  uint64_t gen = expected_gen(index);
+  if (p[0] != PAGE_MAGIC || p[1] != index || p[2] != gen || p[3] != st.boot) return 0;
+  struct layout l = layout_of(index, gen);
+  for (size_t k = HEADER_WORDS; k < st.words; k++)
+    if (p[k] != expected_word(&l, k)) return 0;
+  return 1;
+}
+
+static void dirty_pages(void) {
+  size_t per_mib = (1u << 20) / (st.words * 8);
+  st.dirty_acc += opt.dirty_mib_s * per_mib * opt.tick_ms;
+  uint64_t n = st.dirty_acc / 1000;
+  st.dirty_acc %= 1000;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t index = st.rewritten % st.npages;
+    st.rewritten++;
+    rewrite_page(index, expected_gen(index));
+  }
+}
+
+// All pages each tick up to 64 MiB; beyond, a window sized so that every
+// page is seen about every 2 s.
+static void verify_pages(void) {
+  size_t window = st.npages;
+  if (opt.mib > 64) window = (st.npages * opt.tick_ms + 1999) / 2000;
+  if (window > st.npages) window = st.npages;
+  for (size_t i = 0; i < window; i++) {
+    if (!page_ok(st.verify_at)) st.corrupt++;
+    if (++st.verify_at == st.npages) { st.verify_at = 0; st.passes++; }
+  }
+}
+
+// Wall clock for gaps (comparable across hosts), monotonic for pacing.
+static uint64_t clock_ms(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+static void write_status(uint64_t time_ms) {
+  char path[4096], tmp[4096], line[512];
+  snprintf(path, sizeof path, "%s/status", opt.state);
+  snprintf(tmp, sizeof tmp, "%s/status.tmp", opt.state);
+  int n = snprintf(line, sizeof line,
+                   "boot=%016llx counter=%llu corrupt=%llu verified_passes=%llu "
+                   "max_gap_ms=%llu last_gap_ms=%llu mib=%lu time_ms=%llu\n",
+                   (unsigned long long)st.boot, (unsigned long long)st.counter,
+                   (unsigned long long)st.corrupt, (unsigned long long)st.passes,
+                   (unsigned long long)st.max_gap_ms, (unsigned long long)st.last_gap_ms,
+                   opt.mib, (unsigned long long)time_ms);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ssize_t w = write(fd, line, (size_t)n);
+  close(fd);
+  if (w == n) rename(tmp, path);
+}
+
+static void append_tick(uint64_t time_ms) {
+  struct stat sb;
+  char line[128];
+  if (fstat(st.log_fd, &sb) == 0 && sb.st_size > TICKS_LOG_MAX) {
+    if (ftruncate(st.log_fd, 0) == 0) lseek(st.log_fd, 0, SEEK_SET);
+  }
+  int n = snprintf(line, sizeof line, "counter=%llu time_ms=%llu corrupt=%llu\n",
+                   (unsigned long long)st.counter, (unsigned long long)time_ms,
+                   (unsigned long long)st.corrupt);
+  ssize_t w = write(st.log_fd, line, (size_t)n);  // a full disk is not corruption
+  (void)w;
+}
+
+static void sleep_ms(uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop) {}
+}
+
+static void tick(uint64_t *prev_ms) {
+  st.counter++;
+  dirty_pages();
+  verify_pages();
+  uint64_t t = now_ms();
+  if (*prev_ms) {
+    st.last_gap_ms = t > *prev_ms ? t - *prev_ms : 0;
+    if (st.last_gap_ms > st.max_gap_ms) st.max_gap_ms = st.last_gap_ms;
+  }
+  *prev_ms = t;
+  write_status(t);
+  append_tick(t);
+}
+
+static void usage_exit(const char *msg) {
+  fprintf(stderr, "memcounter: %s\nusage: memcounter [--mib N] [--dirty-mib-s R] "
+          "[--dirty-mode pages|bytes] [--content random|compressible] [--tick-ms T] "
+          "[--state DIR]\n", msg);
+  exit(2);
+}
+
+static unsigned long number(const char *s, unsigned long min) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || v < min) usage_exit("bad number");
+  return v;
+}
+
+static void parse_args(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"mib", 1, 0, 'm'}, {"dirty-mib-s", 1, 0, 'r'}, {"dirty-mode", 1, 0, 'd'},
+      {"content", 1, 0, 'c'}, {"tick-ms", 1, 0, 't'}, {"state", 1, 0, 's'}, {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (c == 'm') opt.mib = number(optarg, 1);
+    else if (c == 'r') opt.dirty_mib_s = number(optarg, 0);
+    else if (c == 't') opt.tick_ms = number(optarg, 1);
+    else if (c == 's') opt.state = optarg;
+    else if (c == 'd' && !strcmp(optarg, "pages")) opt.dirty_mode = MODE_PAGES;
+    else if (c == 'd' && !strcmp(optarg, "bytes")) opt.dirty_mode = MODE_BYTES;
+    else if (c == 'c' && !strcmp(optarg, "random")) opt.content = CONTENT_RANDOM;
+    else if (c == 'c' && !strcmp(optarg, "compressible")) opt.content = CONTENT_COMPRESSIBLE;
+    else usage_exit("bad option");
+  }
+  if (optind != argc) usage_exit("unexpected argument");
+}
+
+static void detach_stdio(void) {
+  int fd = open("/dev/null", O_RDWR);
+  if (fd < 0) return;
+  for (int i = 0; i < 3; i++) if (fd != i) dup2(fd, i);
+  if (fd > 2) close(fd);
+}
+
+static void setup(void) {
+  if (getrandom(&st.boot, sizeof st.boot, 0) != sizeof st.boot)
+    st.boot = mix((uint64_t)now_ms() ^ ((uint64_t)getpid() << 32));
+  st.words = (size_t)sysconf(_SC_PAGESIZE) / 8;
+  st.npages = opt.mib * ((1u << 20) / (st.words * 8));
+  st.mem = mmap(NULL, st.npages * st.words * 8, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (st.mem == MAP_FAILED) exit(1);
+  madvise(st.mem, st.npages * st.words * 8, MADV_NOHUGEPAGE);  // dirty at 4 KiB, not 2 MiB
+  for (uint64_t i = 0; i < st.npages; i++) fill_page(i, 0);
+  mkdir(opt.state, 0755);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/ticks.log", opt.state);
+  st.log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (st.log_fd < 0) exit(1);
+  struct sigaction sa = {.sa_handler = on_term};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+int main(int argc, char **argv) {
+  parse_args(argc, argv);
+  detach_stdio();
+  setup();
+  uint64_t prev_ms = 0;
+  while (!stop) {
+    uint64_t start = clock_ms(CLOCK_MONOTONIC);
+    tick(&prev_ms);
+    uint64_t spent = clock_ms(CLOCK_MONOTONIC) - start;
+    if (spent < opt.tick_ms) sleep_ms(opt.tick_ms - spent);
+  }
+  return 0;
+}
