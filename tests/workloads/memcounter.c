@@ -38,10 +38,19 @@ enum { MODE_PAGES, MODE_BYTES };
 enum { CONTENT_RANDOM, CONTENT_COMPRESSIBLE };
 
 static struct {
-  unsigned long mib, dirty_mib_s, tick_ms;
+  unsigned long mib, dirty_mib_s, tick_ms, grow_every_ms, grow_mib;
   int dirty_mode, content;
   const char *state;
-} opt = {16, 1, 100, MODE_PAGES, CONTENT_RANDOM, "/data"};
+} opt = {16, 1, 100, 0, 1, MODE_PAGES, CONTENT_RANDOM, "/data"};
+
+// Mappings added while running (--grow-every-ms): each a fresh mmap that the
+// kernel usually places below the others, so every page after it moves in a
+// checkpoint's pages file. Content is fixed and derivable; checked each tick.
+enum { MAX_REGIONS = 32 };
+static struct { uint64_t *mem; size_t npages; } regions[MAX_REGIONS];
+static size_t nregions;
+static void grow(void);
+static void verify_regions(void);
 
 static struct {
   uint64_t boot, counter, corrupt, passes, max_gap_ms, last_gap_ms;
@@ -167,11 +176,11 @@ static void write_status(uint64_t time_ms) {
   snprintf(tmp, sizeof tmp, "%s/status.tmp", opt.state);
   int n = snprintf(line, sizeof line,
                    "boot=%016llx counter=%llu corrupt=%llu verified_passes=%llu "
-                   "max_gap_ms=%llu last_gap_ms=%llu mib=%lu time_ms=%llu\n",
+                   "max_gap_ms=%llu last_gap_ms=%llu mib=%lu regions=%zu time_ms=%llu\n",
                    (unsigned long long)st.boot, (unsigned long long)st.counter,
                    (unsigned long long)st.corrupt, (unsigned long long)st.passes,
                    (unsigned long long)st.max_gap_ms, (unsigned long long)st.last_gap_ms,
-                   opt.mib, (unsigned long long)time_ms);
+                   opt.mib, nregions, (unsigned long long)time_ms);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   ssize_t w = write(fd, line, (size_t)n);
@@ -199,8 +208,10 @@ static void sleep_ms(uint64_t ms) {
 
 static void tick(uint64_t *prev_ms) {
   st.counter++;
+  if (opt.grow_every_ms && st.counter % ((opt.grow_every_ms + opt.tick_ms - 1) / opt.tick_ms) == 0) grow();
   dirty_pages();
   verify_pages();
+  verify_regions();
   uint64_t t = now_ms();
   if (*prev_ms) {
     st.last_gap_ms = t > *prev_ms ? t - *prev_ms : 0;
@@ -214,7 +225,7 @@ static void tick(uint64_t *prev_ms) {
 static void usage_exit(const char *msg) {
   fprintf(stderr, "memcounter: %s\nusage: memcounter [--mib N] [--dirty-mib-s R] "
           "[--dirty-mode pages|bytes] [--content random|compressible] [--tick-ms T] "
-          "[--state DIR]\n", msg);
+          "[--grow-every-ms T [--grow-mib M]] [--state DIR]\n", msg);
   exit(2);
 }
 
@@ -229,13 +240,16 @@ static unsigned long number(const char *s, unsigned long min) {
 static void parse_args(int argc, char **argv) {
   static const struct option longopts[] = {
       {"mib", 1, 0, 'm'}, {"dirty-mib-s", 1, 0, 'r'}, {"dirty-mode", 1, 0, 'd'},
-      {"content", 1, 0, 'c'}, {"tick-ms", 1, 0, 't'}, {"state", 1, 0, 's'}, {0, 0, 0, 0}};
+      {"content", 1, 0, 'c'}, {"tick-ms", 1, 0, 't'}, {"state", 1, 0, 's'},
+      {"grow-every-ms", 1, 0, 'g'}, {"grow-mib", 1, 0, 'G'}, {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (c == 'm') opt.mib = number(optarg, 1);
     else if (c == 'r') opt.dirty_mib_s = number(optarg, 0);
     else if (c == 't') opt.tick_ms = number(optarg, 1);
     else if (c == 's') opt.state = optarg;
+    else if (c == 'g') opt.grow_every_ms = number(optarg, 1);
+    else if (c == 'G') opt.grow_mib = number(optarg, 1);
     else if (c == 'd' && !strcmp(optarg, "pages")) opt.dirty_mode = MODE_PAGES;
     else if (c == 'd' && !strcmp(optarg, "bytes")) opt.dirty_mode = MODE_BYTES;
     else if (c == 'c' && !strcmp(optarg, "random")) opt.content = CONTENT_RANDOM;
@@ -243,6 +257,30 @@ static void parse_args(int argc, char **argv) {
     else usage_exit("bad option");
   }
   if (optind != argc) usage_exit("unexpected argument");
+}
+
+static uint64_t region_word(size_t r, uint64_t page, size_t k) {
+  return mix(st.boot ^ ((uint64_t)(r + 1) << 48) ^ (page << 12) ^ k);
+}
+
+static void grow(void) {
+  if (nregions == MAX_REGIONS) return;
+  size_t npages = opt.grow_mib * ((1u << 20) / (st.words * 8));
+  uint64_t *mem = mmap(NULL, npages * st.words * 8, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return;
+  for (uint64_t i = 0; i < npages; i++)
+    for (size_t k = 0; k < st.words; k++) mem[i * st.words + k] = region_word(nregions, i, k);
+  regions[nregions].mem = mem;
+  regions[nregions].npages = npages;
+  nregions++;
+}
+
+static void verify_regions(void) {
+  for (size_t r = 0; r < nregions; r++)
+    for (uint64_t i = 0; i < regions[r].npages; i++)
+      for (size_t k = 0; k < st.words; k++)
+        if (regions[r].mem[i * st.words + k] != region_word(r, i, k)) { st.corrupt++; break; }
 }
 
 static void detach_stdio(void) {
