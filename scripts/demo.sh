@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A live migration to watch: two emulated edge hosts, a memcounter container
 # with 64 MiB of self-checking memory on edge-a, moved to edge-b with
-# migratectl while it counts. The same process (boot id) keeps counting on
-# edge-b. Everything is removed on exit.
+# migratectl while it counts (cold), then back to edge-a with pre-copy. The
+# same process (boot id) keeps counting throughout. Everything is removed on
+# exit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,6 +77,10 @@ main() {
   say "the same process (same boot id) keeps counting on edge-b, with no corrupt page"
   show_counter b 2
   say "runc on edge-a: $(runc --root "$(host_runc_root a)" list -q | tr '\n' ' ')(empty); on edge-b: $(container_state "$(host_runc_root b)" "$ID")"
+  say "back to edge-a with pre-copy: warm-up rounds while it runs, only the last changes while it is stopped"
+  ctl_b migrate "$ID" --to edge-a --method precopy
+  say "still the same process, now on edge-a again"
+  show_counter a 2
 }
 
 main "$@"

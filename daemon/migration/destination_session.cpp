@@ -139,7 +139,10 @@ awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin&
   };
   auto st = co_await transport::receive_files(ch_, *dir, opts);
   if (!st) co_return std::unexpected(st.error().context("round " + std::to_string(round.index())));
-  rounds_->delivered();
+  if (rounds_->patched_in_place() > 0)
+    log::event(*logger(), spdlog::level::debug, id_, final ? phase::transfer : phase::warmup,
+               std::to_string(rounds_->patched_in_place()) + " pages files patched in place");
+  rounds_->delivered(ctx_.pool);
   report_.set_bytes_image(st->bytes_raw);
   report_.set_bytes_wire(report_.bytes_wire() + st->bytes_wire);
   if (final) report_.set_transfer_ms(st->ms);

@@ -143,10 +143,23 @@ round_totals round_sender::totals() const {
 
 namespace {
 
+// Copies a file with copy_file_range (in the kernel, no user-space buffer).
+bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::path& to) {
+  fd_guard in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  fd_guard out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (in.fd < 0 || out.fd < 0) return false;
+  for (;;) {
+    ssize_t n = ::copy_file_range(in.fd, nullptr, out.fd, nullptr, 1 << 30, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+  }
+}
+
 class delta_sink final : public transport::chunk_sink {
  public:
   delta_sink(std::shared_ptr<dump_memory> prev, std::shared_ptr<dump_memory> cur, images::page_set set,
-             fd_guard out, fd_guard prev_fd, std::mutex& m)
+             fd_guard out, fd_guard prev_fd, bool in_place, std::mutex& m)
       : prev_(std::move(prev)), cur_(std::move(cur)), set_(std::move(set)), out_(std::move(out)),
         prev_fd_(std::move(prev_fd)), mutex_(m) {
     images::previous_dump pd;
@@ -155,7 +168,7 @@ class delta_sink final : public transport::chunk_sink {
       auto ph = prev_->hashes.find(set_.pagemap_name);
       if (ps != prev_->sets.end() && ph != prev_->hashes.end()) pd = {&ps->second, &ph->second, prev_fd_.fd};
     }
-    decoder_ = std::make_unique<images::delta_decoder>(pd, set_, out_.fd, false);
+    decoder_ = std::make_unique<images::delta_decoder>(pd, set_, out_.fd, in_place && pd.set);
   }
 
   result<void> feed(std::span<const std::uint8_t> chunk) override { return decoder_->feed(chunk); }
@@ -203,29 +216,56 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
     if (set->pages_name != b.path() || set->stored_pages * images::page_bytes != b.size())
       return fail(errc::protocol, b.path() + " does not match " + b.pagemap());
     fd_guard prev_fd;
+    bool in_place = false;
     if (previous_) {
       auto ps = previous_->sets.find(set->pagemap_name);
       if (ps != previous_->sets.end()) {
         auto fd = open_read(previous_->dir / ps->second.pages_name);
         if (!fd) return std::unexpected(fd.error());
         prev_fd = std::move(*fd);
+        // The background copy of the previous pages, if it is complete and
+        // the pages sit at the same places, becomes this round's file.
+        auto st = staged_.find(set->pagemap_name);
+        if (st != staged_.end() && st->second->ready.load() && st->second->ok &&
+            ps->second.same_layout(*set)) {
+          std::error_code ec;
+          std::filesystem::rename(st->second->file, file, ec);
+          in_place = !ec;
+          staged_.erase(st);
+        }
       }
     }
-    fd_guard out(::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    fd_guard out(::open(file.c_str(), O_RDWR | O_CREAT | (in_place ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (out.fd < 0) return fail_errno(errno, "create " + file.string());
     if (::ftruncate(out.fd, off_t(b.size())) != 0) return fail_errno(errno, "size " + file.string());
-    return std::unique_ptr<transport::chunk_sink>(
-        new delta_sink(previous_, current_, std::move(*set), std::move(out), std::move(prev_fd), mutex_));
+    if (in_place) ++patched_;
+    return std::unique_ptr<transport::chunk_sink>(new delta_sink(
+        previous_, current_, std::move(*set), std::move(out), std::move(prev_fd), in_place, mutex_));
   };
   return o;
 }
 
-void round_receiver::delivered() {
-  if (previous_) {
-    std::error_code ec;
-    std::filesystem::remove_all(previous_->dir, ec);
-  }
+void round_receiver::delivered(asio::thread_pool& pool) {
+  std::error_code ec;
+  if (previous_) std::filesystem::remove_all(previous_->dir, ec);
   previous_ = current_;
+  patched_ = 0;
+  // Copies still running for an older round finish into their own
+  // directory, which the next delivery removes.
+  staged_.clear();
+  const auto stage = base_ / ("stage-" + std::to_string(++rounds_delivered_));
+  std::filesystem::remove_all(base_ / ("stage-" + std::to_string(rounds_delivered_ - 1)), ec);
+  std::filesystem::create_directories(stage, ec);
+  if (ec) return;  // no staging: the next round copies what it needs
+  for (auto& [pagemap, set] : previous_->sets) {
+    auto copy = std::make_shared<staged_copy>();
+    copy->file = stage / set.pages_name;
+    staged_[pagemap] = copy;
+    asio::post(pool, [copy, from = previous_->dir / set.pages_name] {
+      copy->ok = copy_whole_file(from, copy->file);
+      copy->ready.store(true);
+    });
+  }
 }
 
 }  // namespace migrated::migration

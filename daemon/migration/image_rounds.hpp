@@ -7,6 +7,7 @@
 // zero and duplicate pages. Cold migration is a single, final round.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -56,6 +57,16 @@ class round_sender {
   round_totals totals_;
 };
 
+// A copy of a delivered round's pages file, made in the background so the
+// next round's delta can be applied to it in place: only the changed pages
+// are written, instead of copying every unchanged one while the container
+// is stopped.
+struct staged_copy {
+  std::filesystem::path file;
+  std::atomic<bool> ready{false};
+  bool ok = false;
+};
+
 class round_receiver {
  public:
   explicit round_receiver(std::filesystem::path base) : base_(std::move(base)) {}
@@ -64,13 +75,20 @@ class round_receiver {
   // Receive options for the current round: page deltas are decoded against
   // the previous round and verified with the sender's tree digest.
   transport::receive_options options(asio::thread_pool& pool);
-  void delivered();
+  // The round was rebuilt and verified: it becomes the previous one, and
+  // copies of its pages files are started on the pool for the next round.
+  void delivered(asio::thread_pool& pool);
+  // How many page files of the current round were rebuilt in place.
+  std::uint32_t patched_in_place() const { return patched_; }
   std::filesystem::path current_dir() const { return current_ ? current_->dir : std::filesystem::path(); }
 
  private:
   std::filesystem::path base_;
   std::shared_ptr<dump_memory> previous_;
   std::shared_ptr<dump_memory> current_;
+  std::map<std::string, std::shared_ptr<staged_copy>> staged_;  // by pagemap name
+  std::uint32_t rounds_delivered_ = 0;
+  std::uint32_t patched_ = 0;
   std::mutex mutex_;
 };
 
