@@ -1,6 +1,8 @@
 // Rounds of image sets on both sides (see image_rounds.hpp).
 #include "migration/image_rounds.hpp"
 
+#include "common/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -9,26 +11,6 @@
 
 namespace migrated::migration {
 namespace {
-
-struct fd_guard {
-  int fd = -1;
-  fd_guard() = default;
-  explicit fd_guard(int f) : fd(f) {}
-  fd_guard(fd_guard&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  fd_guard& operator=(fd_guard&& o) noexcept {
-    std::swap(fd, o.fd);
-    return *this;
-  }
-  ~fd_guard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-result<fd_guard> open_read(const std::filesystem::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return fail_errno(errno, "open " + p.string());
-  return fd_guard(fd);
-}
 
 void add(images::delta_stats& into, const images::delta_stats& s) {
   into.pages += s.pages;
@@ -90,25 +72,25 @@ result<std::vector<transport::outgoing_file>> round_sender::files_for(const std:
     f.size = cur->stored_pages * images::page_bytes;
     f.produce = [this, cur, path = e.path(), chunk_bytes, prev = previous_,
                  now = current_](const transport::chunk_writer& write) -> result<std::string> {
-      auto cur_fd = open_read(path);
+      auto cur_fd = open_readonly(path);
       if (!cur_fd) return std::unexpected(cur_fd.error());
       images::previous_dump pd;
-      fd_guard prev_fd;
+      unique_fd prev_fd;
       if (prev) {
         auto ps = prev->sets.find(cur->pagemap_name);
         auto ph = prev->hashes.find(cur->pagemap_name);
         if (ps != prev->sets.end() && ph != prev->hashes.end()) {
-          auto fd = open_read(prev->dir / ps->second.pages_name);
+          auto fd = open_readonly(prev->dir / ps->second.pages_name);
           if (!fd) return std::unexpected(fd.error());
           prev_fd = std::move(*fd);
-          pd = {&ps->second, &ph->second, prev_fd.fd};
+          pd = {&ps->second, &ph->second, prev_fd.get()};
         }
       }
       auto sink = [&](std::span<const std::uint8_t> bytes) -> result<void> {
         if (!write(bytes)) return fail(errc::cancelled, "stream abandoned");
         return {};
       };
-      auto r = images::encode_delta(pd, *cur, cur_fd->fd, chunk_bytes, sink);
+      auto r = images::encode_delta(pd, *cur, cur_fd->get(), chunk_bytes, sink);
       if (!r) return std::unexpected(r.error());
       std::lock_guard lock(mutex_);
       add(totals_.pages, r->stats);
@@ -145,11 +127,11 @@ namespace {
 
 // Copies a file with copy_file_range (in the kernel, no user-space buffer).
 bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::path& to) {
-  fd_guard in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  fd_guard out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (in.fd < 0 || out.fd < 0) return false;
+  unique_fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  unique_fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!in || !out) return false;
   for (;;) {
-    ssize_t n = ::copy_file_range(in.fd, nullptr, out.fd, nullptr, 1 << 30, 0);
+    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) return true;
@@ -159,16 +141,16 @@ bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::p
 class delta_sink final : public transport::chunk_sink {
  public:
   delta_sink(std::shared_ptr<dump_memory> prev, std::shared_ptr<dump_memory> cur, images::page_set set,
-             fd_guard out, fd_guard prev_fd, bool in_place, std::mutex& m)
+             unique_fd out, unique_fd prev_fd, bool in_place, std::mutex& m)
       : prev_(std::move(prev)), cur_(std::move(cur)), set_(std::move(set)), out_(std::move(out)),
         prev_fd_(std::move(prev_fd)), mutex_(m) {
     images::previous_dump pd;
     if (prev_) {
       auto ps = prev_->sets.find(set_.pagemap_name);
       auto ph = prev_->hashes.find(set_.pagemap_name);
-      if (ps != prev_->sets.end() && ph != prev_->hashes.end()) pd = {&ps->second, &ph->second, prev_fd_.fd};
+      if (ps != prev_->sets.end() && ph != prev_->hashes.end()) pd = {&ps->second, &ph->second, prev_fd_.get()};
     }
-    decoder_ = std::make_unique<images::delta_decoder>(pd, set_, out_.fd, in_place && pd.set);
+    decoder_ = std::make_unique<images::delta_decoder>(pd, set_, out_.get(), in_place && pd.set);
   }
 
   result<void> feed(std::span<const std::uint8_t> chunk) override { return decoder_->feed(chunk); }
@@ -190,7 +172,7 @@ class delta_sink final : public transport::chunk_sink {
  private:
   std::shared_ptr<dump_memory> prev_, cur_;
   images::page_set set_;
-  fd_guard out_, prev_fd_;
+  unique_fd out_, prev_fd_;
   std::mutex& mutex_;
   std::unique_ptr<images::delta_decoder> decoder_;
 };
@@ -215,12 +197,12 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
     if (!set) return std::unexpected(set.error());
     if (set->pages_name != b.path() || set->stored_pages * images::page_bytes != b.size())
       return fail(errc::protocol, b.path() + " does not match " + b.pagemap());
-    fd_guard prev_fd;
+    unique_fd prev_fd;
     bool in_place = false;
     if (previous_) {
       auto ps = previous_->sets.find(set->pagemap_name);
       if (ps != previous_->sets.end()) {
-        auto fd = open_read(previous_->dir / ps->second.pages_name);
+        auto fd = open_readonly(previous_->dir / ps->second.pages_name);
         if (!fd) return std::unexpected(fd.error());
         prev_fd = std::move(*fd);
         // The background copy of the previous pages, if it is complete and
@@ -235,9 +217,9 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
         }
       }
     }
-    fd_guard out(::open(file.c_str(), O_RDWR | O_CREAT | (in_place ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (out.fd < 0) return fail_errno(errno, "create " + file.string());
-    if (::ftruncate(out.fd, off_t(b.size())) != 0) return fail_errno(errno, "size " + file.string());
+    unique_fd out(::open(file.c_str(), O_RDWR | O_CREAT | (in_place ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out) return fail_errno(errno, "create " + file.string());
+    if (::ftruncate(out.get(), off_t(b.size())) != 0) return fail_errno(errno, "size " + file.string());
     if (in_place) ++patched_;
     return std::unique_ptr<transport::chunk_sink>(new delta_sink(
         previous_, current_, std::move(*set), std::move(out), std::move(prev_fd), in_place, mutex_));

@@ -2,10 +2,8 @@
 // measure.hpp). The two dumps go to a scratch directory removed afterwards.
 #include "migration/measure.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "common/auth.hpp"
+#include "common/unique_fd.hpp"
 #include "images/delta.hpp"
 #include "migration/phases.hpp"
 
@@ -33,27 +31,23 @@ result<images::delta_stats> compare_dumps(const std::filesystem::path& first, co
   if (!after) return std::unexpected(after.error());
   images::delta_stats total;
   for (auto& cur : *after) {
-    int cur_fd = ::open((second / cur.pages_name).c_str(), O_RDONLY | O_CLOEXEC);
-    if (cur_fd < 0) return fail_errno(errno, "open " + cur.pages_name);
+    auto cur_fd = open_readonly(second / cur.pages_name);
+    if (!cur_fd) return std::unexpected(cur_fd.error());
     images::previous_dump prev;
-    int prev_fd = -1;
+    unique_fd prev_fd;
     images::page_hashes prev_hashes;
-    for (auto& p : *before)
-      if (p.pagemap_name == cur.pagemap_name) {
-        prev_fd = ::open((first / p.pages_name).c_str(), O_RDONLY | O_CLOEXEC);
-        auto h = prev_fd >= 0 ? images::hash_pages_file(p, prev_fd) : fail_errno(errno, "open " + p.pages_name);
-        if (!h) {
-          ::close(cur_fd);
-          if (prev_fd >= 0) ::close(prev_fd);
-          return std::unexpected(h.error());
-        }
-        prev_hashes = std::move(h->hashes);
-        prev = {&p, &prev_hashes, prev_fd};
-      }
+    for (auto& p : *before) {
+      if (p.pagemap_name != cur.pagemap_name) continue;
+      auto fd = open_readonly(first / p.pages_name);
+      if (!fd) return std::unexpected(fd.error());
+      prev_fd = std::move(*fd);
+      auto h = images::hash_pages_file(p, prev_fd.get());
+      if (!h) return std::unexpected(h.error());
+      prev_hashes = std::move(h->hashes);
+      prev = {&p, &prev_hashes, prev_fd.get()};
+    }
     auto discard = [](std::span<const std::uint8_t>) -> result<void> { return {}; };
-    auto r = images::encode_delta(prev, cur, cur_fd, 1u << 20, discard);
-    ::close(cur_fd);
-    if (prev_fd >= 0) ::close(prev_fd);
+    auto r = images::encode_delta(prev, cur, cur_fd->get(), 1u << 20, discard);
     if (!r) return std::unexpected(r.error());
     total.pages += r->stats.pages;
     total.full += r->stats.full;

@@ -15,6 +15,7 @@
 
 #include "common/hash.hpp"
 #include "common/path.hpp"
+#include "common/unique_fd.hpp"
 #include "common/zstd_codec.hpp"
 #include "transport/chunk_pipe.hpp"
 #include "transport/compression.hpp"
@@ -27,11 +28,6 @@ using clock = std::chrono::steady_clock;
 double ms_since(clock::time_point t) {
   return std::chrono::duration<double, std::milli>(clock::now() - t).count();
 }
-
-struct fd_guard {
-  int fd = -1;
-  ~fd_guard() { if (fd >= 0) ::close(fd); }
-};
 
 struct prepared_chunk {
   std::vector<std::uint8_t> wire;  // what goes in the payload
@@ -81,10 +77,11 @@ result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t
 awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_file& f,
                                  const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
                                  stream_stats& st, std::uint64_t& raw_total) {
-  fd_guard fd{::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
-  if (fd.fd < 0) co_return fail_errno(errno, "open " + f.path.string());
+  auto opened = open_readonly(f.path);
+  if (!opened) co_return std::unexpected(opened.error());
+  unique_fd fd = std::move(*opened);
   struct stat sb {};
-  if (::fstat(fd.fd, &sb) != 0) co_return fail_errno(errno, "stat " + f.path.string());
+  if (::fstat(fd.get(), &sb) != 0) co_return fail_errno(errno, "stat " + f.path.string());
   const std::uint64_t size = std::uint64_t(sb.st_size);
 
   pb::Envelope begin;
@@ -100,7 +97,7 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
   std::vector<std::uint8_t> raw;
   for (std::uint64_t off = 0; off < size;) {
     auto len = std::uint32_t(std::min<std::uint64_t>(opts.chunk_bytes, size - off));
-    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.fd, off, len, hash, zc, policy, raw); });
+    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.get(), off, len, hash, zc, policy, raw); });
     if (!c) co_return std::unexpected(c.error().context(f.path.string()));
     if (opts.cut_connection && opts.cut_connection()) {
       ch.close();
@@ -253,7 +250,7 @@ struct incoming_file {
   std::filesystem::path path;
   std::uint64_t size = 0;
   std::uint64_t next = 0;
-  fd_guard fd;
+  unique_fd fd;
   std::unique_ptr<xxh128_stream> hash = std::make_unique<xxh128_stream>();
   std::unique_ptr<chunk_sink> sink;  // produced files: bytes go here, not to fd
   bool open = true;
@@ -292,7 +289,7 @@ class receiver {
     f.name = b.path();
     f.path = *path;
     f.size = b.size();
-    f.fd.fd = fd;
+    f.fd.reset(fd);
     return {};
   }
 
@@ -327,7 +324,7 @@ class receiver {
     }
     std::size_t done = 0;
     while (done < data->size()) {
-      ssize_t n = ::pwrite(f.fd.fd, data->data() + done, data->size() - done, off_t(f.next + done));
+      ssize_t n = ::pwrite(f.fd.get(), data->data() + done, data->size() - done, off_t(f.next + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return fail_errno(errno, "write " + f.path.string());
       done += std::size_t(n);
@@ -356,8 +353,7 @@ class receiver {
       file.sink.reset();
       return ok;
     }
-    ::close(file.fd.fd);
-    file.fd.fd = -1;
+    file.fd.reset();
     if (opts_.on_file_done) return opts_.on_file_done(file.name, file.path);
     return {};
   }
