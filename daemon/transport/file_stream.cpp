@@ -359,6 +359,9 @@ class receiver {
   }
 
   result<void> finish(const pb::StreamEnd& e) const {
+    // A file begun and never ended was never checked against its checksum.
+    for (const auto& [id, f] : files_)
+      if (f.open) return fail(errc::protocol, f.name + ": stream ended before the file did");
     if (e.files() != completed_ || e.bytes() != bytes_raw_)
       return fail(errc::protocol, "stream ended with " + std::to_string(completed_) + " files / " +
                                       std::to_string(bytes_raw_) + " bytes, sender says " +
