@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_dir.hpp"
+
 #include "common/auth.hpp"
 #include "common/hash.hpp"
 
@@ -18,15 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "migrated-auth-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
+using testing::temp_dir;
 
 fs::path write_key(const temp_dir& dir, const std::string& content, mode_t mode) {
   const fs::path file = dir.path / "psk";

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+
+#include "temp_dir.hpp"
 #include <xxhash.h>
 
 #include "images/delta.hpp"
@@ -38,15 +40,7 @@ constexpr std::uint32_t pe_parent = 1, pe_present = 4;
 
 const fs::path fixtures = fs::path(__FILE__).parent_path() / "fixtures" / "criu-4.1.1";
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "migrated-delta-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
+using testing::temp_dir;
 
 struct file {
   fs::path path;

@@ -16,6 +16,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_dir.hpp"
+
 #include "images/page_set.hpp"
 
 using namespace migrated;
@@ -32,14 +34,7 @@ constexpr std::uint32_t pagemap_magic = 0x56084025;
 constexpr std::uint32_t inventory_magic = 0x58313116;
 constexpr std::uint32_t pe_parent = 1, pe_lazy = 2, pe_present = 4;
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "migrated-pageset-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() { fs::remove_all(path); }
+struct temp_dir : testing::temp_dir {
   // Rewritten in place rather than truncated: freeing blocks is slow on
   // some filesystems, and the tests write hundreds of pagemaps.
   void write(const std::string& name, const std::vector<std::uint8_t>& data) const {

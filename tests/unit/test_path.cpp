@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_dir.hpp"
+
 #include "common/path.hpp"
 
 using namespace migrated;
@@ -18,15 +20,7 @@ using namespace std::string_literals;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "migrated-path-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
+using testing::temp_dir;
 
 }  // namespace
 

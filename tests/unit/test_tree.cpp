@@ -20,6 +20,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_dir.hpp"
+
 #include "fs/tree.hpp"
 
 using namespace migrated;
@@ -27,15 +29,7 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-  stdfs::path path;
-  temp_dir() {
-    std::string pattern = (stdfs::temp_directory_path() / "migrated-tree-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() { stdfs::remove_all(path); }
-};
+using testing::temp_dir;
 
 const bool is_root = ::geteuid() == 0;
 
