@@ -287,6 +287,8 @@ awaitable<result<void>> source_session::warm_up() {
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work", ec);
   std::optional<stopwatch::clock::time_point> previous_start;
+  auto cpu_before = ctx_.runc.cpu_seconds(container_);
+  const auto cpu_since = stopwatch::clock::now();
   for (;;) {
     if (auto ok = check_abort(); !ok) co_return ok;
     enter(phase::warmup, "round " + std::to_string(rounds_.rounds() + 1) +
@@ -303,13 +305,20 @@ awaitable<result<void>> source_session::warm_up() {
 
     auto& r = report_.mutable_rounds()->at(report_.rounds_size() - 1);
     r.set_checkpoint_ms(dump_ms);
-    round_observation seen{sent->bytes_wire, r.pages_dirty() * 4096,
+    // The first round sends everything: that is no dirty rate.
+    round_observation seen{sent->bytes_wire, previous_start ? r.pages_dirty() * 4096 : 0,
                            previous_start ? stopwatch::between(*previous_start, started) : r.duration_ms(),
                            sent->ms};
     if (previous_start) r.set_dirty_mib_s(mib_per_s(double(seen.dirty_bytes) / seen.interval_ms));
     previous_start = started;
     history_.push_back(seen);
 
+    // What the container uses unthrottled is the base every throttle step
+    // takes its share of.
+    if (!throttle_pct_ && cpu_before) {
+      if (auto now = ctx_.runc.cpu_seconds(container_); now)
+        cpus_used_ = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
+    }
     auto next = decide(policy, mode, history_, throttle_pct_);
     if (next.throttle_pct != throttle_pct_) co_await set_throttle(next.throttle_pct);
     if (next.final_round) {
@@ -321,13 +330,13 @@ awaitable<result<void>> source_session::warm_up() {
 }
 
 awaitable<void> source_session::set_throttle(std::uint32_t pct) {
-  if (auto ok = ctx_.runc.throttle(container_, pct); !ok) {
+  if (auto ok = ctx_.runc.throttle(container_, pct, cpus_used_); !ok) {
     log::warn(*logger(), id_, phase::warmup, "cannot throttle: {}", ok.error().message);
     co_return;
   }
   throttle_pct_ = pct;
   report_.set_throttle_max_pct(std::max(report_.throttle_max_pct(), pct));
-  log::info(*logger(), id_, phase::warmup, "CPU throttle {}%", pct);
+  log::info(*logger(), id_, phase::warmup, "CPU throttle {}% (of {:.3f} CPUs used)", pct, cpus_used_);
   co_return;
 }
 

@@ -69,6 +69,7 @@ class source_session {
   round_sender rounds_;                 // the dumps and their page hashes
   std::vector<round_observation> history_;  // warm-up rounds, for convergence
   std::uint32_t throttle_pct_ = 0;
+  double cpus_used_ = 0;                // the container's CPU use before throttling
   bool stopped_ = false;                // the container no longer runs here
   bool committed_ = false;              // the destination owns it now
   stopwatch::clock::time_point frozen_at_{};

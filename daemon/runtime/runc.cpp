@@ -5,11 +5,11 @@
 
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "criu/criu.hpp"
+#include "runtime/cgroup_cpu.hpp"
 #include "runtime/process.hpp"
 
 namespace migrated::runtime {
@@ -140,69 +140,29 @@ awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   co_return result<void>{};
 }
 
-namespace {
-
-// Where a process's CPU limit lives. cgroup v2: <unified>/<path>/cpu.max
-// ("quota period" or "max period"). cgroup v1 (hybrid hosts):
-// <cpu hierarchy>/<path>/cpu.cfs_quota_us (-1 for none).
-struct cpu_limit_file {
-  std::filesystem::path file;
-  bool v2 = false;
-};
-
-result<cpu_limit_file> cpu_limit_of(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
-  std::optional<cpu_limit_file> v2;
-  for (std::string line; std::getline(in, line);) {
-    auto first = line.find(':'), second = line.find(':', first + 1);
-    if (first == std::string::npos || second == std::string::npos) continue;
-    std::string controllers = line.substr(first + 1, second - first - 1);
-    std::string path = line.substr(second + 1);
-    if (controllers.empty()) {
-      auto file = std::filesystem::path("/sys/fs/cgroup") / path.substr(1) / "cpu.max";
-      if (std::filesystem::exists(file)) v2 = cpu_limit_file{file, true};
-      continue;
-    }
-    std::stringstream list(controllers);
-    for (std::string c; std::getline(list, c, ',');)
-      if (c == "cpu") {
-        auto file = std::filesystem::path("/sys/fs/cgroup/cpu") / path.substr(1) / "cpu.cfs_quota_us";
-        if (std::filesystem::exists(file)) return cpu_limit_file{file, false};
-      }
-  }
-  if (v2) return *v2;
-  return fail(errc::unsupported, "process " + std::to_string(pid) + " has no cgroup with the cpu controller");
+result<double> runc_runtime::cpu_seconds(const container_info& c) {
+  auto cpu = cgroup_cpu::of_process(c.pid);
+  if (!cpu) return std::unexpected(cpu.error().context(c.id));
+  return with_context(cpu->used_seconds(), c.id);
 }
 
-result<void> write_file(const std::filesystem::path& file, const std::string& value) {
-  std::ofstream out(file);
-  out << value;
-  out.flush();
-  if (!out) return fail(errc::io, "write '" + value + "' to " + file.string());
-  return {};
-}
-
-}  // namespace
-
-result<void> runc_runtime::throttle(const container_info& c, std::uint32_t pct) {
-  auto limit = cpu_limit_of(c.pid);
-  if (!limit) return std::unexpected(limit.error().context("throttle " + c.id));
-  if (!cpu_limit_before_.contains(c.id)) {
-    std::ifstream in(limit->file);
-    std::string before;
-    std::getline(in, before);
-    cpu_limit_before_[c.id] = before.empty() ? (limit->v2 ? "max 100000" : "-1") : before;
-  }
+result<void> runc_runtime::throttle(const container_info& c, std::uint32_t pct, double cpus_used) {
+  auto cpu = cgroup_cpu::of_process(c.pid);
+  if (!cpu) return std::unexpected(cpu.error().context("throttle " + c.id));
   if (pct == 0) {
-    auto ok = write_file(limit->file, cpu_limit_before_[c.id]);
-    cpu_limit_before_.erase(c.id);
-    return ok;
+    auto saved = cpu_limit_before_.find(c.id);
+    if (saved == cpu_limit_before_.end()) return {};
+    auto ok = cpu->restore_limit(saved->second);
+    cpu_limit_before_.erase(saved);
+    return with_context(ok, "lift the throttle of " + c.id);
   }
-  constexpr long period_us = 100000;  // the kernel's default period, both versions
-  const long cpus = std::max(1L, long(std::thread::hardware_concurrency()));
-  const long quota = std::max(1000L, period_us * cpus * long(100 - std::min(pct, 99u)) / 100);
-  return write_file(limit->file, limit->v2 ? std::to_string(quota) + " " + std::to_string(period_us)
-                                           : std::to_string(quota));
+  if (!cpu_limit_before_.contains(c.id)) {
+    auto saved = cpu->saved_limit();
+    if (!saved) return std::unexpected(saved.error().context("throttle " + c.id));
+    cpu_limit_before_[c.id] = *saved;
+  }
+  const double share = double(100 - std::min(pct, 99u)) / 100.0;
+  return with_context(cpu->cap(std::max(cpus_used, 0.001) * share), "throttle " + c.id);
 }
 
 std::filesystem::path runc_runtime::bundle_path(const std::string& id) const { return cfg_.bundles / id; }

@@ -19,7 +19,8 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) override;
   awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) override;
   awaitable<result<void>> remove(const std::string& id) override;
-  result<void> throttle(const container_info& c, std::uint32_t pct) override;
+  result<double> cpu_seconds(const container_info& c) override;
+  result<void> throttle(const container_info& c, std::uint32_t pct, double cpus_used) override;
   std::filesystem::path bundle_path(const std::string& id) const override;
   result<void> adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const override;
 

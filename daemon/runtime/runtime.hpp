@@ -47,9 +47,13 @@ class runtime {
   // Kills and deletes; success when the container does not exist.
   virtual awaitable<result<void>> remove(const std::string& id) = 0;
 
-  // Auto-converge: takes `pct` percent of its CPU time away from the
-  // container (through its cgroup); 0 restores what it had before.
-  virtual result<void> throttle(const container_info& c, std::uint32_t pct) = 0;
+  // CPU seconds the container has used so far (auto-converge's measure of
+  // its demand).
+  virtual result<double> cpu_seconds(const container_info& c) = 0;
+  // Auto-converge: caps the container at (100 - pct)% of the `cpus_used`
+  // CPUs it has been using (through its cgroup); pct 0 restores the limit
+  // it had before the first throttle.
+  virtual result<void> throttle(const container_info& c, std::uint32_t pct, double cpus_used) = 0;
 
   // Where this node keeps the bundle of a container it receives.
   virtual std::filesystem::path bundle_path(const std::string& id) const = 0;
