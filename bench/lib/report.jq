@@ -1,0 +1,74 @@
+# Renders the rows of one scenario (an array of bench/run.sh result rows) as
+# a Markdown table and a list of per-method details. $cap_s: the seeds'
+# downtime cap in seconds.
+
+def ms: if . == null then "—" elif . >= 100 then (round | tostring) else ((. * 10 | round) / 10 | tostring) end;
+def mib: if . == null then "—" else ((. / 1048576 * 100 | round) / 100 | tostring) end;
+def x3: (. * 1000 | round) / 1000 | tostring;
+def ok: .status == "ok";
+def capped: .status | startswith(">");
+def mlabel:
+  {"seeds-cold": "seeds' cold (checkpoint + rsync + restore)",
+   "seeds-warm": "seeds' warm (pre-checkpoint + rsync delta)",
+   "cold": "migrated cold",
+   "precopy": "migrated precopy",
+   "floor": "floor (local checkpoint + restore)"}[.] // .;
+
+# ratio(REF_ROW): this row's downtime over the reference row's.
+def ratio($ref):
+  if (ok | not) then "—"
+  elif $ref == null then "n/a"
+  elif ($ref | capped) then "< " + (.downtime_ms / ($cap_s * 1000) | x3)
+  elif ($ref | ok) and $ref.downtime_ms > 0 then (.downtime_ms / $ref.downtime_ms | x3)
+  else "n/a" end;
+
+def phases:
+  .phases | to_entries
+  | map(.key + " " + (if (.key | endswith("bytes")) then (.value | mib) + " MiB"
+                      elif (.value | type) == "number" then (.value | ms)
+                      else (.value | tostring) end))
+  | join(", ");
+
+def round_line:
+  "    - round \(.index) \(.kind): dirty \(.pages_dirty) pages (\(.dirty_mib_s * 10 | round / 10) MiB/s), "
+  + "full \(.pages_full) xor \(.pages_xor) ref \(.pages_ref) skipped \(.pages_skipped), "
+  + "raw \(.bytes_raw | mib) MiB, wire \(.bytes_wire | mib) MiB, "
+  + "checkpoint \(.checkpoint_ms | ms) ms, round \(.duration_ms | ms) ms"
+  + (if .throttle_pct > 0 then ", throttle \(.throttle_pct)%" else "" end);
+
+. as $rows
+| ($rows | map(select(.method == "seeds-warm")) | first) as $warm
+| ($rows | map(select(.method == "floor")) | first) as $floor
+| "| method | downtime ms | total ms | wire MiB (veth) | wire MiB (report) | max_gap ms | downtime ÷ seeds-warm | downtime ÷ floor | ok? |",
+  "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+  ($rows[]
+   | "| \(.method | mlabel) | "
+     + (if capped then "> " + ($cap_s * 1000 | tostring) else (.downtime_ms | ms) end) + " | "
+     + (if capped then "—" else (.total_ms | ms) end) + " | "
+     + (.wire | mib) + " | "
+     + (.report.bytes_wire | mib) + " | "
+     + (.max_gap_ms | ms) + " | "
+     + ratio($warm) + " | " + ratio($floor) + " | "
+     + (if ok then "ok" elif capped then .status else "**FAILED**: " + (.status | ltrimstr("FAILED: ")) end)
+     + " |"),
+  "",
+  ($rows[]
+   | .status as $row_status
+   | "- \(.method | mlabel): "
+     + (if .report == null then (phases | if . == "" then "no timings (" + $row_status + ")" else . end)
+        else (.report | "checkpoint \(.checkpoint_ms | ms) ms, transfer \(.transfer_ms | ms) ms, "
+              + "restore \(.restore_ms | ms) ms, freeze→ready \(.ready_ms | ms) ms, "
+              + "image \(.bytes_image | mib) MiB, bandwidth \(.bandwidth_mib_s * 10 | round / 10) MiB/s"
+              + (if (.convergence // "") != "" then ", convergence: \(.convergence)" else "" end))
+        end)
+     + "; veth A→B \(.wire_ab | mib) MiB, B→A \(.wire_ba | mib) MiB"
+     + "; workload's pause at the switch-over \(.switch_gap_ms | ms) ms (max_gap before the move \(.max_gap_before_ms | ms) ms)"
+     + (if .report != null and (.report.rounds | length) > 1 then
+          "\n" + (.report.rounds | map(round_line) | join("\n"))
+        else "" end)
+     + (if .method == "precopy" and .report != null and (.report.rounds | length) > 0 then
+          (.report.rounds[-1]) as $f
+          | "\n    - final round: bytes_wire \($f.bytes_wire) B vs pages dirtied since the previous round "
+            + "\($f.pages_dirty) × 4096 = \($f.pages_dirty * 4096) B → ratio "
+            + (if $f.pages_dirty > 0 then ($f.bytes_wire / ($f.pages_dirty * 4096) | x3) else "n/a" end)
+        else "" end))
