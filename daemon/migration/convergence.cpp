@@ -2,6 +2,7 @@
 #include "migration/convergence.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -57,11 +58,26 @@ convergence_decision decide(const config::precopy_config& policy, converge_mode 
     d.reason = fmt::format("stopped after the maximum of {} rounds", policy.max_rounds);
     return d;
   }
-  // Dirtying faster than the link carries: the delta can never shrink
-  // to nothing; slow the container down (the interval is the round's length).
-  const double dirty_rate = last.interval_ms > 0 ? double(last.dirty_bytes) / last.interval_ms : 0;
-  if (mode == converge_mode::automatic && can_throttle && bw > 0 && dirty_rate > bw / 2)
+  // Dirtying costs the link more than half its rate: the delta can never
+  // shrink to nothing; slow the container down. (What counts is the delta
+  // the dirtying produces, not the pages: a few bytes changed per page cost
+  // a few bytes.)
+  const double delta_rate =
+      last.interval_ms > 0 && last.dirty_bytes > 0 ? double(last.wire_bytes) / last.interval_ms : 0;
+  if (mode == converge_mode::automatic && can_throttle && bw > 0 && delta_rate > bw / 2)
     d.throttle_pct = deeper(policy, throttle_pct);
+
+  // Shrinking, but too slowly to reach the target within the rounds left:
+  // throttle now rather than stop with a large final round.
+  if (mode == converge_mode::automatic && can_throttle && bw > 0 && history.size() >= 2) {
+    const double shrink = double(last.wire_bytes) / double(std::max<std::uint64_t>(history[history.size() - 2].wire_bytes, 1));
+    const double target_bytes = policy.final_transfer_ms * bw;
+    const std::size_t left = policy.max_rounds - history.size();
+    if (shrink < 1 && shrink > 0 && double(last.wire_bytes) > target_bytes) {
+      const double needed = std::ceil(std::log(target_bytes / double(last.wire_bytes)) / std::log(shrink));
+      if (needed > double(left)) d.throttle_pct = std::max(d.throttle_pct, deeper(policy, throttle_pct));
+    }
+  }
 
   if (history.size() >= 2) {
     const auto& prev = history[history.size() - 2];

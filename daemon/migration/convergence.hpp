@@ -10,8 +10,11 @@
 // - max_rounds reached → final round;
 // - else another round.
 //
-// Auto-converge also throttles whenever the container dirties memory faster
-// than the link can carry it, so the rounds can converge at all.
+// Auto-converge also throttles whenever the container's dirtying costs more
+// than half of what the link carries (the delta per second of the last
+// round), so the rounds can converge at all, and when the delta shrinks too
+// slowly to reach the target in the rounds left (judged from the last
+// round's shrink factor).
 #pragma once
 
 #include <cstdint>

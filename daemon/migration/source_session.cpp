@@ -201,6 +201,7 @@ awaitable<result<void>> source_session::checkpoint() {
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work", ec);
   if (ec) co_return fail(errc::io, "create " + (dir_ / "work").string() + ": " + ec.message());
+  lift_throttle();  // the final dump runs at full speed; the container stays frozen
   frozen_at_ = stopwatch::clock::now();
   const runtime::checkpoint_request req{*images, dir_ / "work", false};
   auto ok = co_await ctx_.runc.checkpoint(req_.container(), req);
@@ -297,8 +298,12 @@ awaitable<result<void>> source_session::warm_up() {
     if (!dir) co_return std::unexpected(dir.error());
     const auto started = stopwatch::clock::now();
     const runtime::checkpoint_request req{*dir, dir_ / "work", true};
+    // CRIU's parasite works inside the container's cgroup: a throttle
+    // would slow the dump itself. The container is frozen meanwhile anyway.
+    lift_throttle();
     auto dumped = co_await ctx_.runc.checkpoint(req_.container(), req);
     const double dump_ms = stopwatch::between(started, stopwatch::clock::now());
+    if (throttle_pct_) co_await set_throttle(throttle_pct_);
     if (!dumped) co_return std::unexpected(dumped.error().context("warm-up round"));
     auto sent = co_await send_round(*dir, false);
     if (!sent) co_return std::unexpected(sent.error().context("warm-up round"));
@@ -327,6 +332,12 @@ awaitable<result<void>> source_session::warm_up() {
       co_return result<void>{};
     }
   }
+}
+
+void source_session::lift_throttle() {
+  if (!throttle_pct_) return;
+  if (auto ok = ctx_.runc.throttle(container_, 0, cpus_used_); !ok)
+    log::warn(*logger(), id_, phase_, "cannot lift the throttle: {}", ok.error().message);
 }
 
 awaitable<void> source_session::set_throttle(std::uint32_t pct) {
@@ -392,11 +403,6 @@ awaitable<void> source_session::roll_back(const error& cause) {
   auto restored = co_await ctx_.runc.restore(req_.container(), req);
   report_.set_rollback_ms(sw.ms());
   if (restored) {
-    // The dump may carry the auto-converge throttle: lift it again.
-    if (throttle_pct_) {
-      container_ = *restored;
-      co_await set_throttle(0);
-    }
     report_.set_result(pb::RESULT_ROLLED_BACK);
     log::warn(*logger(), id_, phase::rollback, "{} runs here again (pid {})", req_.container(), restored->pid);
   } else {

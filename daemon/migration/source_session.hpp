@@ -44,6 +44,7 @@ class source_session {
   awaitable<result<void>> checkpoint();
   awaitable<result<transport::stream_stats>> send_round(const std::filesystem::path& dir, bool final);
   awaitable<void> set_throttle(std::uint32_t pct);
+  void lift_throttle();  // for a dump; throttle_pct_ is kept
   awaitable<result<void>> transfer();
   awaitable<result<void>> restore_remote();
   awaitable<result<void>> commit();

@@ -57,14 +57,31 @@ TEST_CASE("convergence: auto-converge throttles step by step instead of giving u
   CHECK(d.throttle_pct == 90);
 }
 
-TEST_CASE("convergence: dirtying faster than the link throttles even while shrinking", "[convergence]") {
+TEST_CASE("convergence: dirtying that costs the link more than half its rate throttles", "[convergence]") {
   config::precopy_config p;
-  // 200 MiB dirtied per second against a 100 MiB/s link.
-  auto d = decide(p, converge_mode::automatic, {round_of(256 * mib, 200 * mib)}, 0);
+  // A round that sent 80 MiB of deltas for 1 s of dirtying, on a 100 MiB/s link.
+  std::vector<round_observation> h{round_of(256 * mib), round_of(80 * mib, 80 * mib)};
+  auto d = decide(p, converge_mode::automatic, h, 0);
   CHECK_FALSE(d.final_round);
   CHECK(d.throttle_pct == 20);
-  d = decide(p, converge_mode::off, {round_of(256 * mib, 200 * mib)}, 0);
+  d = decide(p, converge_mode::off, h, 0);
   CHECK(d.throttle_pct == 0);
+}
+
+TEST_CASE("convergence: many pages with a few bytes changed each do not throttle", "[convergence]") {
+  config::precopy_config p;
+  // 180 MiB of pages touched in a second, but their delta is 1 MiB.
+  std::vector<round_observation> h{round_of(256 * mib), round_of(8 * mib, 180 * mib), round_of(1 * mib, 180 * mib)};
+  auto d = decide(p, converge_mode::automatic, h, 0);
+  CHECK(d.throttle_pct == 0);
+}
+
+TEST_CASE("convergence: the first round's full copy is not a dirty rate", "[convergence]") {
+  config::precopy_config p;
+  // The first round has no dirty bytes (everything is sent once).
+  auto d = decide(p, converge_mode::automatic, {round_of(256 * mib, 0)}, 0);
+  CHECK(d.throttle_pct == 0);
+  CHECK_FALSE(d.final_round);
 }
 
 TEST_CASE("convergence: forced auto-converge throttles every round", "[convergence]") {
@@ -87,4 +104,18 @@ TEST_CASE("convergence: bandwidth ignores latency-bound tiny rounds", "[converge
   std::vector<round_observation> h{{100 * mib, 0, 0, 1000}, {4096, 0, 0, 50}};
   CHECK(bandwidth_bytes_per_ms(h) == Approx(100.0 * mib / 1000));
   CHECK(bandwidth_bytes_per_ms({}) == 0);
+}
+
+TEST_CASE("convergence: shrinking too slowly for the rounds left throttles", "[convergence]") {
+  config::precopy_config p;  // 8 rounds, 50 ms target: 5 MiB at 100 MiB/s
+  // Halving each round from 80 MiB needs 4 more rounds to reach 5 MiB.
+  std::vector<round_observation> h{round_of(256 * mib), round_of(160 * mib), round_of(80 * mib)};
+  auto d = decide(p, converge_mode::automatic, h, 0);
+  CHECK(d.throttle_pct == 0);  // 5 rounds left: enough
+  h = {round_of(256 * mib), round_of(200 * mib), round_of(160 * mib), round_of(128 * mib),
+       round_of(100 * mib), round_of(80 * mib)};
+  d = decide(p, converge_mode::automatic, h, 0);
+  CHECK_FALSE(d.final_round);
+  CHECK(d.throttle_pct == 20);  // 2 rounds left, 13 needed at this pace
+  CHECK(decide(p, converge_mode::off, h, 0).throttle_pct == 0);
 }
