@@ -1,7 +1,9 @@
-// encode_delta, the source side of the format in delta_format.hpp: one pass
-// over the current pages file in large blocks, each page sent as the first
-// op in that comment's order that reproduces it, the stream handed to the
-// sink in chunks. XOR bodies are built only here (build_xor) and applied
+// encode_delta, the source side of the format in delta_format.hpp. The
+// current pages file is mapped, every page hashed first (on two threads:
+// this scan is what a final round spends most of its time on while the
+// container is stopped), then one pass sends each page as the first op in
+// that comment's order that reproduces it, the stream handed to the sink in
+// chunks. XOR bodies are built only here (build_xor) and applied
 // only in delta_decode.cpp (apply_xor).
 #include "images/delta.hpp"
 
@@ -9,7 +11,10 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <unordered_map>
+
+#include <sys/mman.h>
 
 #include <xxhash.h>
 
@@ -69,22 +74,12 @@ class encoder {
       prev_what_ = "previous " + prev_.set->pages_name;
     }
     const std::uint64_t total = cur_.stored_pages;
-    res_.hashes.resize(total);
     out_.reserve(std::min<std::size_t>(chunk_bytes_, 16 << 20) + max_op_bytes + 2 * max_uleb_bytes);
-    block_.resize(std::min<std::uint64_t>(total * page_bytes, io_block_bytes));
+    if (auto r = map_pages(total); !r) return std::unexpected(r.error());
+    hash_all(total);
     stored_walker walk(cur_);
-    for (std::uint64_t first = 0; first < total;) {
-      const std::uint64_t n = std::min<std::uint64_t>(total - first, io_block_bytes / page_bytes);
-      auto got = pread_full(fd_, block_.data(), n * page_bytes, first * page_bytes, cur_.pages_name);
-      if (!got) return std::unexpected(got.error());
-      if (*got != n * page_bytes)
-        return fail(errc::protocol, cur_.pages_name + " is shorter than its pagemap");
-      block_first_ = first;
-      for (std::uint64_t k = 0; k < n; ++k, walk.advance(1))
-        if (auto r = encode_page(first + k, walk.vaddr(), block_.data() + k * page_bytes); !r)
-          return std::unexpected(r.error());
-      first += n;
-    }
+    for (std::uint64_t i = 0; i < total; ++i, walk.advance(1))
+      if (auto r = encode_page(i, walk.vaddr(), page_at(i)); !r) return std::unexpected(r.error());
     if (auto r = end_run(); !r) return std::unexpected(r.error());
     if (auto r = emit(true); !r) return std::unexpected(r.error());
     res_.stats.pages = total;
@@ -93,10 +88,42 @@ class encoder {
     return std::move(res_);
   }
 
+  ~encoder() {
+    if (map_) ::munmap(map_, map_bytes_);
+  }
+
  private:
+  // check_size() has checked the file holds every stored page.
+  result<void> map_pages(std::uint64_t total) {
+    if (total == 0) return {};
+    map_bytes_ = total * page_bytes;
+    void* m = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd_, 0);
+    if (m == MAP_FAILED) return fail_errno(errno, "map " + cur_.pages_name);
+    map_ = m;
+    ::madvise(map_, map_bytes_, MADV_SEQUENTIAL);
+    return {};
+  }
+
+  const std::uint8_t* page_at(std::uint64_t index) const {
+    return static_cast<const std::uint8_t*>(map_) + index * page_bytes;
+  }
+
+  // Below this many pages a second thread costs more than it saves.
+  static constexpr std::uint64_t parallel_hash_pages = 4096;
+
+  void hash_all(std::uint64_t total) {
+    res_.hashes.resize(total);
+    auto hash_range = [this](std::uint64_t from, std::uint64_t to) {
+      for (std::uint64_t i = from; i < to; ++i) res_.hashes[i] = XXH3_64bits(page_at(i), page_bytes);
+    };
+    if (total < parallel_hash_pages) return hash_range(0, total);
+    std::thread other(hash_range, total / 2, total);
+    hash_range(0, total / 2);
+    other.join();
+  }
+
   result<void> encode_page(std::uint64_t index, std::uint64_t vaddr, const std::uint8_t* page) {
-    const std::uint64_t hash = XXH3_64bits(page, page_bytes);
-    res_.hashes[index] = hash;
+    const std::uint64_t hash = res_.hashes[index];
     std::optional<std::uint64_t> prev_index;
     if (prev_finder_) {
       if (auto hit = prev_finder_->find(vaddr)) {
@@ -154,13 +181,7 @@ class encoder {
   result<bool> try_ref_cur(std::uint64_t hash, const std::uint8_t* page) {
     const auto it = cur_by_hash_.find(hash);
     if (it == cur_by_hash_.end()) return false;
-    const std::uint8_t* earlier = scratch_;
-    if (it->second >= block_first_) {
-      earlier = block_.data() + (it->second - block_first_) * page_bytes;
-    } else if (auto r = read_page(fd_, scratch_, it->second, cur_.pages_name); !r) {
-      return std::unexpected(r.error());
-    }
-    if (std::memcmp(earlier, page, page_bytes) != 0) return false;
+    if (std::memcmp(page_at(it->second), page, page_bytes) != 0) return false;
     out_.push_back(op_ref_cur);
     put_uleb(out_, it->second);
     ++res_.stats.ref;
@@ -204,8 +225,9 @@ class encoder {
   std::string prev_what_;  // names the previous pages file in errors
   std::optional<std::unordered_map<std::uint64_t, std::uint64_t>> prev_by_hash_;  // built on first need
   std::unordered_map<std::uint64_t, std::uint64_t> cur_by_hash_;  // pages sent as XOR or FULL
-  std::vector<std::uint8_t> block_, out_, xor_body_;
-  std::uint64_t block_first_ = 0;
+  std::vector<std::uint8_t> out_, xor_body_;
+  void* map_ = nullptr;
+  std::size_t map_bytes_ = 0;
   std::uint8_t run_code_ = 0;
   std::uint64_t run_len_ = 0;
   alignas(64) std::uint8_t scratch_[page_bytes];

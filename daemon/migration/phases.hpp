@@ -39,6 +39,8 @@ class stopwatch {
   clock::time_point start_;
 };
 
+inline double mib_per_s(double bytes_per_ms) { return bytes_per_ms * 1000.0 / 1048576.0; }
+
 std::string_view method_name(pb::Method m);
 std::string_view result_name(pb::Result r);
 // "cold" → COLD; METHOD_UNSPECIFIED for unknown names.

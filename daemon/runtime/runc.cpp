@@ -3,6 +3,8 @@
 // of CRIU's log from the work directory.
 #include "runtime/runc.hpp"
 
+#include <signal.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -111,11 +113,16 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
   // The restored container inherits runc's standard streams where its own
   // were pipes: give it /dev/null, and read runc's errors from its log.
   const auto runc_log = req.work_dir / "runc.log";
+  // The pid file tells us the restored init without another runc process
+  // on the critical path (the container is stopped until we answer).
+  const auto pid_file = req.work_dir / "restored.pid";
+  std::error_code ec;
+  std::filesystem::remove(pid_file, ec);
   auto args = base_args();
   args.insert(args.end(), {"--log", runc_log.string(), "--log-format", "text"});
   args.insert(args.end(), {"restore", "--detach", "--image-path", req.image_dir.string(), "--work-path",
-                           req.work_dir.string(), "--bundle", req.bundle.string(), "--tcp-established",
-                           "--file-locks", id});
+                           req.work_dir.string(), "--bundle", req.bundle.string(), "--pid-file",
+                           pid_file.string(), "--tcp-established", "--file-locks", id});
   const process_options opts{.timeout = restore_timeout_, .discard_output = true};
   auto r = co_await run(pool_, args, opts);
   if (!r) co_return std::unexpected(r.error().context("restore " + id));
@@ -123,10 +130,10 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
     r->err = last_error_line(runc_log);
     co_return std::unexpected(criu_failure("restore " + id, *r, req.work_dir / "restore.log"));
   }
-  auto info = co_await inspect(id);
-  if (!info) co_return std::unexpected(info.error().context("after restore"));
-  if (info->status != "running")
-    co_return fail(errc::runtime, "restore " + id + ": container is " + info->status + ", not running");
+  container_info info{id, "running", 0, req.bundle};
+  std::ifstream pid_in(pid_file);
+  if (!(pid_in >> info.pid) || info.pid <= 0 || ::kill(info.pid, 0) != 0)
+    co_return fail(errc::runtime, "restore " + id + ": runc succeeded but the restored process is not running");
   co_return info;
 }
 
