@@ -2,7 +2,8 @@
 // in the daemon's environment makes the named step fail on purpose, so tests
 // can kill a migration at a chosen place and prove the container survives.
 // Points (docs/testing.md lists what each does):
-//   dest.transfer.die      destination SIGKILLs itself on the first image chunk
+//   dest.transfer.die      destination SIGKILLs itself on the final round's first chunk
+//   dest.warmup.die        destination SIGKILLs itself on a warm-up round's first chunk
 //   dest.restore.fail      destination's restore fails inside CRIU
 //   dest.checksum.corrupt  destination corrupts a received image byte
 //   source.transfer.cut    source drops the connection mid-transfer
