@@ -21,12 +21,19 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("main"); }
 // (systemd's TimeoutStopSec is longer).
 constexpr auto drain_limit = std::chrono::seconds(140);
 
-result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
+result<asio::ip::address> listen_address(const endpoint& at, std::string_view key) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(at.host, ec);
-  if (ec) return fail(errc::config, "listen.tcp: '" + at.host + "' is not an IP address");
+  if (ec) return fail(errc::config, std::string(key) + ": '" + at.host + "' is not an IP address");
+  return addr;
+}
+
+result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
+  auto addr = listen_address(at, "listen.tcp");
+  if (!addr) return std::unexpected(addr.error());
+  boost::system::error_code ec;
   tcp::acceptor acc(ex);
-  tcp::endpoint ep(addr, at.port);
+  tcp::endpoint ep(*addr, at.port);
   acc.open(ep.protocol(), ec);
   if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);
@@ -36,11 +43,11 @@ result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
 }
 
 result<udp::socket> bind_udp(asio::any_io_executor ex, const endpoint& at) {
+  auto addr = listen_address(at, "listen.udp");
+  if (!addr) return std::unexpected(addr.error());
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address(at.host, ec);
-  if (ec) return fail(errc::config, "listen.udp: '" + at.host + "' is not an IP address");
   udp::socket s(ex);
-  udp::endpoint ep(addr, at.port);
+  udp::endpoint ep(*addr, at.port);
   s.open(ep.protocol(), ec);
   if (!ec) s.bind(ep, ec);
   if (ec) return fail(errc::config, "listen on udp " + at.to_string() + ": " + ec.message());
