@@ -19,7 +19,7 @@ export LC_ALL=C
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_DIR=$(cd "$BENCH_DIR/.." && pwd)
-COMMAND_LINE="bench/run.sh$( (($# > 0)) && printf ' %q' "$@")"
+COMMAND_LINE="bench/run.sh$(if (($# > 0)); then printf ' %q' "$@"; fi)"
 
 # The emulated hosts of the benchmark never share names, addresses' netns or
 # cgroup parents with the integration tests (prefix "mig").
