@@ -81,4 +81,26 @@ pb::StatusReply commands::status(const pb::StatusRequest& req) const {
 
 result<void> commands::abort(const pb::AbortRequest& req) { return ctx_.migrations.abort(req.migration_id()); }
 
+bool commands::is_command(const pb::Envelope& req) {
+  return req.has_migrate() || req.has_prepare() || req.has_status() || req.has_abort_request();
+}
+
+pb::Envelope commands::answer(const pb::Envelope& req) {
+  const auto rid = req.request_id();
+  auto started = [rid](const result<std::string>& id) {
+    return transport::make_reply(rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
+  };
+  if (req.has_migrate()) return started(start_migrate(req.migrate(), nullptr, nullptr));
+  if (req.has_prepare()) return started(start_prepare(req.prepare(), nullptr));
+  if (req.has_abort_request())
+    return transport::make_reply(rid, abort(req.abort_request()), req.abort_request().migration_id());
+  if (req.has_status()) {
+    pb::Envelope env;
+    env.set_request_id(rid);
+    *env.mutable_status_reply() = status(req.status());
+    return env;
+  }
+  return transport::make_reply(rid, fail(errc::protocol, "unexpected message #" + std::to_string(req.body_case())));
+}
+
 }  // namespace migrated::server

@@ -26,6 +26,13 @@ class commands {
   pb::StatusReply status(const pb::StatusRequest& req) const;
   result<void> abort(const pb::AbortRequest& req);
 
+  // A command every transport answers the same way: Migrate (not followed),
+  // Prepare, Status or Abort.
+  static bool is_command(const pb::Envelope& req);
+  // Carries out such a command; the answer is a Reply (with the migration
+  // id) or a StatusReply.
+  pb::Envelope answer(const pb::Envelope& req);
+
   // Refuse new work; `idle` is true once no migration runs.
   void drain() { draining_ = true; }
   bool idle() const { return running_ == 0; }

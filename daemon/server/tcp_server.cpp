@@ -89,27 +89,8 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
       co_await follow_migration(ch, f->msg);
       continue;
     }
-    co_await serve_controller_request(ch, f->msg);
-  }
-}
-
-awaitable<void> tcp_server::serve_controller_request(transport::channel& ch, pb::Envelope& req) {
-  const auto rid = req.request_id();
-  if (req.has_migrate()) {
-    auto id = cmds_.start_migrate(req.migrate(), nullptr, nullptr);
-    co_await ch.reply(rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
-  } else if (req.has_prepare()) {
-    auto id = cmds_.start_prepare(req.prepare(), nullptr);
-    co_await ch.reply(rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
-  } else if (req.has_status()) {
-    pb::Envelope env;
-    env.set_request_id(rid);
-    *env.mutable_status_reply() = cmds_.status(req.status());
-    co_await ch.send(env);
-  } else if (req.has_abort_request()) {
-    co_await ch.reply(rid, cmds_.abort(req.abort_request()), req.abort_request().migration_id());
-  } else {
-    co_await ch.reply(rid, fail(errc::protocol, "unexpected message #" + std::to_string(req.body_case())));
+    const pb::Envelope answer = cmds_.answer(f->msg);
+    co_await ch.send(answer);
   }
 }
 

@@ -17,7 +17,6 @@ class tcp_server {
 
  private:
   awaitable<void> serve(tcp::socket socket);
-  awaitable<void> serve_controller_request(transport::channel& ch, pb::Envelope& req);
   awaitable<void> follow_migration(transport::channel& ch, const pb::Envelope& req);
 
   migration::node_context& ctx_;

@@ -8,17 +8,6 @@ namespace {
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("server"); }
 
-void set_reply(pb::Envelope& env, std::uint64_t rid, const result<void>& outcome, const std::string& id) {
-  auto* r = env.mutable_reply();
-  r->set_ok(outcome.has_value());
-  r->set_request_id(rid);
-  r->set_migration_id(id);
-  if (!outcome) {
-    r->set_code(static_cast<pb::Code>(static_cast<int>(outcome.error().code)));
-    r->set_message(outcome.error().message);
-  }
-}
-
 }  // namespace
 
 udp_server::udp_server(migration::node_context& ctx, commands& cmds, udp::socket socket)
@@ -30,25 +19,15 @@ void udp_server::stop() {
 }
 
 pb::Envelope udp_server::handle(const pb::Envelope& req) {
-  pb::Envelope out;
-  const auto rid = req.request_id();
-  out.set_request_id(rid);
-  if (req.has_migrate()) {
-    auto id = cmds_.start_migrate(req.migrate(), nullptr, nullptr);
-    set_reply(out, rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
-  } else if (req.has_prepare()) {
-    auto id = cmds_.start_prepare(req.prepare(), nullptr);
-    set_reply(out, rid, id ? result<void>{} : std::unexpected(id.error()), id.value_or(""));
-  } else if (req.has_status()) {
-    auto reply = cmds_.status(req.status());
-    // Keep the answer inside one datagram: the newest migrations first.
-    while (reply.ByteSizeLong() > datagram::max_datagram_bytes - 512 && reply.migrations_size() > 0)
-      reply.mutable_migrations()->DeleteSubrange(0, 1);
-    *out.mutable_status_reply() = std::move(reply);
-  } else if (req.has_abort_request()) {
-    set_reply(out, rid, cmds_.abort(req.abort_request()), req.abort_request().migration_id());
-  } else {
-    set_reply(out, rid, fail(errc::unsupported, "this command is not accepted over UDP (use TCP)"), "");
+  if (!commands::is_command(req))
+    return transport::make_reply(req.request_id(),
+                                 fail(errc::unsupported, "this command is not accepted over UDP (use TCP)"));
+  pb::Envelope out = cmds_.answer(req);  // a Migrate here is never followed
+  // Keep the answer inside one datagram: the newest migrations first.
+  if (out.has_status_reply()) {
+    auto* status = out.mutable_status_reply();
+    while (out.ByteSizeLong() > datagram::max_datagram_bytes - 512 && status->migrations_size() > 0)
+      status->mutable_migrations()->DeleteSubrange(0, 1);
   }
   return out;
 }

@@ -103,6 +103,11 @@ awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
 
 awaitable<result<void>> channel::reply(std::uint64_t request_id, const result<void>& outcome,
                                        const std::string& migration_id) {
+  const pb::Envelope env = make_reply(request_id, outcome, migration_id);
+  co_return co_await send(env);
+}
+
+pb::Envelope make_reply(std::uint64_t request_id, const result<void>& outcome, const std::string& migration_id) {
   pb::Envelope env;
   env.set_request_id(request_id);
   auto* r = env.mutable_reply();
@@ -113,7 +118,7 @@ awaitable<result<void>> channel::reply(std::uint64_t request_id, const result<vo
     r->set_code(to_code(outcome.error().code));
     r->set_message(outcome.error().message);
   }
-  co_return co_await send(env);
+  return env;
 }
 
 pb::Code to_code(errc c) { return static_cast<pb::Code>(static_cast<int>(c)); }

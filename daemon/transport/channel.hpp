@@ -56,6 +56,10 @@ class channel {
   std::vector<std::uint8_t> buf_;
 };
 
+// An Envelope holding the Reply to `request_id`: ok, or carrying the error.
+pb::Envelope make_reply(std::uint64_t request_id, const result<void>& outcome,
+                        const std::string& migration_id = {});
+
 // The error carried by a Reply, or success.
 result<void> to_result(const pb::Reply& r);
 pb::Code to_code(errc c);
