@@ -203,12 +203,15 @@ awaitable<result<void>> source_session::checkpoint() {
   frozen_at_ = stopwatch::clock::now();
   const runtime::checkpoint_request req{*images, dir_ / "work", false};
   auto ok = co_await ctx_.runc.checkpoint(req_.container(), req);
-  // Whatever the outcome, find out whether the container still runs here:
-  // a checkpoint that failed half-way may have stopped it.
-  auto still = co_await ctx_.runc.inspect(req_.container());
-  stopped_ = !(still && still->status == "running");
   report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
-  if (!ok) co_return ok;
+  if (!ok) {
+    // A checkpoint that failed half-way may have stopped the container: ask.
+    // (One that succeeded has: runc removes it, no need to ask while it is down.)
+    auto still = co_await ctx_.runc.inspect(req_.container());
+    stopped_ = !(still && still->status == "running");
+    co_return ok;
+  }
+  stopped_ = true;
   report_.set_bytes_image(dir_bytes(*images));
   co_return result<void>{};
 }
