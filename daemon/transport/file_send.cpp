@@ -31,6 +31,17 @@ struct prepared_chunk {
   bool compressed = false;
 };
 
+// The FileChunk header for `raw` bytes of file `id` at `offset`.
+pb::Envelope chunk_header(std::uint32_t id, std::uint64_t offset, std::uint32_t raw, bool compressed) {
+  pb::Envelope env;
+  auto* m = env.mutable_file_chunk();
+  m->set_file_id(id);
+  m->set_offset(offset);
+  m->set_raw_bytes(raw);
+  m->set_compressed(compressed);
+  return env;
+}
+
 // Compresses `data` into c.wire when the policy says so and it pays.
 void pack(std::span<const std::uint8_t> data, zstd_compressor* zc, adaptive_compression& policy,
           prepared_chunk& c) {
@@ -99,12 +110,7 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
       ch.close();
       co_return fail(errc::peer, "connection dropped (fault source.transfer.cut)");
     }
-    pb::Envelope chunk;
-    auto* m = chunk.mutable_file_chunk();
-    m->set_file_id(id);
-    m->set_offset(off);
-    m->set_raw_bytes(c->raw);
-    m->set_compressed(c->compressed);
+    const pb::Envelope chunk = chunk_header(id, off, c->raw, c->compressed);
     const auto t0 = clock::now();
     if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
     policy.sent(c->wire.size(), ms_since(t0));
@@ -169,12 +175,7 @@ awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgo
       ch.close();
       sent = fail(errc::peer, "connection dropped (fault source.transfer.cut)");
     } else {
-      pb::Envelope chunk;
-      auto* m = chunk.mutable_file_chunk();
-      m->set_file_id(id);
-      m->set_offset(offset);
-      m->set_raw_bytes(c->raw_bytes);
-      m->set_compressed(c->compressed);
+      const pb::Envelope chunk = chunk_header(id, offset, c->raw_bytes, c->compressed);
       const auto t0 = clock::now();
       sent = co_await ch.send(chunk, c->wire);
       policy.sent(c->wire.size(), ms_since(t0));
