@@ -7,6 +7,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${MIGRATED_BUILD_DIR:-$here/build}
 criu_min_version=4.1
+# Patches applied to CRIU's source before building (see build_criu), and the
+# record of which ones the installed /usr/local/sbin/criu was built with.
+criu_patch_dir=$here/scripts/criu
+criu_marker=/usr/local/lib/migrated/criu.patches
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -22,14 +26,14 @@ packages=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libzstd-dev catch2 libssl-dev
   libsystemd-dev libxxhash-dev nlohmann-json3-dev
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
-  systemd procps psmisc util-linux jq zstd
+  systemd procps psmisc util-linux jq zstd docker.io
 )
 
 # Build dependencies of CRIU (see docs/operations.md, "CRIU").
 criu_build_deps=(
   protobuf-c-compiler libprotobuf-c-dev python3-protobuf libnl-3-dev
   libnet1-dev libcap-dev libaio-dev libbsd-dev libgnutls28-dev
-  libnftables-dev uuid-dev libdrm-dev xz-utils
+  libnftables-dev uuid-dev libdrm-dev xz-utils patch
 )
 
 apt_updated=0
@@ -52,12 +56,26 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# One line "sha256  name" per patch in $criu_patch_dir, in the order applied.
+criu_patches_digest() {
+  local p
+  for p in "$criu_patch_dir"/*.patch; do
+    if [ -f "$p" ]; then
+      printf '%s  %s\n' "$(sha256sum <"$p" | awk '{print $1}')" "$(basename "$p")"
+    fi
+  done
+}
+
 criu_ok() {
   command -v criu >/dev/null 2>&1 || return 1
   local v
   v=$(criu --version 2>/dev/null | awk '/^Version:/ {print $2}')
   [ -n "$v" ] || return 1
   [ "$(printf '%s\n%s\n' "$criu_min_version" "$v" | sort -V | head -n1)" = "$criu_min_version" ] || return 1
+  # Built by us with exactly the current patches? (e.g. without the
+  # SO_PASSCRED fix, CRIU cannot dump TCP sockets on kernels >= 6.16)
+  [ -f "$criu_marker" ] || return 1
+  [ "$(cat "$criu_marker")" = "$(criu_patches_digest)" ] || return 1
   criu check >/dev/null 2>&1
 }
 
@@ -97,9 +115,18 @@ SRC
   tar -C "$work" -xf "$tarball"
   local dir
   dir=$(find "$work" -maxdepth 1 -type d -name 'criu-*' | head -n1)
+  local p
+  for p in "$criu_patch_dir"/*.patch; do
+    [ -f "$p" ] || continue
+    log "applying $(basename "$p")"
+    patch -d "$dir" -p1 --forward --batch --quiet <"$p" \
+      || { log "CRIU patch $(basename "$p") does not apply"; exit 1; }
+  done
   log "building CRIU in $dir"
   make -C "$dir" -j"$(nproc)" criu >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
   install -m 0755 "$dir/criu/criu" /usr/local/sbin/criu
+  install -d -m 0755 "$(dirname "$criu_marker")"
+  criu_patches_digest >"$criu_marker"
   rm -rf "$work"
   hash -r
 }
@@ -113,7 +140,7 @@ build_project() {
 need_root
 install_packages "${packages[@]}"
 if ! criu_ok; then
-  log "no working CRIU >= $criu_min_version; building it"
+  log "no working CRIU >= $criu_min_version built with scripts/criu/*.patch; building it"
   build_criu
   criu_ok || { log "CRIU still fails 'criu check': $(criu check 2>&1 | tail -n 3)"; exit 1; }
 fi
