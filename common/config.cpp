@@ -160,6 +160,13 @@ const key_rule rules[] = {
     {"runtime.runc.bundles", [](auto& c, auto k, auto& v) { return read(c.runc.bundles, k, v); }},
     {"runtime.runc.cgroup_parent",
      [](auto& c, auto k, auto& v) { return read(c.runc.cgroup_parent, k, v); }},
+    {"runtime.docker.enabled", [](auto& c, auto k, auto& v) { return read(c.docker.enabled, k, v); }},
+    {"runtime.docker.socket", [](auto& c, auto k, auto& v) { return read(c.docker.socket, k, v); }},
+    {"runtime.docker.accept_images",
+     [](auto& c, auto k, auto& v) { return read(c.docker.accept_images, k, v); }},
+    {"runtime.docker.registry", [](auto& c, auto k, auto& v) { return read(c.docker.registry, k, v); }},
+    {"runtime.docker.stop_timeout_s",
+     [](auto& c, auto k, auto& v) { return read_in<0, 300>(c.docker.stop_timeout_s, k, v); }},
     {"criu.binary", [](auto& c, auto k, auto& v) { return read(c.criu.binary, k, v); }},
     {"log.sink", [](auto& c, auto k, auto& v) { return read(c.log.sink, k, v); }},
     {"log.level", [](auto& c, auto k, auto& v) { return read(c.log.level, k, v); }},
@@ -174,6 +181,7 @@ const key_rule rules[] = {
     {"timeouts.restore_ms",
      [](auto& c, auto k, auto& v) { return read(c.timeouts.restore, k, v); }},
     {"timeouts.commit_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.commit, k, v); }},
+    {"timeouts.ready_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.ready, k, v); }},
     {"precopy.max_rounds", [](auto& c, auto k, auto& v) { return read_in<1, 30>(c.precopy.max_rounds, k, v); }},
     {"precopy.final_transfer_ms",
      [](auto& c, auto k, auto& v) { return read_in<1, 60000>(c.precopy.final_transfer_ms, k, v); }},
@@ -290,6 +298,8 @@ void check_paths(const config& cfg, problems& out) {
   if (cfg.psk_file.empty()) out.push_back("psk_file: required");
   if (cfg.runc.binary.empty()) out.push_back("runtime.runc.binary: required");
   if (cfg.criu.binary.empty()) out.push_back("criu.binary: required");
+  if (cfg.docker.enabled && !cfg.docker.socket.is_absolute())
+    out.push_back("runtime.docker.socket: expected an absolute path, got '" + cfg.docker.socket.string() + "'");
   const std::filesystem::path parent(cfg.runc.cgroup_parent);
   if (cfg.runc.cgroup_parent.empty() || std::ranges::find(parent, "..") != parent.end())
     out.push_back("runtime.runc.cgroup_parent: expected a cgroup name without '..', got '" +
@@ -321,7 +331,7 @@ void check_numbers(const config& cfg, problems& out) {
   const std::pair<std::string_view, std::chrono::milliseconds> timeouts[] = {
       {"connect_ms", cfg.timeouts.connect}, {"io_ms", cfg.timeouts.io},
       {"checkpoint_ms", cfg.timeouts.checkpoint}, {"restore_ms", cfg.timeouts.restore},
-      {"commit_ms", cfg.timeouts.commit}};
+      {"commit_ms", cfg.timeouts.commit}, {"ready_ms", cfg.timeouts.ready}};
   if (cfg.precopy.throttle_step_pct > cfg.precopy.throttle_max_pct)
     out.push_back("precopy.throttle_step_pct: " + std::to_string(cfg.precopy.throttle_step_pct) +
                   " exceeds precopy.throttle_max_pct " + std::to_string(cfg.precopy.throttle_max_pct));

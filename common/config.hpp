@@ -45,6 +45,15 @@ struct config {
     std::string cgroup_parent = "migrated";                      // runtime.runc.cgroup_parent
   } runc;
 
+  // The Docker backend (runtime.docker.*): off unless enabled.
+  struct docker_config {
+    bool enabled = false;                                   // runtime.docker.enabled
+    std::filesystem::path socket = "/var/run/docker.sock";  // runtime.docker.socket
+    bool accept_images = true;      // runtime.docker.accept_images: load images peers send
+    std::string registry;           // runtime.docker.registry: pull missing images from here first
+    std::uint32_t stop_timeout_s = 10;  // runtime.docker.stop_timeout_s: 0..300, SIGTERM → SIGKILL
+  } docker;
+
   struct criu_config {
     std::filesystem::path binary = "criu";  // criu.binary
   } criu;
@@ -79,6 +88,7 @@ struct config {
     std::chrono::milliseconds checkpoint{120000}; // timeouts.checkpoint_ms
     std::chrono::milliseconds restore{120000};    // timeouts.restore_ms
     std::chrono::milliseconds commit{10000};      // timeouts.commit_ms (destination waits this long for Commit)
+    std::chrono::milliseconds ready{30000};       // timeouts.ready_ms (readiness probe, unless the container says)
   } timeouts;
 
   const peer_config* find_peer(std::string_view name) const;

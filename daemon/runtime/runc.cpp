@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "criu/criu.hpp"
-#include "runtime/cgroup_cpu.hpp"
 #include "runtime/process.hpp"
 
 namespace migrated::runtime {
@@ -90,6 +89,9 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
     info.status = j.value("status", "");
     info.pid = j.value("pid", 0);
     info.bundle = j.value("bundle", "");
+    if (j.contains("annotations") && j["annotations"].is_object())
+      for (auto& [k, v] : j["annotations"].items())
+        if (v.is_string()) info.labels[k] = v.get<std::string>();
     co_return info;
   } catch (const json::exception& e) {
     co_return fail(errc::runtime, "runc state " + id + ": unreadable output: " + e.what());
@@ -109,32 +111,85 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   co_return result<void>{};
 }
 
-awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
-  // The restored container inherits runc's standard streams where its own
-  // were pipes: give it /dev/null, and read runc's errors from its log.
-  const auto runc_log = req.work_dir / "runc.log";
-  // The pid file tells us the restored init without another runc process
-  // on the critical path (the container is stopped until we answer).
-  const auto pid_file = req.work_dir / "restored.pid";
+// `runc restore --detach` and `runc run --detach` alike: the container
+// inherits runc's standard streams where its own were pipes, so it gets
+// /dev/null and runc's errors are read from its --log; the pid file names
+// the new init without another runc process on the critical path.
+awaitable<result<container_info>> runc_runtime::launch(const std::string& id, const std::vector<std::string>& verb,
+                                                       const std::filesystem::path& bundle,
+                                                       const std::filesystem::path& work_dir,
+                                                       std::string_view what) {
+  const auto runc_log = work_dir / "runc.log";
+  const auto pid_file = work_dir / "started.pid";
   std::error_code ec;
   std::filesystem::remove(pid_file, ec);
   auto args = base_args();
   args.insert(args.end(), {"--log", runc_log.string(), "--log-format", "text"});
-  args.insert(args.end(), {"restore", "--detach", "--image-path", req.image_dir.string(), "--work-path",
-                           req.work_dir.string(), "--bundle", req.bundle.string(), "--pid-file",
-                           pid_file.string(), "--tcp-established", "--file-locks", id});
+  args.insert(args.end(), verb.begin(), verb.end());
+  args.insert(args.end(), {"--detach", "--bundle", bundle.string(), "--pid-file", pid_file.string(), id});
+  const std::string label = std::string(what) + " " + id;
   const process_options opts{.timeout = restore_timeout_, .discard_output = true};
   auto r = co_await run(pool_, args, opts);
-  if (!r) co_return std::unexpected(r.error().context("restore " + id));
+  if (!r) co_return std::unexpected(r.error().context(label));
   if (!r->ok()) {
     r->err = last_error_line(runc_log);
-    co_return std::unexpected(criu_failure("restore " + id, *r, req.work_dir / "restore.log"));
+    co_return std::unexpected(criu_failure(label, *r, work_dir / "restore.log"));
   }
-  container_info info{id, "running", 0, req.bundle};
+  container_info info{id, "running", 0, bundle};
   std::ifstream pid_in(pid_file);
   if (!(pid_in >> info.pid) || info.pid <= 0 || ::kill(info.pid, 0) != 0)
-    co_return fail(errc::runtime, "restore " + id + ": runc succeeded but the restored process is not running");
+    co_return fail(errc::runtime, label + ": runc succeeded but the process is not running");
   co_return info;
+}
+
+awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
+  const std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
+                                      req.work_dir.string(), "--tcp-established", "--file-locks"};
+  co_return co_await launch(id, verb, req.bundle, req.work_dir, "restore");
+}
+
+awaitable<result<container_info>> runc_runtime::start(const std::string& id, const std::filesystem::path& bundle,
+                                                      const std::filesystem::path& work_dir) {
+  const std::vector<std::string> verb{"run"};
+  co_return co_await launch(id, verb, bundle, work_dir, "start");
+}
+
+awaitable<result<container_info>> runc_runtime::create(const std::string& id, const std::string&) {
+  container_info info{id, "created", 0, bundle_path(id)};
+  std::error_code ec;
+  std::filesystem::create_directories(info.bundle, ec);
+  if (ec) co_return fail(errc::io, "create " + info.bundle.string() + ": " + ec.message());
+  co_return info;
+}
+
+// SIGTERM, up to 10 s for the container to end, SIGKILL, then delete: the
+// bundle (its filesystem) stays.
+awaitable<result<void>> runc_runtime::stop(const std::string& id) {
+  auto args = base_args();
+  args.insert(args.end(), {"kill", id, "TERM"});
+  const process_options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("stop " + id));
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (int i = 0; i < 100; ++i) {
+    auto info = co_await inspect(id);
+    if (!info || info->status == "stopped") break;
+    timer.expires_after(std::chrono::milliseconds(100));
+    co_await timer.async_wait(use_awaitable);
+  }
+  co_return co_await remove(id);
+}
+
+awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vector<std::string>& argv,
+                                          std::chrono::milliseconds timeout) {
+  auto args = base_args();
+  args.insert(args.end(), {"exec", id});
+  args.insert(args.end(), argv.begin(), argv.end());
+  const process_options opts{.timeout = timeout};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("exec in " + id));
+  if (r->signal) co_return fail(errc::runtime, "exec in " + id + ": killed by signal " + std::to_string(r->signal));
+  co_return r->exit_code;
 }
 
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
@@ -145,31 +200,6 @@ awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   if (!r) co_return std::unexpected(r.error().context("remove " + id));
   if (!r->ok() && !mentions_missing(*r)) co_return fail(errc::runtime, "runc delete " + id + ": " + r->summary());
   co_return result<void>{};
-}
-
-result<double> runc_runtime::cpu_seconds(const container_info& c) {
-  auto cpu = cgroup_cpu::of_process(c.pid);
-  if (!cpu) return std::unexpected(cpu.error().context(c.id));
-  return with_context(cpu->used_seconds(), c.id);
-}
-
-result<void> runc_runtime::throttle(const container_info& c, std::uint32_t pct, double cpus_used) {
-  auto cpu = cgroup_cpu::of_process(c.pid);
-  if (!cpu) return std::unexpected(cpu.error().context("throttle " + c.id));
-  if (pct == 0) {
-    auto saved = cpu_limit_before_.find(c.id);
-    if (saved == cpu_limit_before_.end()) return {};
-    auto ok = cpu->restore_limit(saved->second);
-    cpu_limit_before_.erase(saved);
-    return with_context(ok, "lift the throttle of " + c.id);
-  }
-  if (!cpu_limit_before_.contains(c.id)) {
-    auto saved = cpu->saved_limit();
-    if (!saved) return std::unexpected(saved.error().context("throttle " + c.id));
-    cpu_limit_before_[c.id] = *saved;
-  }
-  const double share = double(100 - std::min(pct, 99u)) / 100.0;
-  return with_context(cpu->cap(std::max(cpus_used, 0.001) * share), "throttle " + c.id);
 }
 
 std::filesystem::path runc_runtime::bundle_path(const std::string& id) const { return cfg_.bundles / id; }
@@ -196,16 +226,6 @@ result<void> runc_runtime::adapt_bundle(const std::filesystem::path& bundle, con
   std::filesystem::rename(tmp, file, ec);
   if (ec) return fail(errc::io, "rename " + tmp.string() + ": " + ec.message());
   return {};
-}
-
-awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
-                                                         asio::thread_pool& pool) {
-  if (name == "runc") {
-    auto rt = std::make_unique<runc_runtime>(cfg, pool);
-    if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
-    co_return std::unique_ptr<runtime>(std::move(rt));
-  }
-  co_return fail(errc::unsupported, "runtime '" + std::string(name) + "' is not supported (known: runc)");
 }
 
 }  // namespace migrated::runtime

@@ -1,4 +1,4 @@
-// The runc backend: `runc --root <root> state|checkpoint|restore|kill|delete`.
+// The runc backend: `runc --root <root> state|checkpoint|restore|run|exec|kill|delete`.
 // Containers migrated to this node get their bundle under runc.bundles/<id>
 // and the cgroup path /<runc.cgroup_parent>/<id>, so two nodes can share one
 // machine (docs/operations.md).
@@ -19,8 +19,12 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) override;
   awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) override;
   awaitable<result<void>> remove(const std::string& id) override;
-  result<double> cpu_seconds(const container_info& c) override;
-  result<void> throttle(const container_info& c, std::uint32_t pct, double cpus_used) override;
+  awaitable<result<container_info>> create(const std::string& id, const std::string& spec) override;
+  awaitable<result<container_info>> start(const std::string& id, const std::filesystem::path& bundle,
+                                          const std::filesystem::path& work_dir) override;
+  awaitable<result<void>> stop(const std::string& id) override;
+  awaitable<result<int>> exec(const std::string& id, const std::vector<std::string>& argv,
+                              std::chrono::milliseconds timeout) override;
   std::filesystem::path bundle_path(const std::string& id) const override;
   result<void> adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const override;
 
@@ -29,12 +33,14 @@ class runc_runtime final : public runtime {
 
  private:
   std::vector<std::string> base_args() const;
+  awaitable<result<container_info>> launch(const std::string& id, const std::vector<std::string>& verb,
+                                           const std::filesystem::path& bundle,
+                                           const std::filesystem::path& work_dir, std::string_view what);
 
   config::runc_config cfg_;
   std::chrono::milliseconds checkpoint_timeout_;
   std::chrono::milliseconds restore_timeout_;
   std::string criu_binary_;
-  std::map<std::string, std::string> cpu_limit_before_;  // container id -> CPU limit before throttling
   asio::thread_pool& pool_;
 };
 

@@ -1,14 +1,22 @@
 // A container runtime as migrated needs it: find a container, checkpoint
-// it, restore it from images, remove it, and say where bundles live. Each
-// backend (runc here; Docker later) implements this small interface and is
-// chosen by make_runtime(), which fails at start-up with one sentence when
-// the backend cannot work on this host — not deep inside a migration.
+// it, restore it from images, create, start, stop and remove it, run a
+// command inside it, and (for runtimes with an image store) move images.
+// Each backend (runc, Docker) implements this interface; a node holds the
+// ones its configuration enables (runtime_set). make_runtime() fails at
+// start-up with one sentence when a backend cannot work on this host — not
+// deep inside a migration.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "asio.hpp"
 #include "common/config.hpp"
@@ -16,11 +24,23 @@
 
 namespace migrated::runtime {
 
+struct volume {
+  std::string name;
+  std::filesystem::path path;  // where its data lives on this host
+};
+
 struct container_info {
   std::string id;
-  std::string status;                 // "running", "paused", "stopped", ...
+  std::string status;                 // "running", "paused", "stopped", "created", "exited", ...
   int pid = 0;
-  std::filesystem::path bundle;       // config.json + rootfs
+  // The tree that carries the container's filesystem changes: runc: its
+  // bundle (config.json + rootfs); Docker: its writable layer.
+  std::filesystem::path bundle;
+  std::string image;                  // image reference (runtimes with images)
+  std::string image_id;               // "sha256:..."
+  std::map<std::string, std::string> labels;  // Docker labels, OCI annotations
+  std::string spec;                   // what create() needs at the destination
+  std::vector<volume> volumes;        // named volumes whose data moves with it
 };
 
 struct checkpoint_request {
@@ -35,6 +55,18 @@ struct restore_request {
   std::filesystem::path work_dir;
 };
 
+// Receives an image archive into the runtime's image store (blocking; runs
+// on the pool while the archive streams in).
+class image_import {
+ public:
+  virtual ~image_import() = default;
+  virtual result<void> write(std::span<const std::uint8_t> bytes) = 0;
+  // Ends the archive; the store has the image once this succeeds.
+  virtual result<void> finish() = 0;
+};
+
+using byte_sink = std::function<bool(std::span<const std::uint8_t>)>;
+
 class runtime {
  public:
   virtual ~runtime() = default;
@@ -43,27 +75,74 @@ class runtime {
   // errc::not_found when no such container exists.
   virtual awaitable<result<container_info>> inspect(const std::string& id) = 0;
   virtual awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) = 0;
+  // Brings back the process state of `req.image_dir` in container `id`
+  // (runc: from its bundle; Docker: a created or exited container).
   virtual awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) = 0;
   // Kills and deletes; success when the container does not exist.
   virtual awaitable<result<void>> remove(const std::string& id) = 0;
 
+  // Destination: makes container `id` ready to receive its filesystem tree
+  // and returns it (`bundle` is where the tree goes). runc: an empty bundle
+  // directory; Docker: a container created (not started) from `spec`.
+  virtual awaitable<result<container_info>> create(const std::string& id, const std::string& spec) = 0;
+  // Starts a container fresh, without process state (filesystem methods,
+  // and bringing back the source when one of them fails).
+  virtual awaitable<result<container_info>> start(const std::string& id, const std::filesystem::path& bundle,
+                                                  const std::filesystem::path& work_dir) = 0;
+  // Stops a running container and keeps its filesystem.
+  virtual awaitable<result<void>> stop(const std::string& id) = 0;
+  // Runs argv inside the running container; its exit code.
+  virtual awaitable<result<int>> exec(const std::string& id, const std::vector<std::string>& argv,
+                                      std::chrono::milliseconds timeout) = 0;
+  // Keeps the runtime from restarting the container on its own while it is
+  // being moved (Docker's restart policy would start a fresh copy the moment
+  // the final checkpoint stops it); false puts the policy back.
+  virtual awaitable<result<void>> hold_restarts(const container_info&, bool) { co_return result<void>{}; }
+
+  // Runtimes with an image store (Docker). Without one, images travel
+  // inside the bundle and these are never called.
+  virtual bool has_images() const { return false; }
+  virtual awaitable<result<bool>> has_image(const std::string& image_id);
+  virtual awaitable<result<void>> pull_image(const std::string& registry, const std::string& ref);
+  // Commits the container's filesystem as image `ref`; the new image's id.
+  virtual awaitable<result<std::string>> commit(const std::string& id, const std::string& ref);
+  virtual result<std::uint64_t> export_image(const std::string& ref, const byte_sink& sink);
+  virtual result<std::unique_ptr<image_import>> import_image();
+
   // CPU seconds the container has used so far (auto-converge's measure of
-  // its demand).
-  virtual result<double> cpu_seconds(const container_info& c) = 0;
+  // its demand), from its cgroup.
+  virtual result<double> cpu_seconds(const container_info& c);
   // Auto-converge: caps the container at (100 - pct)% of the `cpus_used`
   // CPUs it has been using (through its cgroup); pct 0 restores the limit
   // it had before the first throttle.
-  virtual result<void> throttle(const container_info& c, std::uint32_t pct, double cpus_used) = 0;
+  virtual result<void> throttle(const container_info& c, std::uint32_t pct, double cpus_used);
 
   // Where this node keeps the bundle of a container it receives.
   virtual std::filesystem::path bundle_path(const std::string& id) const = 0;
   // Makes a received bundle fit this node (cgroup path, rootfs location).
   virtual result<void> adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const = 0;
+
+ private:
+  std::map<std::string, std::string> cpu_limit_before_;  // container id -> CPU limit before throttling
 };
 
-// "runc" → the runc backend. Checks the binary answers and its state
-// directory is usable.
+// "runc" or "docker". Checks the backend can work here (binary answers,
+// engine reachable with checkpoint support, directories usable).
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
                                                          asio::thread_pool& pool);
+
+// The runtimes a node's configuration enables, in order (runc first).
+class runtime_set {
+ public:
+  void add(std::unique_ptr<runtime> rt) { all_.push_back(std::move(rt)); }
+  runtime* find(std::string_view name) const;
+  std::vector<std::string> names() const;
+  // The runtime named `name`, or (empty name) the first one that knows the
+  // container; errc::not_found naming the runtimes asked otherwise.
+  awaitable<result<runtime*>> locate(const std::string& container, const std::string& name) const;
+
+ private:
+  std::vector<std::unique_ptr<runtime>> all_;
+};
 
 }  // namespace migrated::runtime
