@@ -47,15 +47,18 @@ pb::Envelope make_request(const command_line& cl) {
     m->set_destination(cl.to);
     m->set_method(migration::parse_method(cl.method));
     m->set_follow(!cl.udp);
+    m->set_runtime(cl.runtime);
     if (cl.auto_converge == "off") m->set_auto_converge(pb::AUTO_CONVERGE_OFF);
     if (cl.auto_converge == "force") m->set_auto_converge(pb::AUTO_CONVERGE_FORCE);
   } else if (cl.command == "prepare") {
     env.mutable_prepare()->set_container(cl.target);
     env.mutable_prepare()->set_destination(cl.to);
+    env.mutable_prepare()->set_runtime(cl.runtime);
   } else if (cl.command == "measure") {
     env.mutable_measure()->set_container(cl.target);
     env.mutable_measure()->set_destination(cl.to);
     env.mutable_measure()->set_interval_ms(cl.interval_ms);
+    env.mutable_measure()->set_runtime(cl.runtime);
   } else if (cl.command == "status") {
     env.mutable_status()->set_migration_id(cl.target);
   } else if (cl.command == "abort") {

@@ -15,6 +15,7 @@ struct command_line {
   std::string target;              // container or migration id
   std::string to;                  // --to
   std::string method = "cold";     // --method
+  std::string runtime;             // --runtime (default: whichever knows the container)
   std::string auto_converge;       // --auto-converge off|force (default: the daemon's config)
   bool json = false;               // --json
   bool udp = false;                // --udp

@@ -12,10 +12,12 @@ namespace {
 constexpr const char* usage =
     "usage: migratectl [--daemon HOST:PORT] [--udp-port PORT] [--psk-file F] [--udp] [--timeout-ms N] COMMAND\n"
     "commands:\n"
-    "  migrate CONTAINER --to PEER [--method cold|precopy] [--auto-converge off|force] [--json]\n"
+    "  migrate CONTAINER --to PEER [--method M] [--runtime runc|docker] [--auto-converge off|force] [--json]\n"
     "                                                         move a container (PEER: name or host:port)\n"
-    "  prepare CONTAINER --to PEER [--json]                   give PEER the container's bundle ahead of time\n"
-    "  measure CONTAINER [--to PEER] [--interval-ms N] [--json]  dirty rate, link bandwidth, predicted downtime\n"
+    "        M: cold | precopy (memory state), diff | full | replay (filesystem, fresh start), auto\n"
+    "  prepare CONTAINER --to PEER [--runtime R] [--json]     give PEER the bundle / image ahead of time\n"
+    "  measure CONTAINER [--to PEER] [--interval-ms N] [--runtime R] [--json]\n"
+    "                                                         dirty rate, link bandwidth, predicted downtime\n"
     "  status [ID] [--json]                                   the daemon, its capabilities and migrations\n"
     "  abort ID                                               stop a migration; the container stays at the source\n"
     "exit status: 0 success, 1 failed or refused, 2 usage\n";
@@ -39,7 +41,7 @@ int main(int argc, char** argv) {
     else if (a == "--json") cl.json = true;
     else if (a == "--udp") cl.udp = true;
     else if (a == "--daemon" || a == "--psk-file" || a == "--to" || a == "--method" || a == "--udp-port" ||
-             a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms") {
+             a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms" || a == "--runtime") {
       const char* v = value();
       if (!v) return usage_error(("missing value for " + a).c_str());
       if (a == "--daemon") {
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
       } else if (a == "--psk-file") opts.psk_file = v;
       else if (a == "--to") cl.to = v;
       else if (a == "--method") cl.method = v;
+      else if (a == "--runtime") cl.runtime = v;
       else if (a == "--interval-ms") cl.interval_ms = std::uint32_t(std::atol(v));
       else if (a == "--auto-converge") {
         cl.auto_converge = v;

@@ -47,6 +47,8 @@ json to_json(const pb::Report& r) {
       {"source", r.source()},
       {"destination", r.destination()},
       {"method", std::string(migration::method_name(r.method()))},
+      {"requested_method", std::string(migration::method_name(r.requested_method()))},
+      {"method_reason", r.method_reason()},
       {"runtime", r.runtime()},
       {"result", std::string(migration::result_name(r.result()))},
       {"error", r.error()},
@@ -58,6 +60,9 @@ json to_json(const pb::Report& r) {
       {"transfer_ms", ms3(r.transfer_ms())},
       {"restore_ms", ms3(r.restore_ms())},
       {"ready_ms", ms3(r.ready_ms())},
+      {"ready_probe", r.ready_probe()},
+      {"image_ms", ms3(r.image_ms())},
+      {"bytes_engine_image", r.bytes_engine_image()},
       {"rollback_ms", ms3(r.rollback_ms())},
       {"bytes_image", r.bytes_image()},
       {"bytes_rootfs", r.bytes_rootfs()},
@@ -85,6 +90,10 @@ std::string report_table(const pb::Report& r) {
   out += fmt::format("  checkpoint  {:10.3f} ms\n", r.checkpoint_ms());
   out += fmt::format("  transfer    {:10.3f} ms\n", r.transfer_ms());
   out += fmt::format("  restore     {:10.3f} ms\n", r.restore_ms());
+  out += fmt::format("  ready       {:10.3f} ms{}\n", r.ready_ms(), r.ready_probe().empty() ? "" : "  (" + r.ready_probe() + ")");
+  if (!r.method_reason().empty()) out += fmt::format("  auto        {}\n", r.method_reason());
+  if (r.bytes_engine_image() > 0)
+    out += fmt::format("  image       {} sent peer to peer in {:.1f} ms\n", human_bytes(r.bytes_engine_image()), r.image_ms());
   if (r.rollback_ms() > 0) out += fmt::format("  rollback    {:10.3f} ms\n", r.rollback_ms());
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));

@@ -13,10 +13,11 @@ namespace {
 constexpr std::size_t manifest_part_bytes = 1u << 20;   // well under wire::max_header_bytes
 constexpr std::size_t max_manifest_entries = 2'000'000;  // a larger tree is a peer bug
 
-awaitable<result<void>> send_manifest(transport::channel& ch, const std::vector<pb::TreeEntry>& entries) {
+awaitable<result<void>> send_manifest(transport::channel& ch, const std::vector<pb::TreeEntry>& entries,
+                                      const std::string& tree) {
   pb::Envelope part;
   auto* m = part.mutable_tree_manifest();
-  m->set_tree("bundle");
+  m->set_tree(tree);
   std::size_t bytes = 0;
   for (const auto& e : entries) {
     *m->add_entries() = e;
@@ -34,10 +35,10 @@ awaitable<result<void>> send_manifest(transport::channel& ch, const std::vector<
 }  // namespace
 
 awaitable<result<sync_stats>> send_tree(transport::channel& ch, const std::filesystem::path& root,
-                                        const transport::send_options& opts) {
+                                        const transport::send_options& opts, const std::string& tree) {
   auto entries = co_await offload(*opts.pool, [&] { return fs::scan(root); });
   if (!entries) co_return std::unexpected(entries.error().context("scan " + root.string()));
-  if (auto ok = co_await send_manifest(ch, *entries); !ok) co_return std::unexpected(ok.error());
+  if (auto ok = co_await send_manifest(ch, *entries, tree); !ok) co_return std::unexpected(ok.error());
 
   auto f = co_await ch.recv();
   if (!f) co_return std::unexpected(f.error().context("tree sync"));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 #include "transport/file_stream.hpp"
 
@@ -17,9 +18,14 @@ struct sync_stats {
   transport::stream_stats files;
 };
 
+// The tree names on the wire: the bundle (runc) or writable layer (Docker),
+// and each named volume.
+inline const std::string bundle_tree = "bundle";
+inline std::string volume_tree(const std::string& name) { return "volume:" + name; }
+
 // Source side.
 awaitable<result<sync_stats>> send_tree(transport::channel& ch, const std::filesystem::path& root,
-                                        const transport::send_options& opts);
+                                        const transport::send_options& opts, const std::string& tree = bundle_tree);
 
 // Destination side; `first` is the first TreeManifest frame, already read.
 awaitable<result<sync_stats>> receive_tree(transport::channel& ch, const std::filesystem::path& root,

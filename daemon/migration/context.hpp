@@ -1,5 +1,5 @@
 // What a migration session needs from its node: configuration, key,
-// identity, the thread pool, the runtime and the registry of migrations.
+// identity, the thread pool, the runtimes and the registry of migrations.
 // Built once in main and passed by reference; sessions own nothing of it.
 #pragma once
 
@@ -17,7 +17,7 @@ struct node_context {
   auth::psk psk;
   transport::identity me;
   asio::thread_pool& pool;
-  runtime::runtime& runc;
+  runtime::runtime_set& runtimes;
   registry& migrations;
 };
 

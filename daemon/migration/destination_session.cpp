@@ -62,19 +62,23 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
     }
     auto& m = f->msg;
     if (m.has_tree_manifest()) {
-      enter(phase::pull, "bundle sync");
-      auto st = co_await receive_tree(ch_, bundle_, m.tree_manifest(), ctx_.pool);
-      if (!st) co_return std::unexpected(st.error());
-      report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+      if (auto ok = co_await receive_tree_for(m.tree_manifest()); !ok) co_return ok;
+    } else if (m.has_provision()) {
+      if (auto ok = co_await provision(m); !ok) co_return ok;
     } else if (m.has_migrate_begin()) {
       report_.set_method(m.migrate_begin().method());
+      method_ = m.migrate_begin().method();
       rounds_ = std::make_unique<round_receiver>(dir_);
       if (auto ok = co_await ch_.reply(m.request_id(), {}, id_); !ok) co_return ok;
     } else if (m.has_round_begin()) {
       if (!rounds_) co_return fail(errc::protocol, "a round before MigrateBegin");
-      if (auto ok = co_await receive_round(m.round_begin()); !ok) co_return ok;
-      if (!m.round_begin().final()) continue;
-      if (auto ok = co_await restore(); !ok) co_return ok;
+      if (bundle_.empty()) co_return fail(errc::protocol, "a round before the container was provisioned");
+      const bool fresh = m.round_begin().start_fresh();
+      if (!fresh) {
+        if (auto ok = co_await receive_round(m.round_begin()); !ok) co_return ok;
+        if (!m.round_begin().final()) continue;
+      }
+      if (auto ok = co_await launch(fresh); !ok) co_return ok;
       co_return co_await await_commit();
     } else if (m.has_abort()) {
       co_await ch_.reply(m.request_id(), {});
@@ -91,7 +95,7 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     if (!valid_migration_id(p.migration_id())) return fail(errc::invalid_argument, "bad migration id");
     if (!valid_container_id(p.container()))
       return fail(errc::invalid_argument, "bad container name '" + p.container() + "'");
-    if (p.runtime() != ctx_.runc.name())
+    if (!ctx_.runtimes.find(p.runtime()))
       return fail(errc::unsupported, "runtime " + p.runtime() + " is not available on " + ctx_.cfg.node_name);
     if (ctx_.migrations.busy(p.container()))
       return fail(errc::busy, "a migration of " + p.container() + " is already in progress on " + ctx_.cfg.node_name);
@@ -108,17 +112,25 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     report_.set_runtime(p.runtime());
     report_.set_result(pb::RESULT_RUNNING);
     ctx_.migrations.add(report_);
-    auto existing = co_await ctx_.runc.inspect(container_);
+    rt_ = ctx_.runtimes.find(p.runtime());
+    method_ = p.method();
+    auto existing = co_await rt_->inspect(container_);
     if (existing) ok = fail(errc::already_exists, "container " + container_ + " already exists on " + ctx_.cfg.node_name);
     else if (existing.error().code != errc::not_found) ok = std::unexpected(existing.error());
   }
   if (ok) {
-    bundle_ = ctx_.runc.bundle_path(container_);
     dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
     std::error_code ec;
-    std::filesystem::create_directories(bundle_, ec);
-    if (!ec) std::filesystem::create_directories(dir_ / "work", ec);
+    std::filesystem::create_directories(dir_ / "work", ec);
     if (ec) ok = fail(errc::io, "create " + dir_.string() + ": " + ec.message());
+  }
+  if (ok && !rt_->has_images()) {
+    // full starts from nothing: a bundle left by an earlier prepare goes.
+    std::error_code ec;
+    if (method_ == pb::FULL) std::filesystem::remove_all(rt_->bundle_path(container_), ec);
+    auto made = co_await rt_->create(container_, {});
+    if (made) bundle_ = made->bundle;
+    else ok = std::unexpected(made.error());
   }
   enter(phase::pull, ok ? "accepted from " + ch_.peer.node() : ok.error().message);
   auto sent = co_await ch_.reply(env.request_id(), ok, id_);
@@ -149,44 +161,40 @@ awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin&
   co_return result<void>{};
 }
 
-awaitable<result<void>> destination_session::restore() {
-  enter(phase::restore);
+// Restores the final round's images, or (filesystem methods) starts the
+// container fresh; answers RestoreResult, then Ready once it answers.
+awaitable<result<void>> destination_session::launch(bool fresh) {
+  enter(fresh ? phase::start : phase::restore);
   stopwatch sw;
-  const auto images = rounds_->current_dir();
-  if (fault_injected("dest.restore.fail")) {
-    std::error_code ec;  // CRIU must fail for real: take away the image inventory
-    std::filesystem::remove(images / "inventory.img", ec);
-  }
-  result<runtime::container_info> restored = std::unexpected(error{});
-  if (auto adapted = ctx_.runc.adapt_bundle(bundle_, container_); adapted)
-    {
+  result<runtime::container_info> launched = std::unexpected(error{});
+  if (auto adapted = rt_->adapt_bundle(bundle_, container_); !adapted) {
+    launched = std::unexpected(adapted.error());
+  } else if (fresh) {
+    launched = co_await rt_->start(container_, bundle_, dir_ / "work");
+  } else {
+    const auto images = rounds_->current_dir();
+    if (fault_injected("dest.restore.fail")) {
+      std::error_code ec;  // CRIU must fail for real: take away the image inventory
+      std::filesystem::remove(images / "inventory.img", ec);
+    }
     const runtime::restore_request req{bundle_, images, dir_ / "work"};
-    restored = co_await ctx_.runc.restore(container_, req);
+    launched = co_await rt_->restore(container_, req);
   }
-  else
-    restored = std::unexpected(adapted.error());
-  restored_ = restored.has_value();
+  restored_ = launched.has_value();
   report_.set_restore_ms(sw.ms());
   pb::Envelope env;
   auto* rr = env.mutable_restore_result();
-  rr->set_ok(restored.has_value());
+  rr->set_ok(launched.has_value());
   rr->set_restore_ms(sw.ms());
-  if (restored) {
-    rr->set_pid(std::uint32_t(restored->pid));
+  if (launched) {
+    rr->set_pid(std::uint32_t(launched->pid));
   } else {
-    rr->set_code(transport::to_code(restored.error().code));
-    rr->set_message(restored.error().message);
+    rr->set_code(transport::to_code(launched.error().code));
+    rr->set_message(launched.error().message);
   }
   if (auto ok = co_await ch_.send(env); !ok) co_return ok;
-  if (!restored) co_return std::unexpected(restored.error());
-
-  // Without a readiness probe, ready means the restored process runs.
-  enter(phase::ready, "pid " + std::to_string(restored->pid));
-  pb::Envelope ready;
-  ready.mutable_ready()->set_migration_id(id_);
-  ready.mutable_ready()->set_ready_ms(sw.ms());
-  report_.set_ready_ms(sw.ms());
-  co_return co_await ch_.send(ready);
+  if (!launched) co_return std::unexpected(launched.error());
+  co_return co_await become_ready(sw);
 }
 
 awaitable<result<void>> destination_session::await_commit() {
@@ -203,9 +211,9 @@ awaitable<result<void>> destination_session::await_commit() {
 }
 
 awaitable<void> destination_session::clean_up(bool success) {
-  if (restored_ && !committed_) {
-    enter(phase::rollback, "removing the restored copy");
-    if (auto ok = co_await ctx_.runc.remove(container_); !ok)
+  if ((restored_ || created_) && !committed_) {
+    enter(phase::rollback, restored_ ? "removing the restored copy" : "removing the created container");
+    if (auto ok = co_await rt_->remove(container_); !ok)
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
   }
   rounds_.reset();

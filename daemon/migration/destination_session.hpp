@@ -5,6 +5,14 @@
 // verified); after the final round restore, report RestoreResult and Ready,
 // and wait for Commit. Without Commit — Abort, a closed connection, a deadline — the
 // restored copy is removed again: the source is restoring its own.
+//
+// With an image store (Docker) the Pull is followed by Provision: the image
+// (present, pulled from a registry, or streamed from the source's engine
+// into this one) and a container created from the source's configuration,
+// whose writable layer then receives the tree. Filesystem methods end with
+// RoundBegin.start_fresh instead of images: start, run the replay hook.
+// Ready is sent once the container's readiness probe answers
+// (destination_ready.cpp).
 #pragma once
 
 #include <filesystem>
@@ -27,7 +35,11 @@ class destination_session {
   awaitable<result<void>> serve(const pb::Envelope& pull);
   awaitable<result<void>> accept_pull(const pb::Envelope& pull);
   awaitable<result<void>> receive_round(const pb::RoundBegin& round);
-  awaitable<result<void>> restore();
+  awaitable<result<void>> provision(const pb::Envelope& env);
+  awaitable<result<void>> receive_image();
+  awaitable<result<void>> receive_tree_for(const pb::TreeManifest& first);
+  awaitable<result<void>> launch(bool fresh);
+  awaitable<result<void>> become_ready(const stopwatch& since);
   awaitable<result<void>> await_commit();
   awaitable<void> clean_up(bool success);
   void enter(std::string_view phase, std::string detail = {});
@@ -37,9 +49,13 @@ class destination_session {
   pb::Report report_;
   std::string id_;
   std::string container_;
-  std::filesystem::path bundle_;
+  runtime::runtime* rt_ = nullptr;
+  pb::Method method_ = pb::COLD;
+  std::filesystem::path bundle_;    // where the container's tree goes (empty: not provisioned yet)
+  std::vector<runtime::volume> volumes_;
   std::filesystem::path dir_;       // <storage>/incoming/<id>
   std::unique_ptr<round_receiver> rounds_;
+  bool created_ = false;            // a container exists here for this migration
   bool restored_ = false;
   bool committed_ = false;
   stopwatch total_;

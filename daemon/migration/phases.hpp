@@ -14,7 +14,11 @@ namespace phase {
 inline constexpr std::string_view accepted = "accepted";
 inline constexpr std::string_view connect = "connect";
 inline constexpr std::string_view pull = "pull";
+inline constexpr std::string_view image = "image";
 inline constexpr std::string_view warmup = "warmup";
+inline constexpr std::string_view stop = "stop";
+inline constexpr std::string_view start = "start";
+inline constexpr std::string_view replay = "replay";
 inline constexpr std::string_view checkpoint = "checkpoint";
 inline constexpr std::string_view transfer = "transfer";
 inline constexpr std::string_view restore = "restore";

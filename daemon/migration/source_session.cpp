@@ -52,7 +52,7 @@ source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::s
   report_.set_source(ctx_.cfg.node_name);
   report_.set_destination(req_.destination());
   report_.set_method(req_.method());
-  report_.set_runtime(std::string(ctx_.runc.name()));
+  report_.set_requested_method(req_.method());
   report_.set_result(pb::RESULT_RUNNING);
   report_.set_started_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch()).count());
@@ -135,21 +135,51 @@ awaitable<pb::Report> source_session::run() {
 }
 
 awaitable<result<void>> source_session::migrate() {
-  if (req_.method() != pb::COLD && req_.method() != pb::PRECOPY)
-    co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) +
-                                          " is not supported (supported: cold, precopy)");
-  for (auto step : {&source_session::check_container, &source_session::connect, &source_session::pull,
-                    &source_session::begin_transfer, &source_session::warm_up, &source_session::checkpoint,
-                    &source_session::transfer, &source_session::restore_remote, &source_session::commit}) {
+  using step = awaitable<result<void>> (source_session::*)();
+  for (step s : {&source_session::check_container, &source_session::connect, &source_session::choose_method}) {
     if (auto ok = check_abort(); !ok) co_return ok;
-    if (auto ok = co_await (this->*step)(); !ok) co_return ok;
+    if (auto ok = co_await (this->*s)(); !ok) co_return ok;
+  }
+  std::vector<step> steps;
+  switch (req_.method()) {
+    case pb::COLD:
+    case pb::PRECOPY:
+      steps = {&source_session::pull, &source_session::begin_transfer, &source_session::warm_up,
+               &source_session::checkpoint, &source_session::transfer, &source_session::restore_remote};
+      break;
+    case pb::DIFF:
+      steps = {&source_session::pull, &source_session::begin_transfer, &source_session::stop_here,
+               &source_session::send_filesystem, &source_session::start_remote};
+      break;
+    case pb::FULL:
+      // The committed image carries the filesystem: stop first, so it is whole.
+      steps = {&source_session::stop_here, &source_session::commit_image, &source_session::pull,
+               &source_session::begin_transfer, &source_session::send_filesystem, &source_session::start_remote};
+      break;
+    case pb::REPLAY:
+      // Make before break: this copy serves until the destination is ready.
+      steps = {&source_session::pull, &source_session::begin_transfer, &source_session::start_remote};
+      break;
+    default:
+      co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) +
+                                            " is not supported (supported: cold, precopy, diff, full, replay, auto)");
+  }
+  steps.push_back(&source_session::commit);
+  steps.push_back(&source_session::finish_here);
+  for (step s : steps) {
+    if (auto ok = check_abort(); !ok) co_return ok;
+    if (auto ok = co_await (this->*s)(); !ok) co_return ok;
   }
   co_return result<void>{};
 }
 
 awaitable<result<void>> source_session::check_container() {
   if (req_.container().empty()) co_return fail(errc::invalid_argument, "no container named");
-  auto info = co_await ctx_.runc.inspect(req_.container());
+  auto rt = co_await ctx_.runtimes.locate(req_.container(), req_.runtime());
+  if (!rt) co_return std::unexpected(rt.error());
+  rt_ = *rt;
+  report_.set_runtime(std::string(rt_->name()));
+  auto info = co_await rt_->inspect(req_.container());
   if (!info) co_return std::unexpected(info.error());
   if (info->status != "running")
     co_return fail(errc::invalid_argument, "container " + req_.container() + " is " + info->status + ", not running");
@@ -166,30 +196,49 @@ awaitable<result<void>> source_session::connect() {
   peer_.emplace(std::move(*ch));
   report_.set_destination(peer_->peer.node());
   const auto& rts = peer_->peer.caps().runtimes();
-  if (std::find(rts.begin(), rts.end(), std::string(ctx_.runc.name())) == rts.end())
-    co_return fail(errc::unsupported, "destination " + peer_->peer.node() + " has no " + std::string(ctx_.runc.name()) + " runtime");
+  if (std::find(rts.begin(), rts.end(), std::string(rt_->name())) == rts.end())
+    co_return fail(errc::unsupported, "destination " + peer_->peer.node() + " has no " + std::string(rt_->name()) + " runtime");
   ctx_.migrations.on_cancel(id_, [this] { if (peer_) peer_->close(); });
   co_return result<void>{};
 }
 
 awaitable<result<void>> source_session::pull() {
-  enter(phase::pull, "bundle " + container_.bundle.string());
+  enter(phase::pull, rt_->has_images() ? "image " + container_.image : "bundle " + container_.bundle.string());
   stopwatch sw;
   pb::Envelope env;
   auto* p = env.mutable_pull();
   p->set_migration_id(id_);
   p->set_container(req_.container());
-  p->set_runtime(std::string(ctx_.runc.name()));
-  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
-  auto r = co_await transport::expect_reply(*peer_, "pull", ctx_.cfg.timeouts.io);
-  if (!r) co_return std::unexpected(r.error());
-  if (auto ok = transport::to_result(*r); !ok) co_return std::unexpected(ok.error().context(report_.destination()));
+  p->set_runtime(std::string(rt_->name()));
+  p->set_method(req_.method());
+  if (auto ok = co_await call(env, "pull"); !ok) co_return ok;
+  if (rt_->has_images()) {
+    const bool full = !full_image_.empty();
+    std::string spec = container_.spec;
+    if (full) spec = with_image(spec, full_image_);
+    if (auto ok = co_await provision(full ? full_image_ : container_.image, full ? full_image_ : container_.image_id, spec);
+        !ok)
+      co_return ok;
+    if (full) {  // the image is the filesystem
+      report_.set_pull_ms(sw.ms());
+      co_return co_await send_volumes();
+    }
+  }
   auto st = co_await send_tree(*peer_, container_.bundle, stream_options(phase::pull));
   if (!st) co_return std::unexpected(st.error().context("pull"));
   report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
-  report_.set_pull_ms(sw.ms());
   add_round("pull", sw.ms(), st->files);
+  if (auto ok = co_await send_volumes(); !ok) co_return ok;
+  report_.set_pull_ms(sw.ms());
   co_return result<void>{};
+}
+
+// One request to the destination and its Reply, as a result.
+awaitable<result<void>> source_session::call(const pb::Envelope& env, std::string_view what) {
+  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
+  auto r = co_await transport::expect_reply(*peer_, what, ctx_.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  co_return with_context(transport::to_result(*r), report_.destination());
 }
 
 awaitable<result<void>> source_session::checkpoint() {
@@ -199,15 +248,18 @@ awaitable<result<void>> source_session::checkpoint() {
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work", ec);
   if (ec) co_return fail(errc::io, "create " + (dir_ / "work").string() + ": " + ec.message());
+  // Docker would start a fresh copy the moment the final dump stops it.
+  if (auto held = co_await rt_->hold_restarts(container_, true); !held) co_return held;
+  held_ = true;
   lift_throttle();  // the final dump runs at full speed; the container stays frozen
   frozen_at_ = stopwatch::clock::now();
   const runtime::checkpoint_request req{*images, dir_ / "work", false};
-  auto ok = co_await ctx_.runc.checkpoint(req_.container(), req);
+  auto ok = co_await rt_->checkpoint(req_.container(), req);
   report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
   if (!ok) {
     // A checkpoint that failed half-way may have stopped the container: ask.
     // (One that succeeded has: runc removes it, no need to ask while it is down.)
-    auto still = co_await ctx_.runc.inspect(req_.container());
+    auto still = co_await rt_->inspect(req_.container());
     stopped_ = !(still && still->status == "running");
     co_return ok;
   }
@@ -242,12 +294,9 @@ awaitable<result<void>> source_session::begin_transfer() {
   b->set_migration_id(id_);
   b->set_container(req_.container());
   b->set_method(req_.method());
-  b->set_runtime(std::string(ctx_.runc.name()));
+  b->set_runtime(std::string(rt_->name()));
   b->set_source_node(ctx_.cfg.node_name);
-  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
-  auto r = co_await transport::expect_reply(*peer_, "migrate", ctx_.cfg.timeouts.io);
-  if (!r) co_return std::unexpected(r.error());
-  co_return with_context(transport::to_result(*r), report_.destination());
+  co_return co_await call(env, "migrate");
 }
 
 // One round: RoundBegin, then the dump's files (page files as deltas against
@@ -292,11 +341,22 @@ awaitable<result<void>> source_session::restore_remote() {
   all.push_back({report_.rounds().rbegin()->bytes_wire(), 0, 0, report_.transfer_ms()});
   report_.set_bandwidth_mib_s(mib_per_s(bandwidth_bytes_per_ms(all)));
 
+  co_return co_await await_ready(frozen_at_);
+}
+
+// The destination probes the service (its readiness probe, or that the
+// process runs) and says Ready; until then everything here stays as it was,
+// so a service that never answers is rolled back like a failed restore.
+awaitable<result<void>> source_session::await_ready(const stopwatch::clock::time_point& since) {
   enter(phase::ready);
-  auto ready = co_await peer_->recv(ctx_.cfg.timeouts.io);
-  if (!ready) co_return std::unexpected(ready.error().context("waiting for ready"));
-  if (!ready->msg.has_ready()) co_return fail(errc::protocol, "expected Ready");
-  report_.set_ready_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
+  auto f = co_await peer_->recv(ctx_.cfg.timeouts.ready + ctx_.cfg.timeouts.io);
+  if (!f) co_return std::unexpected(f.error().context("waiting for ready"));
+  if (!f->msg.has_ready()) co_return fail(errc::protocol, "expected Ready");
+  const auto& ready = f->msg.ready();
+  report_.set_ready_probe(ready.probe());
+  if (!ready.ok())
+    co_return fail(transport::from_code(ready.code()), "not ready at " + report_.destination() + ": " + ready.message());
+  report_.set_ready_ms(stopwatch::between(since, stopwatch::clock::now()));
   co_return result<void>{};
 }
 
@@ -326,8 +386,17 @@ awaitable<void> source_session::roll_back(const error& cause) {
   }
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work-rollback", ec);
-  const runtime::restore_request req{container_.bundle, rounds_.latest_dir(), dir_ / "work-rollback"};
-  auto restored = co_await ctx_.runc.restore(req_.container(), req);
+  result<runtime::container_info> restored = std::unexpected(error{});
+  if (checkpoints()) {
+    const runtime::restore_request req{container_.bundle, rounds_.latest_dir(), dir_ / "work-rollback"};
+    restored = co_await rt_->restore(req_.container(), req);
+  } else {  // filesystem methods keep no process state: start it again
+    restored = co_await rt_->start(req_.container(), container_.bundle, dir_ / "work-rollback");
+  }
+  if (held_ && restored) {
+    if (auto given = co_await rt_->hold_restarts(container_, false); !given)
+      log::warn(*logger(), id_, phase::rollback, "{}", given.error().message);
+  }
   report_.set_rollback_ms(sw.ms());
   if (restored) {
     report_.set_result(pb::RESULT_ROLLED_BACK);
@@ -335,7 +404,7 @@ awaitable<void> source_session::roll_back(const error& cause) {
   } else {
     report_.set_result(pb::RESULT_FAILED);
     report_.set_error(report_.error() + "; rollback failed: " + restored.error().message +
-                      " (images kept in " + rounds_.latest_dir().string() + ")");
+                      (checkpoints() ? " (images kept in " + rounds_.latest_dir().string() + ")" : ""));
     log::error(*logger(), id_, phase::rollback, "{}", restored.error().message);
   }
 }
@@ -362,7 +431,7 @@ awaitable<pb::Report> source_session::run_prepare() {
   report_.set_total_ms(total_.ms());
   if (outcome) {
     report_.set_result(pb::RESULT_OK);
-    enter(phase::done, "bundle is at " + report_.destination());
+    enter(phase::done, (rt_->has_images() ? "image and writable layer are at " : "bundle is at ") + report_.destination());
   } else {
     report_.set_result(pb::RESULT_FAILED);
     report_.set_error(outcome.error().message);

@@ -23,7 +23,7 @@ awaitable<result<void>> source_session::warm_up() {
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work", ec);
   std::optional<stopwatch::clock::time_point> previous_start;
-  auto cpu_before = ctx_.runc.cpu_seconds(container_);
+  auto cpu_before = rt_->cpu_seconds(container_);
   const auto cpu_since = stopwatch::clock::now();
   for (;;) {
     if (auto ok = check_abort(); !ok) co_return ok;
@@ -36,7 +36,7 @@ awaitable<result<void>> source_session::warm_up() {
     // CRIU's parasite works inside the container's cgroup: a throttle
     // would slow the dump itself. The container is frozen meanwhile anyway.
     lift_throttle();
-    auto dumped = co_await ctx_.runc.checkpoint(req_.container(), req);
+    auto dumped = co_await rt_->checkpoint(req_.container(), req);
     const double dump_ms = stopwatch::between(started, stopwatch::clock::now());
     if (throttle_pct_) co_await set_throttle(throttle_pct_);
     if (!dumped) co_return std::unexpected(dumped.error().context("warm-up round"));
@@ -56,7 +56,7 @@ awaitable<result<void>> source_session::warm_up() {
     // What the container uses unthrottled is the base every throttle step
     // takes its share of.
     if (!throttle_pct_ && cpu_before) {
-      if (auto now = ctx_.runc.cpu_seconds(container_); now)
+      if (auto now = rt_->cpu_seconds(container_); now)
         cpus_used_ = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
     }
     auto next = decide(policy, mode, history_, throttle_pct_);
@@ -71,12 +71,12 @@ awaitable<result<void>> source_session::warm_up() {
 
 void source_session::lift_throttle() {
   if (!throttle_pct_) return;
-  if (auto ok = ctx_.runc.throttle(container_, 0, cpus_used_); !ok)
+  if (auto ok = rt_->throttle(container_, 0, cpus_used_); !ok)
     log::warn(*logger(), id_, phase_, "cannot lift the throttle: {}", ok.error().message);
 }
 
 awaitable<void> source_session::set_throttle(std::uint32_t pct) {
-  if (auto ok = ctx_.runc.throttle(container_, pct, cpus_used_); !ok) {
+  if (auto ok = rt_->throttle(container_, pct, cpus_used_); !ok) {
     log::warn(*logger(), id_, phase::warmup, "cannot throttle: {}", ok.error().message);
     co_return;
   }

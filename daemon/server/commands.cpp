@@ -60,6 +60,7 @@ result<std::string> commands::start_prepare(const pb::PrepareRequest& req, done_
   as_migrate.set_container(req.container());
   as_migrate.set_destination(req.destination());
   as_migrate.set_method(pb::COLD);
+  as_migrate.set_runtime(req.runtime());
   std::string id = ctx_.migrations.new_id();
   auto session = std::make_shared<migration::source_session>(ctx_, as_migrate, id, nullptr);
   spawn(session, [](migration::source_session& s) { return s.run_prepare(); }, std::move(done));

@@ -54,11 +54,10 @@ result<udp::socket> bind_udp(asio::any_io_executor ex, const endpoint& at) {
   return s;
 }
 
-pb::Capabilities capabilities(const criu::features& f) {
+pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_set& runtimes) {
   pb::Capabilities c;
-  c.add_runtimes("runc");
-  c.add_methods("cold");
-  c.add_methods("precopy");
+  for (auto& name : runtimes.names()) c.add_runtimes(name);
+  for (auto m : {"cold", "precopy", "diff", "full", "replay", "auto"}) c.add_methods(m);
   c.set_criu_version(f.version);
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);
@@ -98,8 +97,13 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   auto features = co_await criu::detect(pool, cfg.criu.binary);
   if (!features.usable)
     co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
-  auto runc = co_await runtime::make_runtime("runc", cfg, pool);
-  if (!runc) co_return fatal(runc.error());
+  runtime::runtime_set runtimes;
+  for (std::string_view name : {"runc", "docker"}) {
+    if (name == "docker" && !cfg.docker.enabled) continue;
+    auto rt = co_await runtime::make_runtime(name, cfg, pool);
+    if (!rt) co_return fatal(rt.error());
+    runtimes.add(std::move(*rt));
+  }
 
   auto tcp_acc = bind_tcp(ex, cfg.listen_tcp);
   if (!tcp_acc) co_return fatal(tcp_acc.error());
@@ -112,8 +116,8 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   report_leftovers(cfg);
 
   migration::registry registry;
-  migration::node_context ctx{cfg, std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features)},
-                              pool, **runc, registry};
+  migration::node_context ctx{cfg, std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features, runtimes)},
+                              pool, runtimes, registry};
   commands cmds(ctx, ex);
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
   std::optional<udp_server> udp;
@@ -121,8 +125,10 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   asio::co_spawn(ex, tcp.run(), asio::detached);
   if (udp) asio::co_spawn(ex, udp->run(), asio::detached);
 
-  logger()->info("{} listening on tcp {}{} (criu {}, dirty tracking {}, userfaultfd {})", cfg.node_name,
-                 cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "",
+  std::string rts;
+  for (auto& n : runtimes.names()) rts += (rts.empty() ? "" : ", ") + n;
+  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {})", cfg.node_name,
+                 cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "", rts,
                  features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no");
   sd_notify(0, "READY=1");
 

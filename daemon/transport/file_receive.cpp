@@ -45,6 +45,9 @@ struct incoming_file {
 // (one op byte per page and a little more); beyond that the sender lies.
 std::uint64_t max_stream_bytes(std::uint64_t size) { return size + size / 64 + 65536; }
 
+// An image archive's size is not known before the engine has written it.
+constexpr std::uint64_t max_image_bytes = std::uint64_t(1) << 40;  // 1 TiB: beyond, a peer bug
+
 class receiver {
  public:
   receiver(const std::filesystem::path& dir, const receive_options& opts) : dir_(dir), opts_(opts) {}
@@ -53,14 +56,14 @@ class receiver {
     if (files_.contains(b.file_id())) return fail(errc::protocol, "file id " + std::to_string(b.file_id()) + " reused");
     auto path = confine(dir_, b.path());
     if (!path) return std::unexpected(path.error());
-    if (b.page_delta()) {
-      if (!opts_.open_sink) return fail(errc::protocol, b.path() + ": unexpected page delta");
+    if (b.page_delta() || b.engine_image()) {
+      if (!opts_.open_sink) return fail(errc::protocol, b.path() + ": unexpected produced file");
       auto sink = opts_.open_sink(b, *path);
       if (!sink) return std::unexpected(sink.error().context(b.path()));
       auto& f = files_[b.file_id()];
       f.name = b.path();
       f.path = *path;
-      f.size = b.size();
+      f.size = b.engine_image() ? max_image_bytes : b.size();
       f.sink = std::move(*sink);
       return {};
     }

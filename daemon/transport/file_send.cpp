@@ -157,7 +157,8 @@ awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgo
   b->set_path(f.name);
   b->set_size(f.size);
   b->set_mode(0600);
-  b->set_page_delta(true);
+  b->set_page_delta(!f.engine_image);
+  b->set_engine_image(f.engine_image);
   b->set_pagemap(f.pagemap);
   if (auto ok = co_await ch.send(begin); !ok) co_return ok;
 

@@ -38,6 +38,7 @@ struct outgoing_file {
   file_producer produce;         // set: send what it produces instead
   std::string pagemap;           // produced page deltas: their pagemap image
   std::uint64_t size = 0;        // produced: the size of the file it rebuilds
+  bool engine_image = false;     // produced: an image archive for the peer's engine (size unknown)
 };
 
 struct send_options {
@@ -51,7 +52,8 @@ struct send_options {
 awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
                                            const send_options& opts);
 
-// Receives the bytes of a produced file (FileBegin.page_delta) in place of
+// Receives the bytes of a produced file (FileBegin.page_delta or
+// engine_image) in place of
 // writing them: feed() runs on the pool, finish() after the stream's own
 // checksum matched, with FileEnd (its tree_digest) to verify the result.
 class chunk_sink {

@@ -1,0 +1,109 @@
+// Destination: getting a container's image and filesystem in place before
+// its state arrives (see destination_session.hpp). The image is looked up
+// by id, so a same-named but different image is not mistaken for it.
+#include "common/log.hpp"
+#include "migration/bundle_sync.hpp"
+#include "migration/destination_session.hpp"
+#include "transport/file_stream.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// Feeds an image archive from the stream into the engine.
+class image_sink final : public transport::chunk_sink {
+ public:
+  explicit image_sink(std::unique_ptr<runtime::image_import> in) : in_(std::move(in)) {}
+  result<void> feed(std::span<const std::uint8_t> chunk) override { return in_->write(chunk); }
+  result<void> finish(const pb::FileEnd&) override { return in_->finish(); }
+
+ private:
+  std::unique_ptr<runtime::image_import> in_;
+};
+
+}  // namespace
+
+// Answers ok once the image is here and the container is created from the
+// spec; not_found when the image should be sent (then reads it right away).
+awaitable<result<void>> destination_session::provision(const pb::Envelope& env) {
+  const auto& p = env.provision();
+  enter(phase::image, p.image());
+  if (!rt_->has_images() || created_)
+    co_return co_await ch_.reply(env.request_id(), fail(errc::protocol, "unexpected Provision"), id_);
+  auto have = co_await rt_->has_image(p.image_id().empty() ? p.image() : p.image_id());
+  if (!have) co_return co_await ch_.reply(env.request_id(), std::unexpected(have.error()), id_);
+  const auto& dcfg = ctx_.cfg.docker;
+  if (!*have && !dcfg.registry.empty()) {
+    if (auto pulled = co_await rt_->pull_image(dcfg.registry, p.image()); pulled) {
+      auto again = co_await rt_->has_image(p.image_id().empty() ? p.image() : p.image_id());
+      *have = again && *again;
+    } else {
+      log::warn(*logger(), id_, phase::image, "registry {}: {}", dcfg.registry, pulled.error().message);
+    }
+  }
+  if (!*have) {
+    const std::string missing = "image " + p.image() + " (" + p.image_id() + ") is not on " + ctx_.cfg.node_name;
+    if (!dcfg.accept_images)
+      co_return co_await ch_.reply(
+          env.request_id(),
+          fail(errc::unsupported, missing + " and it does not accept images from peers (runtime.docker.accept_images: false)" +
+                                      (dcfg.registry.empty() ? "" : "; registry " + dcfg.registry + " did not have it")),
+          id_);
+    if (auto ok = co_await ch_.reply(env.request_id(), fail(errc::not_found, missing + ": send it"), id_); !ok)
+      co_return ok;
+    co_return co_await receive_image();
+  }
+  auto made = co_await rt_->create(container_, p.spec());
+  if (made) {
+    created_ = true;
+    bundle_ = made->bundle;
+    volumes_ = made->volumes;
+  }
+  result<void> outcome = made ? result<void>{} : std::unexpected(made.error());
+  co_return co_await ch_.reply(env.request_id(), outcome, id_);
+}
+
+awaitable<result<void>> destination_session::receive_image() {
+  stopwatch sw;
+  transport::receive_options opts;
+  opts.pool = &ctx_.pool;
+  runtime::runtime* rt = rt_;
+  opts.open_sink = [rt](const pb::FileBegin& b, const std::filesystem::path&)
+      -> result<std::unique_ptr<transport::chunk_sink>> {
+    if (!b.engine_image()) return fail(errc::protocol, "expected an image archive");
+    auto in = rt->import_image();
+    if (!in) return std::unexpected(in.error());
+    return std::make_unique<image_sink>(std::move(*in));
+  };
+  auto st = co_await transport::receive_files(ch_, dir_, opts);
+  if (!st) co_return std::unexpected(st.error().context("image"));
+  report_.set_bytes_engine_image(st->bytes_raw);
+  report_.set_image_ms(sw.ms());
+  log::info(*logger(), id_, phase::image, "loaded {} bytes from {} in {:.0f} ms", st->bytes_raw, ch_.peer.node(), sw.ms());
+  co_return result<void>{};
+}
+
+// A tree goes to the container's bundle / writable layer or to one of its
+// named volumes.
+awaitable<result<void>> destination_session::receive_tree_for(const pb::TreeManifest& first) {
+  std::filesystem::path root = bundle_;
+  if (first.tree() != bundle_tree) {
+    root.clear();
+    for (const auto& v : volumes_)
+      if (volume_tree(v.name) == first.tree()) root = v.path;
+  }
+  if (root.empty()) {
+    auto bad = fail(errc::protocol, "tree '" + first.tree() + "' has no place here" +
+                                        (bundle_.empty() ? " (the container is not provisioned)" : ""));
+    co_await ch_.reply(0, bad);
+    co_return bad;
+  }
+  enter(phase::pull, first.tree() + " sync");
+  auto st = co_await receive_tree(ch_, root, first, ctx_.pool);
+  if (!st) co_return std::unexpected(st.error());
+  report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+  co_return result<void>{};
+}
+
+}  // namespace migrated::migration

@@ -1,0 +1,66 @@
+// --method auto: measure, then choose, and say why in the report.
+//
+// Process state is worth keeping whenever CRIU can take it: the choice
+// between cold and pre-copy follows measure.hpp's predictions (dirty rate,
+// image size, link bandwidth). When a live checkpoint is impossible (CRIU
+// refuses the container), the filesystem methods remain: replay when the
+// container names a replay hook (its state can be rebuilt), otherwise diff
+// (the writable layer; the image goes along peer to peer if missing, which
+// costs no more than full's committed image would).
+#include <fmt/format.h>
+
+#include "common/log.hpp"
+#include "migration/measure.hpp"
+#include "migration/source_session.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// Pre-copy must beat cold clearly to be worth its warm-up rounds.
+constexpr double precopy_advantage = 0.8;
+
+std::uint64_t tree_bytes(const std::filesystem::path& root) {
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec); !ec && it != decltype(it)(); it.increment(ec))
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  return bytes;
+}
+
+}  // namespace
+
+awaitable<result<void>> source_session::choose_method() {
+  if (req_.method() != pb::AUTO) co_return result<void>{};
+  enter(phase::accepted, "auto: measuring");
+  pb::MeasureRequest mr;
+  mr.set_container(req_.container());
+  mr.set_runtime(std::string(rt_->name()));
+  mr.set_destination(req_.destination());
+  auto m = co_await measure(ctx_, mr);
+  const double layer_mib = double(tree_bytes(container_.bundle)) / 1048576.0;
+  std::string why;
+  if (m) {
+    const bool pre = m->predicted_precopy_downtime_ms() < precopy_advantage * m->predicted_cold_downtime_ms();
+    req_.set_method(pre ? pb::PRECOPY : pb::COLD);
+    why = fmt::format("live checkpoint works ({:.0f} ms, {:.1f} MiB image); dirty rate {:.1f} MiB/s, link {:.1f} MiB/s: "
+                      "predicted downtime precopy {:.0f} ms vs cold {:.0f} ms",
+                      m->checkpoint_ms(), double(m->bytes_image()) / 1048576.0, m->dirty_mib_s(),
+                      m->bandwidth_mib_s(), m->predicted_precopy_downtime_ms(), m->predicted_cold_downtime_ms());
+  } else if (m.error().code == errc::criu || m.error().code == errc::runtime) {
+    const bool hook = container_.labels.contains("migrated.replay");
+    req_.set_method(hook ? pb::REPLAY : pb::DIFF);
+    why = fmt::format("no live checkpoint ({}); {}, writable layer {:.1f} MiB", m.error().message,
+                      hook ? "the container has a replay hook (migrated.replay)" : "no replay hook: moving the writable layer",
+                      layer_mib);
+  } else {
+    co_return std::unexpected(m.error().context("auto: measure"));
+  }
+  report_.set_method(req_.method());
+  report_.set_method_reason(why);
+  log::info(*logger(), id_, phase::accepted, "auto chose {}: {}", method_name(req_.method()), why);
+  co_return result<void>{};
+}
+
+}  // namespace migrated::migration
