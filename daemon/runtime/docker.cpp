@@ -32,7 +32,9 @@ result<void> done(const result<json>& r) {
   return {};
 }
 
-container_info describe(const json& j) {
+}  // namespace
+
+container_info describe_container(const json& j) {
   container_info info;
   info.id = text(j, "Name");
   if (!info.id.empty() && info.id[0] == '/') info.id.erase(0, 1);
@@ -53,6 +55,8 @@ container_info describe(const json& j) {
   info.spec = create_spec(j).dump();
   return info;
 }
+
+namespace {
 
 // The default networks exist everywhere and take no fixed address.
 bool user_defined(const std::string& network) {
@@ -81,8 +85,9 @@ json create_spec(const json& inspected) {
   json spec = inspected.value("Config", json::object());
   spec["HostConfig"] = inspected.value("HostConfig", json::object());
   json endpoints = json::object();
-  const json& settings = inspected.value("NetworkSettings", json::object());
-  for (auto& [name, net] : settings.value("Networks", json::object()).items()) {
+  const json settings = inspected.value("NetworkSettings", json::object());
+  const json networks = settings.value("Networks", json::object());
+  for (auto& [name, net] : networks.items()) {
     if (!user_defined(name)) continue;
     json ep = json::object();
     json ipam = net.value("IPAMConfig", json());
@@ -142,7 +147,7 @@ awaitable<result<container_info>> docker_runtime::inspect(const std::string& id)
       co_return fail(errc::not_found, "container " + id + " does not exist (Docker engine " + cfg_.socket.string() + ")");
     co_return std::unexpected(j.error());
   }
-  co_return describe(*j);
+  co_return describe_container(*j);
 }
 
 awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {

@@ -70,4 +70,7 @@ class docker_runtime final : public runtime {
 // `inspected` (GET /containers/{id}/json) on another engine.
 docker::json create_spec(const docker::json& inspected);
 
+// What migrated needs to know of a container, from GET /containers/{id}/json.
+container_info describe_container(const docker::json& inspected);
+
 }  // namespace migrated::runtime

@@ -28,14 +28,22 @@ void commands::spawn(std::shared_ptr<migration::source_session> session, Run run
         --running_;
         if (done) done(report);
       },
-      [this](std::exception_ptr e) {
+      [this, done](std::exception_ptr e) {
         if (!e) return;
         --running_;
+        std::string what = "unknown exception";
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          log::get("server")->critical("migration session crashed: {}", ex.what());
+          what = ex.what();
+        } catch (...) {
         }
+        log::get("server")->critical("migration session crashed: {}", what);
+        // A bug, but the controller still gets an answer, not silence.
+        pb::Report report;
+        report.set_result(pb::RESULT_FAILED);
+        report.set_error("internal error in the migration session: " + what);
+        if (done) done(report);
       });
 }
 
@@ -43,9 +51,9 @@ result<std::string> commands::start_migrate(const pb::MigrateRequest& req, migra
                                             done_fn done) {
   if (auto ok = admit(req.container()); !ok) return std::unexpected(ok.error());
   auto method = req.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : req.method();
-  if (method != pb::COLD && method != pb::PRECOPY)
-    return fail(errc::unsupported, "method " + std::string(migration::method_name(method)) +
-                                       " is not supported by " + ctx_.cfg.node_name + " (supported: cold, precopy)");
+  if (method == pb::POSTCOPY || method == pb::HYBRID)
+    return fail(errc::unsupported, "method " + std::string(migration::method_name(method)) + " is not supported by " +
+                                       ctx_.cfg.node_name + " (supported: cold, precopy, diff, full, replay, auto)");
   if (req.destination().empty()) return fail(errc::invalid_argument, "no destination given");
   std::string id = ctx_.migrations.new_id();
   auto session = std::make_shared<migration::source_session>(ctx_, req, id, std::move(progress));

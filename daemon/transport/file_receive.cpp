@@ -136,7 +136,7 @@ class receiver {
     file.open = false;
     ++completed_;
     if (file.sink) {
-      bytes_raw_ += file.size;
+      bytes_raw_ += file.size == max_image_bytes ? file.next : file.size;
       auto ok = file.sink->finish(e);
       file.sink.reset();
       return ok;

@@ -197,7 +197,7 @@ awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgo
   e->set_file_id(id);
   e->set_xxh128(stream_digest->data(), stream_digest->size());
   e->set_tree_digest(*pipe->outcome());
-  st.bytes_raw += f.size;
+  st.bytes_raw += f.engine_image ? offset : f.size;  // an image archive is as long as it streamed
   st.files += 1;
   co_return co_await ch.send(end);
 }

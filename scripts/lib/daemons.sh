@@ -47,8 +47,10 @@ write_psk() {
 # write_config X [PSK_FILE] [LOG_SINK]: WORK/X.yaml for host X.
 write_config() {
   local x=$1 psk=${2:-$MIG_PSK} sink=${3:-file}
-  local peer addr peer_addr log_file=
+  local peer addr peer_addr log_file= docker=
   [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
+  # MIG_DOCKER=1: the Docker backend too, on host X's engine (docker.sh).
+  [ -z "${MIG_DOCKER:-}" ] || docker=", docker: {enabled: true, socket: $(docker_sock "$x"), accept_images: true}"
   peer=$(other_host "$x")
   addr=$(host_addr "$x")
   peer_addr=$(host_addr "$peer")
@@ -59,7 +61,7 @@ listen: {tcp: "$addr:$MIG_TCP_PORT", udp: "$addr:$MIG_UDP_PORT"}
 peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
 psk_file: $psk
 storage: $MIG_WORK/$x/storage
-runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")}}
+runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")}$docker}
 log: {sink: $sink, level: debug$log_file}
 YAML
 }

@@ -17,6 +17,8 @@ source "$MIGRATED_SOURCE_DIR/scripts/lib/bundle.sh"
 source "$MIGRATED_SOURCE_DIR/scripts/lib/daemons.sh"
 # shellcheck source=scripts/lib/journald.sh
 source "$MIGRATED_SOURCE_DIR/scripts/lib/journald.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$MIGRATED_SOURCE_DIR/scripts/lib/docker.sh"
 
 TEST_NAME=$(basename "${0%.sh}")
 
@@ -115,6 +117,55 @@ setup_hosts_and_daemons() {
   on_exit daemons_stop
   daemon_start a || fail "the daemon of edge-a did not start"
   daemon_start b || fail "the daemon of edge-b did not start"
+}
+
+# The Docker fixture: both engines (docker.sh) and daemons with the Docker
+# backend enabled; the test image on A only.
+setup_docker_hosts() {
+  command -v dockerd >/dev/null 2>&1 || skip "dockerd is not installed (Debian package docker.io)"
+  command -v docker >/dev/null 2>&1 || skip "the docker CLI is not installed (Debian package docker.io)"
+  MIG_DOCKER=1
+  TEST_WORK=$(mktemp -d "/tmp/migrated-$TEST_NAME.XXXXXX")
+  on_exit rm -rf "$TEST_WORK"
+  on_exit hosts_down
+  hosts_up
+  daemons_init "$TEST_WORK"
+  on_exit dump_logs_on_failure
+  on_exit docker_engines_down
+  docker_engines_up || fail "the Docker engines did not start"
+  docker_image a
+  write_config a "$MIG_PSK"
+  write_config b "$MIG_PSK"
+  on_exit daemons_stop
+  daemon_start a || fail "the daemon of edge-a did not start"
+  daemon_start b || fail "the daemon of edge-b did not start"
+}
+
+# docker_field X NAME KEY: a field of memcounter's status in container NAME.
+docker_field() {
+  local file
+  file=$(docker_merged "$1" "$2" 2>/dev/null)/data/status
+  [ -r "$file" ] || return 1
+  tr ' ' '\n' <"$file" | awk -F= -v k="$3" '$1 == k { print $2; found = 1 } END { exit !found }'
+}
+
+docker_counter_at_least() {
+  local n
+  n=$(docker_field "$1" "$2" counter 2>/dev/null) || return 1
+  [ "$n" -ge "$3" ]
+}
+
+# assert_docker_alive_on X NAME BOOT MIN: as assert_alive_on, for Docker.
+assert_docker_alive_on() {
+  local x=$1 name=$2 boot=$3 min=$4
+  wait_for docker_counter_at_least "$x" "$name" "$((min + 1))" 10 \
+    || fail "counter of $name on $x did not pass $min"
+  assert_eq "$boot" "$(docker_field "$x" "$name" boot)" "boot id of $name on $x"
+  local c1
+  c1=$(docker_field "$x" "$name" counter)
+  sleep 1
+  assert_ge "$(docker_field "$x" "$name" counter)" "$((c1 + 1))" "counter of $name on $x a second later"
+  assert_eq 0 "$(docker_field "$x" "$name" corrupt)" "corrupt pages of $name on $x"
 }
 
 # Prints the daemons' log tails when the test is failing (runs from cleanup).
