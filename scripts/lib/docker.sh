@@ -32,11 +32,11 @@ docker_engine_start() {
   name=$(docker_name "$x")
   mkdir -p "$MIG_DOCKER_RUN" "$(docker_data_root "$x")"
   printf '{}\n' >"$MIG_DOCKER_RUN/$name.json"
-  # A pid file left by an engine that was killed would stop this one.
-  local old
-  old=$(cat "$MIG_DOCKER_RUN/$name.pid" 2>/dev/null || true)
-  if [ -n "$old" ] && ! kill -0 "$old" 2>/dev/null; then rm -f "$MIG_DOCKER_RUN/$name.pid"; fi
-  in_host "$x" dockerd --config-file "$MIG_DOCKER_RUN/$name.json" --data-root "$(docker_data_root "$x")" \
+  # An engine left by an earlier run lives in a namespace that is gone.
+  docker_engine_stop "$x"
+  # nsenter execs dockerd: $! is the engine itself (a function in the
+  # background would be a subshell whose death leaves the engine running).
+  nsenter --net="/run/netns/$(host_ns "$x")" dockerd --config-file "$MIG_DOCKER_RUN/$name.json" --data-root "$(docker_data_root "$x")" \
     --exec-root "$MIG_DOCKER_RUN/$name" -H "unix://$(docker_sock "$x")" --pidfile "$MIG_DOCKER_RUN/$name.pid" \
     --bridge=none --iptables=false --experimental </dev/null >>"$MIG_DOCKER_RUN/$name.log" 2>&1 &
   MIG_DOCKERD_PID[$x]=$!
@@ -51,10 +51,15 @@ docker_engine_start() {
   return 1
 }
 
+# Stops host X's engine: the one this shell started, or one a previous run
+# left behind (found by its pid file).
 docker_engine_stop() {
-  local x=$1 pid=${MIG_DOCKERD_PID[$1]:-} i
-  [ -n "$pid" ] || return 0
+  local x=$1 pid pidfile i
+  pidfile=$MIG_DOCKER_RUN/$(docker_name "$x").pid
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  [ -n "$pid" ] || pid=${MIG_DOCKERD_PID[$x]:-}
   unset "MIG_DOCKERD_PID[$x]"
+  [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 150; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -62,6 +67,7 @@ docker_engine_stop() {
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
 }
 
 # Removes every container of host X's engine (the image cache stays).
@@ -106,6 +112,11 @@ docker_image() {
   ln -sf busybox "$rootfs/bin/rm"
   tar -C "$rootfs" -c . | dk "$x" import --change 'CMD ["/bin/memcounter","--state","/data"]' - "$MIG_DOCKER_IMAGE" >/dev/null
   rm -rf "$rootfs"
+}
+
+# docker_image_copy FROM TO: the same image (same id) on TO's engine.
+docker_image_copy() {
+  dk "$1" save "$MIG_DOCKER_IMAGE" | dk "$2" load >/dev/null
 }
 
 docker_no_image() {
