@@ -29,39 +29,48 @@ class image_sink final : public transport::chunk_sink {
 awaitable<result<void>> destination_session::provision(const pb::Envelope& env) {
   const auto& p = env.provision();
   enter(phase::image, p.image());
-  if (!rt_->has_images() || created_)
-    co_return co_await ch_.reply(env.request_id(), fail(errc::protocol, "unexpected Provision"), id_);
-  auto have = co_await rt_->has_image(p.image_id().empty() ? p.image() : p.image_id());
-  if (!have) co_return co_await ch_.reply(env.request_id(), std::unexpected(have.error()), id_);
+  // (Outcomes are named locals: g++ 12 mishandles temporaries passed to coroutines.)
+  result<void> outcome = co_await provide_image(p);
+  if (outcome) {
+    auto made = co_await rt_->create(container_, p.spec());
+    if (made) {
+      created_ = true;
+      bundle_ = made->bundle;
+      volumes_ = made->volumes;
+    } else {
+      outcome = std::unexpected(made.error());
+    }
+  }
+  auto sent = co_await ch_.reply(env.request_id(), outcome, id_);
+  if (!sent) co_return sent;
+  if (!outcome && outcome.error().code == errc::not_found) co_return co_await receive_image();
+  co_return result<void>{};
+}
+
+// ok when the image is here (or a registry gave it); not_found when it
+// should be sent; another error when it cannot be had.
+awaitable<result<void>> destination_session::provide_image(const pb::Provision& p) {
+  if (!rt_->has_images() || created_) co_return fail(errc::protocol, "unexpected Provision");
+  const std::string wanted = p.image_id().empty() ? p.image() : p.image_id();
+  auto have = co_await rt_->has_image(wanted);
+  if (!have) co_return std::unexpected(have.error());
   const auto& dcfg = ctx_.cfg.docker;
   if (!*have && !dcfg.registry.empty()) {
-    if (auto pulled = co_await rt_->pull_image(dcfg.registry, p.image()); pulled) {
-      auto again = co_await rt_->has_image(p.image_id().empty() ? p.image() : p.image_id());
+    auto pulled = co_await rt_->pull_image(dcfg.registry, p.image());
+    if (pulled) {
+      auto again = co_await rt_->has_image(wanted);
       *have = again && *again;
     } else {
       log::warn(*logger(), id_, phase::image, "registry {}: {}", dcfg.registry, pulled.error().message);
     }
   }
-  if (!*have) {
-    const std::string missing = "image " + p.image() + " (" + p.image_id() + ") is not on " + ctx_.cfg.node_name;
-    if (!dcfg.accept_images)
-      co_return co_await ch_.reply(
-          env.request_id(),
-          fail(errc::unsupported, missing + " and it does not accept images from peers (runtime.docker.accept_images: false)" +
-                                      (dcfg.registry.empty() ? "" : "; registry " + dcfg.registry + " did not have it")),
-          id_);
-    if (auto ok = co_await ch_.reply(env.request_id(), fail(errc::not_found, missing + ": send it"), id_); !ok)
-      co_return ok;
-    co_return co_await receive_image();
-  }
-  auto made = co_await rt_->create(container_, p.spec());
-  if (made) {
-    created_ = true;
-    bundle_ = made->bundle;
-    volumes_ = made->volumes;
-  }
-  result<void> outcome = made ? result<void>{} : std::unexpected(made.error());
-  co_return co_await ch_.reply(env.request_id(), outcome, id_);
+  if (*have) co_return result<void>{};
+  const std::string missing = "image " + p.image() + " (" + p.image_id() + ") is not on " + ctx_.cfg.node_name;
+  if (!dcfg.accept_images)
+    co_return fail(errc::unsupported,
+                   missing + " and it does not accept images from peers (runtime.docker.accept_images: false)" +
+                       (dcfg.registry.empty() ? "" : "; registry " + dcfg.registry + " did not have it"));
+  co_return fail(errc::not_found, missing + ": send it");
 }
 
 awaitable<result<void>> destination_session::receive_image() {
@@ -94,8 +103,8 @@ awaitable<result<void>> destination_session::receive_tree_for(const pb::TreeMani
       if (volume_tree(v.name) == first.tree()) root = v.path;
   }
   if (root.empty()) {
-    auto bad = fail(errc::protocol, "tree '" + first.tree() + "' has no place here" +
-                                        (bundle_.empty() ? " (the container is not provisioned)" : ""));
+    const result<void> bad = fail(errc::protocol, "tree '" + first.tree() + "' has no place here" +
+                                                      (bundle_.empty() ? " (the container is not provisioned)" : ""));
     co_await ch_.reply(0, bad);
     co_return bad;
   }

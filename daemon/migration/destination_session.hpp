@@ -36,6 +36,7 @@ class destination_session {
   awaitable<result<void>> accept_pull(const pb::Envelope& pull);
   awaitable<result<void>> receive_round(const pb::RoundBegin& round);
   awaitable<result<void>> provision(const pb::Envelope& env);
+  awaitable<result<void>> provide_image(const pb::Provision& p);
   awaitable<result<void>> receive_image();
   awaitable<result<void>> receive_tree_for(const pb::TreeManifest& first);
   awaitable<result<void>> launch(bool fresh);
