@@ -2,8 +2,9 @@
 # A live migration to watch: two emulated edge hosts, a memcounter container
 # with 64 MiB of self-checking memory on edge-a, moved to edge-b with
 # migratectl while it counts (cold), then back to edge-a with pre-copy. The
-# same process (boot id) keeps counting throughout. Everything is removed on
-# exit.
+# same process (boot id) keeps counting throughout. Then the same with
+# Docker: a counter container with a published port on engine A moves to
+# engine B, which has never seen its image. Everything is removed on exit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,10 @@ source "$here/scripts/lib/hosts.sh"
 source "$here/scripts/lib/bundle.sh"
 # shellcheck source=scripts/lib/daemons.sh
 source "$here/scripts/lib/daemons.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$here/scripts/lib/docker.sh"
+MIG_DOCKER=1
+DK=demo-docker
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -28,6 +33,7 @@ cleanup() {
     remove_cgroups "$(host_cgroup_parent "$x")" "$ID"
   done
   daemons_stop
+  docker_engines_down
   hosts_down
   rm -rf "$WORK"
 }
@@ -61,6 +67,8 @@ main() {
   hosts_up
   say "starting migrated on both hosts (logs in $WORK)"
   daemons_init "$WORK"
+  say "starting a Docker engine in each host"
+  docker_engines_up
   write_config a
   write_config b
   daemon_start a
@@ -81,6 +89,26 @@ main() {
   ctl_b migrate "$ID" --to edge-a --method precopy
   say "still the same process, now on edge-a again"
   show_counter a 2
+  docker_leg
+}
+
+# docker_field-like: the Docker counter's status on host X.
+docker_status() { cut -d' ' -f1-5 "$(docker_merged "$1" "$DK")/data/status" 2>/dev/null; }
+
+docker_leg() {
+  say "Docker: engine A and engine B, one per host; the image only on A"
+  docker_image a
+  docker_no_image b
+  dk a run -d --name "$DK" --network "$MIG_DOCKER_NET" --ip 172.30.0.50 -p 18090:8080 \
+    --label migrated.ready.tcp=18090 "$MIG_DOCKER_IMAGE" \
+    sh -c 'httpd -p 8080 -h /data; exec /bin/memcounter --mib 32 --dirty-mib-s 4 --state /data' >/dev/null
+  sleep 2
+  say "its service answers on edge-a: $(in_host a busybox wget -qO- "http://$MIG_ADDR_A:18090/status" | cut -d' ' -f1-3)"
+  say "migratectl migrate $DK --to edge-b --method precopy (the image goes peer to peer)"
+  ctl_a migrate "$DK" --to edge-b --method precopy
+  say "the same process answers on edge-b now, same address 172.30.0.50: $(in_host b busybox wget -qO- "http://$MIG_ADDR_B:18090/status" | cut -d' ' -f1-3)"
+  local i
+  for ((i = 0; i < 4; i++)); do printf '   edge-b: %s\n' "$(docker_status b)"; sleep 0.5; done
 }
 
 main "$@"
