@@ -165,6 +165,7 @@ const key_rule rules[] = {
     {"runtime.docker.accept_images",
      [](auto& c, auto k, auto& v) { return read(c.docker.accept_images, k, v); }},
     {"runtime.docker.registry", [](auto& c, auto k, auto& v) { return read(c.docker.registry, k, v); }},
+    {"runtime.docker.runc_root", [](auto& c, auto k, auto& v) { return read(c.docker.runc_root, k, v); }},
     {"runtime.docker.stop_timeout_s",
      [](auto& c, auto k, auto& v) { return read_in<0, 300>(c.docker.stop_timeout_s, k, v); }},
     {"criu.binary", [](auto& c, auto k, auto& v) { return read(c.criu.binary, k, v); }},

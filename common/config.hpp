@@ -52,6 +52,9 @@ struct config {
     bool accept_images = true;      // runtime.docker.accept_images: load images peers send
     std::string registry;           // runtime.docker.registry: pull missing images from here first
     std::uint32_t stop_timeout_s = 10;  // runtime.docker.stop_timeout_s: 0..300, SIGTERM → SIGKILL
+    // runtime.docker.runc_root: the engine's runc state (<exec-root>/runtime-runc/moby);
+    // checkpoints go to runc directly when the container is found there.
+    std::filesystem::path runc_root = "/run/docker/runtime-runc/moby";
   } docker;
 
   struct criu_config {

@@ -56,10 +56,14 @@ awaitable<result<void>> destination_session::provide_image(const pb::Provision& 
   if (!have) co_return std::unexpected(have.error());
   const auto& dcfg = ctx_.cfg.docker;
   if (!*have && !dcfg.registry.empty()) {
+    stopwatch sw;
     auto pulled = co_await rt_->pull_image(dcfg.registry, p.image());
     if (pulled) {
       auto again = co_await rt_->has_image(wanted);
       *have = again && *again;
+      if (*have)
+        log::info(*logger(), id_, phase::image, "pulled {} from registry {} in {:.0f} ms", p.image(), dcfg.registry,
+                  sw.ms());
     } else {
       log::warn(*logger(), id_, phase::image, "registry {}: {}", dcfg.registry, pulled.error().message);
     }

@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "criu/criu.hpp"
+#include "runtime/process.hpp"
 
 namespace migrated::runtime {
 namespace {
@@ -113,6 +114,8 @@ json create_spec(const json& inspected) {
 docker_runtime::docker_runtime(const config& cfg, asio::thread_pool& pool)
     : engine_(cfg.docker.socket),
       cfg_(cfg.docker),
+      runc_binary_(cfg.runc.binary.string()),
+      criu_binary_(cfg.criu.binary.string()),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       pool_(pool) {}
@@ -151,9 +154,15 @@ awaitable<result<container_info>> docker_runtime::inspect(const std::string& id)
 }
 
 awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  const json none;
+  auto j = co_await call(verb::get, "/containers/" + query_escape(id) + "/json", none, std::chrono::seconds(30));
+  if (!j) co_return std::unexpected(j.error().context("checkpoint " + id));
   // Docker refuses to write into an existing checkpoint directory.
   std::error_code ec;
   std::filesystem::remove(req.image_dir, ec);
+  const std::string full_id = text(*j, "Id");
+  if (!full_id.empty() && std::filesystem::exists(cfg_.runc_root / full_id / "state.json", ec))
+    co_return co_await checkpoint_with_runc(id, full_id, req);
   const json body{{"CheckpointID", req.image_dir.filename().string()},
                   {"CheckpointDir", req.image_dir.parent_path().string()},
                   {"Exit", !req.leave_running}};
@@ -162,10 +171,43 @@ awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const 
   co_return result<void>{};
 }
 
+// The engine's own checkpoint goes through containerd, which tars the
+// images into its content store and Docker untars them again: 4-7x the dump
+// itself (1.1-2.1 s against 0.2-0.3 s for 32 MiB here). The container is a
+// runc container under the engine's runc root, so dump it there, with the
+// options Docker's restore uses (no --tcp-established, no --file-locks).
+// A final dump ends the container as `docker stop` would; the engine sees
+// it exit (137), and `start --checkpoint` brings it back.
+awaitable<result<void>> docker_runtime::checkpoint_with_runc(const std::string& id, const std::string& full_id,
+                                                             const checkpoint_request& req) {
+  std::vector<std::string> args{runc_binary_, "--root", cfg_.runc_root.string(), "--criu", criu_binary_,
+                                "checkpoint", "--image-path", req.image_dir.string(), "--work-path",
+                                req.work_dir.string()};
+  if (req.leave_running) args.push_back("--leave-running");
+  args.push_back(full_id);
+  const process_options opts{.timeout = checkpoint_timeout_};
+  auto r = co_await run(pool_, args, opts);
+  if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
+  if (!r->ok()) {
+    std::string msg = "checkpoint " + id + ": runc checkpoint: " + r->summary();
+    if (auto lifted = criu::log_errors(req.work_dir / "dump.log"); !lifted.empty()) msg += "; criu: " + lifted;
+    co_return fail(errc::criu, msg);
+  }
+  co_return result<void>{};
+}
+
 awaitable<result<container_info>> docker_runtime::restore(const std::string& id, const restore_request& req) {
   const json none;
   auto j = co_await call(verb::get, "/containers/" + query_escape(id) + "/json", none, std::chrono::seconds(30));
   if (!j) co_return std::unexpected(j.error().context("restore " + id));
+  // After a dump with runc the engine learns of the exit a moment later.
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (int i = 0; i < 100 && j->value("State", json::object()).value("Running", false); ++i) {
+    timer.expires_after(std::chrono::milliseconds(50));
+    co_await timer.async_wait(use_awaitable);
+    j = co_await call(verb::get, "/containers/" + query_escape(id) + "/json", none, std::chrono::seconds(30));
+    if (!j) co_return std::unexpected(j.error().context("restore " + id));
+  }
   // Docker 20.10 ignores a checkpoint directory on start: put the images
   // where it looks. A rename when the storage shares the filesystem.
   const std::string name = "migrated-" + req.image_dir.filename().string();

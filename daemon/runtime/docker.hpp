@@ -10,10 +10,11 @@
 //   (image, command, environment, labels, ports, volumes, restart policy,
 //   networks with the same address on user-defined networks) before any
 //   state arrives;
-// - checkpoints are written straight into migrated's round directories
-//   (Docker accepts a checkpoint directory on create) and, for a restore,
-//   moved to where Docker 20.10 looks for them on start:
-//   <data-root>/containers/<id>/checkpoints/<name>.
+// - checkpoints are written straight into migrated's round directories (by
+//   runc under the engine's runc root when the container is there: the
+//   engine's own path copies every checkpoint twice; else through the API)
+//   and, for a restore, moved to where Docker 20.10 looks for them on
+//   start: <data-root>/containers/<id>/checkpoints/<name>.
 // The engine must run with experimental features (checkpoint support) and
 // the overlay2 storage driver; probe() says so at start-up otherwise.
 #pragma once
@@ -58,8 +59,13 @@ class docker_runtime final : public runtime {
   awaitable<result<docker::json>> call(docker::http::verb method, const std::string& target,
                                        const docker::json& body, std::chrono::milliseconds timeout);
 
+  awaitable<result<void>> checkpoint_with_runc(const std::string& id, const std::string& full_id,
+                                               const checkpoint_request& req);
+
   docker::engine engine_;
   config::docker_config cfg_;
+  std::string runc_binary_;
+  std::string criu_binary_;
   std::chrono::milliseconds checkpoint_timeout_;
   std::chrono::milliseconds restore_timeout_;
   std::filesystem::path data_root_;  // the engine's DockerRootDir

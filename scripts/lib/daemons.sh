@@ -50,7 +50,7 @@ write_config() {
   local peer addr peer_addr log_file= docker=
   [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
   # MIG_DOCKER=1: the Docker backend too, on host X's engine (docker.sh).
-  [ -z "${MIG_DOCKER:-}" ] || docker=", docker: {enabled: true, socket: $(docker_sock "$x"), accept_images: true}"
+  [ -z "${MIG_DOCKER:-}" ] || docker=", docker: {enabled: true, socket: $(docker_sock "$x"), runc_root: $(docker_runc_root "$x"), accept_images: true}"
   peer=$(other_host "$x")
   addr=$(host_addr "$x")
   peer_addr=$(host_addr "$peer")

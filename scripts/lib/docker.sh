@@ -18,6 +18,7 @@ declare -A MIG_DOCKERD_PID=()
 
 docker_name() { printf '%s-docker-%s\n' "$MIG_NS_PREFIX" "$1"; }
 docker_sock() { printf '%s/%s.sock\n' "$MIG_DOCKER_RUN" "$(docker_name "$1")"; }
+docker_runc_root() { printf '%s/%s/runtime-runc/moby\n' "$MIG_DOCKER_RUN" "$(docker_name "$1")"; }
 docker_data_root() { printf '%s/%s\n' "$MIG_DOCKER_ROOT" "$(docker_name "$1")"; }
 
 # dk X ARGS...: the docker CLI against host X's engine (tests only: the
@@ -27,8 +28,11 @@ dk() {
   docker -H "unix://$(docker_sock "$x")" "$@"
 }
 
+# docker_engine_start X [--no-experimental]: the second form starts an
+# engine without checkpoint support (for the tests of that error).
 docker_engine_start() {
-  local x=$1 name
+  local x=$1 name experimental=--experimental
+  [ "${2:-}" != --no-experimental ] || experimental=
   name=$(docker_name "$x")
   mkdir -p "$MIG_DOCKER_RUN" "$(docker_data_root "$x")"
   printf '{}\n' >"$MIG_DOCKER_RUN/$name.json"
@@ -38,7 +42,7 @@ docker_engine_start() {
   # background would be a subshell whose death leaves the engine running).
   nsenter --net="/run/netns/$(host_ns "$x")" dockerd --config-file "$MIG_DOCKER_RUN/$name.json" --data-root "$(docker_data_root "$x")" \
     --exec-root "$MIG_DOCKER_RUN/$name" -H "unix://$(docker_sock "$x")" --pidfile "$MIG_DOCKER_RUN/$name.pid" \
-    --bridge=none --iptables=false --experimental </dev/null >>"$MIG_DOCKER_RUN/$name.log" 2>&1 &
+    --bridge=none --iptables=false $experimental </dev/null >>"$MIG_DOCKER_RUN/$name.log" 2>&1 &
   MIG_DOCKERD_PID[$x]=$!
   local i
   for ((i = 0; i < 150; i++)); do

@@ -5,7 +5,8 @@
 #  - the destination lacks the image and refuses images from peers;
 #  - the container's readiness probe never answers at the destination (the
 #    restored copy there is removed, the source restores its own);
-#  - the destination's engine is down (and a daemon cannot start without it).
+#  - the destination's engine is down (and a daemon cannot start without it,
+#    nor with an engine lacking checkpoint support).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -73,4 +74,10 @@ still_here_no_b
 daemon_stop b
 ! daemon_start b 2>/dev/null || fail "edge-b's daemon started without its Docker engine"
 assert_contains "$(cat "$MIG_WORK/b.log" "$MIG_WORK/b.out" 2>/dev/null)" "is unreachable" "daemon start-up error"
+
+log "an engine without checkpoint support"
+docker_engine_start b --no-experimental || fail "engine B did not start"
+: >"$MIG_WORK/b.out"
+! daemon_start b 2>/dev/null || fail "edge-b's daemon started with an engine lacking checkpoint support"
+assert_contains "$(cat "$MIG_WORK/b.log" "$MIG_WORK/b.out" 2>/dev/null)" "lacks checkpoint support" "daemon start-up error"
 pass
