@@ -26,7 +26,7 @@ packages=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libzstd-dev catch2 libssl-dev
   libsystemd-dev libxxhash-dev nlohmann-json3-dev
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
-  systemd procps psmisc util-linux jq zstd docker.io
+  systemd procps psmisc util-linux jq zstd docker.io docker-registry
 )
 
 # Build dependencies of CRIU (see docs/operations.md, "CRIU").

@@ -64,6 +64,9 @@ awaitable<result<void>> destination_session::provide_image(const pb::Provision& 
       if (*have)
         log::info(*logger(), id_, phase::image, "pulled {} from registry {} in {:.0f} ms", p.image(), dcfg.registry,
                   sw.ms());
+      else
+        log::warn(*logger(), id_, phase::image, "registry {} has {}, but not image {}: taking it from the peer",
+                  dcfg.registry, p.image(), wanted);
     } else {
       log::warn(*logger(), id_, phase::image, "registry {}: {}", dcfg.registry, pulled.error().message);
     }

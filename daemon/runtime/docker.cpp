@@ -327,7 +327,10 @@ awaitable<result<void>> docker_runtime::pull_image(const std::string& registry, 
   const std::string tag = tagged ? ref.substr(colon + 1) : "latest";
   auto t = co_await call(verb::post, "/images/" + query_escape(remote) + "/tag?repo=" + query_escape(repo) +
                                          "&tag=" + query_escape(tag), none, std::chrono::seconds(30));
-  co_return with_context(done(t), "tag " + remote + " as " + ref);
+  if (!t) co_return std::unexpected(t.error().context("tag " + remote + " as " + ref));
+  // The registry's name for it stays out of the way (the image keeps `ref`).
+  co_await call(verb::delete_, "/images/" + query_escape(remote) + "?noprune=1", none, std::chrono::seconds(30));
+  co_return result<void>{};
 }
 
 awaitable<result<std::string>> docker_runtime::commit(const std::string& id, const std::string& ref) {
