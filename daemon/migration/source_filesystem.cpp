@@ -114,10 +114,9 @@ awaitable<result<void>> source_session::send_filesystem() {
   enter(phase::transfer, "filesystem changes");
   stopwatch sw;
   if (full_image_.empty()) {
-    auto tree = co_await send_tree(*peer_, container_.bundle, stream_options(phase::transfer));
+    auto tree = co_await sync_bundle(phase::transfer);
     if (!tree) co_return std::unexpected(tree.error().context("filesystem changes"));
-    report_.set_bytes_rootfs(report_.bytes_rootfs() + tree->files.bytes_raw);
-    add_round("final", sw.ms(), tree->files);
+    add_round("final", sw.ms(), *tree);
   }
   if (auto ok = co_await send_volumes(); !ok) co_return ok;
   report_.set_transfer_ms(sw.ms());
@@ -131,13 +130,7 @@ awaitable<result<void>> source_session::start_remote() {
   env.mutable_round_begin()->set_final(true);
   env.mutable_round_begin()->set_start_fresh(true);
   if (auto ok = co_await peer_->send(env); !ok) co_return ok;
-  auto f = co_await peer_->recv(ctx_.cfg.timeouts.restore + ctx_.cfg.timeouts.io);
-  if (!f) co_return std::unexpected(f.error().context("waiting for the start"));
-  if (!f->msg.has_restore_result()) co_return fail(errc::protocol, "expected RestoreResult");
-  const auto& rr = f->msg.restore_result();
-  report_.set_restore_ms(rr.restore_ms());
-  if (!rr.ok())
-    co_return fail(transport::from_code(rr.code()), "start at " + report_.destination() + ": " + rr.message());
+  if (auto ok = co_await await_launch("start"); !ok) co_return ok;
   if (auto ok = co_await await_ready(since); !ok) co_return ok;
   // replay keeps serving here until the destination is ready: no gap.
   report_.set_downtime_ms(stopped_ ? stopwatch::between(frozen_at_, stopwatch::clock::now()) : 0);

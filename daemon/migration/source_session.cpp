@@ -224,10 +224,9 @@ awaitable<result<void>> source_session::pull() {
       co_return co_await send_volumes();
     }
   }
-  auto st = co_await send_tree(*peer_, container_.bundle, stream_options(phase::pull));
+  auto st = co_await sync_bundle(phase::pull);
   if (!st) co_return std::unexpected(st.error().context("pull"));
-  report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
-  add_round("pull", sw.ms(), st->files);
+  add_round("pull", sw.ms(), *st);
   if (auto ok = co_await send_volumes(); !ok) co_return ok;
   report_.set_pull_ms(sw.ms());
   co_return result<void>{};
@@ -271,17 +270,16 @@ awaitable<result<void>> source_session::checkpoint() {
 awaitable<result<void>> source_session::transfer() {
   enter(phase::transfer, std::to_string(report_.bytes_image()) + " image bytes");
   stopwatch sw;
-  auto tree = co_await send_tree(*peer_, container_.bundle, stream_options(phase::transfer));
+  auto tree = co_await sync_bundle(phase::transfer);
   if (!tree) co_return std::unexpected(tree.error().context("bundle changes"));
-  report_.set_bytes_rootfs(report_.bytes_rootfs() + tree->files.bytes_raw);
   // The bundle changes count as part of the final round.
-  report_.set_bytes_wire(report_.bytes_wire() + tree->files.bytes_wire);
+  report_.set_bytes_wire(report_.bytes_wire() + tree->bytes_wire);
   auto images = co_await send_round(rounds_.latest_dir(), true);
   if (!images) co_return std::unexpected(images.error().context("image transfer"));
   auto& round = report_.mutable_rounds()->at(report_.rounds_size() - 1);
-  round.set_files(round.files() + tree->files.files);
-  round.set_bytes_raw(round.bytes_raw() + tree->files.bytes_raw);
-  round.set_bytes_wire(round.bytes_wire() + tree->files.bytes_wire);
+  round.set_files(round.files() + tree->files);
+  round.set_bytes_raw(round.bytes_raw() + tree->bytes_raw);
+  round.set_bytes_wire(round.bytes_wire() + tree->bytes_wire);
   round.set_duration_ms(sw.ms());
   round.set_checkpoint_ms(report_.checkpoint_ms());
   report_.set_transfer_ms(sw.ms());
@@ -329,19 +327,34 @@ awaitable<result<transport::stream_stats>> source_session::send_round(const std:
 
 awaitable<result<void>> source_session::restore_remote() {
   enter(phase::restore);
-  auto f = co_await peer_->recv(ctx_.cfg.timeouts.restore + ctx_.cfg.timeouts.io);
-  if (!f) co_return std::unexpected(f.error().context("waiting for the restore"));
-  if (!f->msg.has_restore_result()) co_return fail(errc::protocol, "expected RestoreResult");
-  const auto& rr = f->msg.restore_result();
-  report_.set_restore_ms(rr.restore_ms());
-  if (!rr.ok())
-    co_return fail(transport::from_code(rr.code()), "restore at " + report_.destination() + ": " + rr.message());
+  if (auto ok = co_await await_launch("restore"); !ok) co_return ok;
   report_.set_downtime_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
   auto all = history_;
   all.push_back({report_.rounds().rbegin()->bytes_wire(), 0, 0, report_.transfer_ms()});
   report_.set_bandwidth_mib_s(mib_per_s(bandwidth_bytes_per_ms(all)));
-
   co_return co_await await_ready(frozen_at_);
+}
+
+// The destination's RestoreResult: its restore (or fresh start) worked.
+awaitable<result<void>> source_session::await_launch(std::string_view what) {
+  auto f = co_await peer_->recv(ctx_.cfg.timeouts.restore + ctx_.cfg.timeouts.io);
+  if (!f) co_return std::unexpected(f.error().context("waiting for the " + std::string(what)));
+  if (!f->msg.has_restore_result()) co_return fail(errc::protocol, "expected RestoreResult");
+  const auto& rr = f->msg.restore_result();
+  report_.set_restore_ms(rr.restore_ms());
+  if (!rr.ok())
+    co_return fail(transport::from_code(rr.code()),
+                   std::string(what) + " at " + report_.destination() + ": " + rr.message());
+  co_return result<void>{};
+}
+
+// The bundle (runc) or writable layer (Docker) to the destination: all of
+// it the first time, what changed since afterwards.
+awaitable<result<transport::stream_stats>> source_session::sync_bundle(std::string_view phase) {
+  auto st = co_await send_tree(*peer_, container_.bundle, stream_options(phase));
+  if (!st) co_return std::unexpected(st.error());
+  report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+  co_return st->files;
 }
 
 // The destination probes the service (its readiness probe, or that the

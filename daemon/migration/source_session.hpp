@@ -57,7 +57,9 @@ class source_session {
   awaitable<result<void>> commit_image();
   awaitable<result<void>> send_filesystem();
   awaitable<result<void>> start_remote();
+  awaitable<result<void>> await_launch(std::string_view what);
   awaitable<result<void>> await_ready(const stopwatch::clock::time_point& since);
+  awaitable<result<transport::stream_stats>> sync_bundle(std::string_view phase);
   awaitable<result<void>> finish_here();
   bool checkpoints() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
   awaitable<result<void>> begin_transfer();

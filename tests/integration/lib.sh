@@ -106,17 +106,22 @@ require_root_tools() {
 # shellcheck disable=SC2120 # test scripts pass the sink
 setup_hosts_and_daemons() {
   local sink=${1:-file}
+  setup_hosts
+  write_config a "$MIG_PSK" "$sink"
+  write_config b "$MIG_PSK" "$sink"
+  on_exit daemons_stop
+  daemon_start a || fail "the daemon of edge-a did not start"
+  daemon_start b || fail "the daemon of edge-b did not start"
+}
+
+# A work dir and both hosts, torn down on exit; daemon logs shown on failure.
+setup_hosts() {
   TEST_WORK=$(mktemp -d "/tmp/migrated-$TEST_NAME.XXXXXX")
   on_exit rm -rf "$TEST_WORK"
   on_exit hosts_down
   hosts_up
   daemons_init "$TEST_WORK"
   on_exit dump_logs_on_failure
-  write_config a "$MIG_PSK" "$sink"
-  write_config b "$MIG_PSK" "$sink"
-  on_exit daemons_stop
-  daemon_start a || fail "the daemon of edge-a did not start"
-  daemon_start b || fail "the daemon of edge-b did not start"
 }
 
 # The Docker fixture: both engines (docker.sh) and daemons with the Docker
@@ -125,12 +130,7 @@ setup_docker_hosts() {
   command -v dockerd >/dev/null 2>&1 || skip "dockerd is not installed (Debian package docker.io)"
   command -v docker >/dev/null 2>&1 || skip "the docker CLI is not installed (Debian package docker.io)"
   MIG_DOCKER=1
-  TEST_WORK=$(mktemp -d "/tmp/migrated-$TEST_NAME.XXXXXX")
-  on_exit rm -rf "$TEST_WORK"
-  on_exit hosts_down
-  hosts_up
-  daemons_init "$TEST_WORK"
-  on_exit dump_logs_on_failure
+  setup_hosts
   on_exit docker_engines_down
   docker_engines_up || fail "the Docker engines did not start"
   docker_image a
@@ -238,6 +238,17 @@ assert_alive_on() {
 }
 
 passes_above() { [ "$(field "$1" "$2" verified_passes)" -gt "$3" ]; }
+
+# migrate_ok FROM TO NAME METHOD: migrates NAME with METHOD, prints the JSON
+# report; the test fails (set -e) unless the migration succeeded.
+migrate_ok() {
+  local from=$1 to=$2 name=$3 method=$4 out rc=0
+  log "$method: $name from $(host_node "$from") to $(host_node "$to")"
+  out=$(ctl "$from" migrate "$name" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
+  [ "$rc" = 0 ] || fail "migrate $name --method $method exited $rc: $out"
+  assert_eq ok "$(json_get "$out" .result)" "$method result"
+  printf '%s\n' "$out"
+}
 
 # json_get JSON FILTER: one value from a report (jq -r).
 json_get() { jq -r "$2" <<<"$1"; }

@@ -23,13 +23,10 @@ dk a exec "$NAME" sh -c 'echo kept > /vol/v.txt; echo layer > /data/layer.txt'
 
 # move FROM TO METHOD: migrates and checks the process continued.
 move() {
-  local from=$1 to=$2 method=$3 boot last out rc=0
+  local from=$1 to=$2 method=$3 boot last out
   boot=$(docker_field "$from" "$NAME" boot)
   last=$(docker_field "$from" "$NAME" counter)
-  log "$method: $NAME from $(host_node "$from") to $(host_node "$to") (counter $last)"
-  out=$(ctl "$from" migrate "$NAME" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
-  [ "$rc" = 0 ] || fail "migrate exited $rc: $out"
-  assert_eq ok "$(json_get "$out" .result)" "result"
+  out=$(migrate_ok "$from" "$to" "$NAME" "$method")
   assert_eq docker "$(json_get "$out" .runtime)" "runtime"
   assert_eq "$method" "$(json_get "$out" .method)" "method"
   jq -e '.downtime_ms > 0 and .restore_ms > 0 and .ready_ms >= .downtime_ms and .ready_probe != ""' <<<"$out" \

@@ -25,11 +25,8 @@ dk a exec "$NAME" sh -c 'echo changed > /www/index.html; echo note > /note.txt; 
 
 # move FROM TO METHOD: migrates; the page answers at TO; Ready was gated.
 move() {
-  local from=$1 to=$2 method=$3 out rc=0
-  log "$method: $NAME from $(host_node "$from") to $(host_node "$to")"
-  out=$(ctl "$from" migrate "$NAME" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
-  [ "$rc" = 0 ] || fail "migrate --method $method exited $rc: $out"
-  assert_eq ok "$(json_get "$out" .result)" "$method result"
+  local from=$1 to=$2 method=$3 out
+  out=$(migrate_ok "$from" "$to" "$NAME" "$method")
   assert_eq "$method" "$(json_get "$out" .method)" "method"
   assert_contains "$(json_get "$out" .ready_probe)" "http GET 127.0.0.1:18080/index.html" "ready probe"
   jq -e '.ready_ms >= 1000' <<<"$out" >/dev/null || fail "ready_ms does not cover the service's start-up: $out"

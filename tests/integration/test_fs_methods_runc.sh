@@ -25,11 +25,8 @@ echo note >"$bundle/rootfs/data/note.txt"
 
 # move FROM TO METHOD: migrates; checks the report and where it runs.
 move() {
-  local from=$1 to=$2 method=$3 out rc=0
-  log "$method: $ID from $(host_node "$from") to $(host_node "$to")"
-  out=$(ctl "$from" migrate "$ID" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
-  [ "$rc" = 0 ] || fail "migrate --method $method exited $rc: $out"
-  assert_eq ok "$(json_get "$out" .result)" "$method result"
+  local from=$1 to=$2 method=$3 out
+  out=$(migrate_ok "$from" "$to" "$ID" "$method")
   assert_absent "$from" "$ID"
   assert_running "$to" "$ID"
   wait_for counter_at_least "$to" "$ID" 2 10 || fail "the counter does not run on $to after $method"
