@@ -83,16 +83,11 @@ awaitable<result<void>> source_session::send_volumes() {
 // longer change, so what follows is the whole of them.
 awaitable<result<void>> source_session::stop_here() {
   enter(phase::stop);
-  if (auto held = co_await rt_->hold_restarts(container_, true); !held) co_return held;
-  held_ = true;
+  if (auto held = co_await hold_restarts(); !held) co_return held;
   frozen_at_ = stopwatch::clock::now();
   auto ok = co_await rt_->stop(req_.container());
   report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
-  if (!ok) {
-    auto still = co_await rt_->inspect(req_.container());
-    stopped_ = !(still && still->status == "running");
-    co_return ok;
-  }
+  if (!ok) co_return co_await failed_to_stop(ok.error());
   stopped_ = true;
   co_return result<void>{};
 }
@@ -141,7 +136,7 @@ awaitable<result<void>> source_session::start_remote() {
 // A failure here loses nothing (it only leaves a stopped container behind).
 awaitable<result<void>> source_session::finish_here() {
   if (!stopped_) {
-    if (auto held = co_await rt_->hold_restarts(container_, true); held) held_ = true;
+    co_await hold_restarts();  // a failure only means the policy stays as it was
     if (auto ok = co_await rt_->stop(req_.container()); !ok)
       log::warn(*logger(), id_, phase::commit, "{}", ok.error().message);
     stopped_ = true;

@@ -247,24 +247,32 @@ awaitable<result<void>> source_session::checkpoint() {
   std::error_code ec;
   std::filesystem::create_directories(dir_ / "work", ec);
   if (ec) co_return fail(errc::io, "create " + (dir_ / "work").string() + ": " + ec.message());
-  // Docker would start a fresh copy the moment the final dump stops it.
-  if (auto held = co_await rt_->hold_restarts(container_, true); !held) co_return held;
-  held_ = true;
+  if (auto held = co_await hold_restarts(); !held) co_return held;
   lift_throttle();  // the final dump runs at full speed; the container stays frozen
   frozen_at_ = stopwatch::clock::now();
   const runtime::checkpoint_request req{*images, dir_ / "work", false};
   auto ok = co_await rt_->checkpoint(req_.container(), req);
   report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
-  if (!ok) {
-    // A checkpoint that failed half-way may have stopped the container: ask.
-    // (One that succeeded has: runc removes it, no need to ask while it is down.)
-    auto still = co_await rt_->inspect(req_.container());
-    stopped_ = !(still && still->status == "running");
-    co_return ok;
-  }
+  // (A checkpoint that succeeded has stopped it: no need to ask while it is down.)
+  if (!ok) co_return co_await failed_to_stop(ok.error());
   stopped_ = true;
   report_.set_bytes_image(dir_bytes(*images));
   co_return result<void>{};
+}
+
+// Docker would start a fresh copy the moment the final dump (or a stop)
+// ends the container: its restart policy is held until it is gone for good.
+awaitable<result<void>> source_session::hold_restarts() {
+  if (auto held = co_await rt_->hold_restarts(container_, true); !held) co_return held;
+  held_ = true;
+  co_return result<void>{};
+}
+
+// A dump or stop that failed half-way may have stopped the container: ask.
+awaitable<result<void>> source_session::failed_to_stop(const error& e) {
+  auto still = co_await rt_->inspect(req_.container());
+  stopped_ = !(still && still->status == "running");
+  co_return std::unexpected(e);
 }
 
 awaitable<result<void>> source_session::transfer() {

@@ -57,6 +57,8 @@ class source_session {
   awaitable<result<void>> commit_image();
   awaitable<result<void>> send_filesystem();
   awaitable<result<void>> start_remote();
+  awaitable<result<void>> hold_restarts();
+  awaitable<result<void>> failed_to_stop(const error& e);
   awaitable<result<void>> await_launch(std::string_view what);
   awaitable<result<void>> await_ready(const stopwatch::clock::time_point& since);
   awaitable<result<transport::stream_stats>> sync_bundle(std::string_view phase);
