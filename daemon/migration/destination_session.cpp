@@ -128,7 +128,8 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     // full starts from nothing: a bundle left by an earlier prepare goes.
     std::error_code ec;
     if (method_ == pb::FULL) std::filesystem::remove_all(rt_->bundle_path(container_), ec);
-    auto made = co_await rt_->create(container_, {});
+    const std::string no_spec;  // runc: config.json travels in the bundle
+    auto made = co_await rt_->create(container_, no_spec);
     if (made) bundle_ = made->bundle;
     else ok = std::unexpected(made.error());
   }

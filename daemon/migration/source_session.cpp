@@ -214,11 +214,10 @@ awaitable<result<void>> source_session::pull() {
   if (auto ok = co_await call(env, "pull"); !ok) co_return ok;
   if (rt_->has_images()) {
     const bool full = !full_image_.empty();
-    std::string spec = container_.spec;
-    if (full) spec = with_image(spec, full_image_);
-    if (auto ok = co_await provision(full ? full_image_ : container_.image, full ? full_image_ : container_.image_id, spec);
-        !ok)
-      co_return ok;
+    const std::string& image = full ? full_image_ : container_.image;
+    const std::string& image_id = full ? full_image_ : container_.image_id;
+    const std::string spec = full ? with_image(container_.spec, full_image_) : container_.spec;
+    if (auto ok = co_await provision(image, image_id, spec); !ok) co_return ok;
     if (full) {  // the image is the filesystem
       report_.set_pull_ms(sw.ms());
       co_return co_await send_volumes();
