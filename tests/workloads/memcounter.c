@@ -24,7 +24,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <linux/io_uring.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -223,7 +225,7 @@ static void tick(uint64_t *prev_ms) {
 }
 
 static void usage_exit(const char *msg) {
-  fprintf(stderr, "memcounter: %s\nusage: memcounter [--mib N] [--dirty-mib-s R] "
+  fprintf(stderr, "memcounter: %s\nusage: memcounter [--hold-io-uring] [--mib N] [--dirty-mib-s R] "
           "[--dirty-mode pages|bytes] [--content random|compressible] [--tick-ms T] "
           "[--grow-every-ms T [--grow-mib M]] [--state DIR]\n", msg);
   exit(2);
@@ -237,11 +239,24 @@ static unsigned long number(const char *s, unsigned long min) {
   return v;
 }
 
+// --hold-io-uring: keeps an io_uring instance open for the process's
+// lifetime. CRIU cannot checkpoint io_uring, so this makes the workload a
+// container that can move only without its process state.
+static void hold_io_uring(void) {
+  struct io_uring_params params;
+  memset(&params, 0, sizeof params);
+  if (syscall(SYS_io_uring_setup, 4, &params) < 0) {
+    perror("memcounter: io_uring_setup");
+    exit(2);
+  }
+}
+
 static void parse_args(int argc, char **argv) {
   static const struct option longopts[] = {
       {"mib", 1, 0, 'm'}, {"dirty-mib-s", 1, 0, 'r'}, {"dirty-mode", 1, 0, 'd'},
       {"content", 1, 0, 'c'}, {"tick-ms", 1, 0, 't'}, {"state", 1, 0, 's'},
-      {"grow-every-ms", 1, 0, 'g'}, {"grow-mib", 1, 0, 'G'}, {0, 0, 0, 0}};
+      {"grow-every-ms", 1, 0, 'g'}, {"grow-mib", 1, 0, 'G'}, {"hold-io-uring", 0, 0, 'u'},
+      {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (c == 'm') opt.mib = number(optarg, 1);
@@ -250,6 +265,7 @@ static void parse_args(int argc, char **argv) {
     else if (c == 's') opt.state = optarg;
     else if (c == 'g') opt.grow_every_ms = number(optarg, 1);
     else if (c == 'G') opt.grow_mib = number(optarg, 1);
+    else if (c == 'u') hold_io_uring();
     else if (c == 'd' && !strcmp(optarg, "pages")) opt.dirty_mode = MODE_PAGES;
     else if (c == 'd' && !strcmp(optarg, "bytes")) opt.dirty_mode = MODE_BYTES;
     else if (c == 'c' && !strcmp(optarg, "random")) opt.content = CONTENT_RANDOM;
