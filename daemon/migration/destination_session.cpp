@@ -155,7 +155,7 @@ awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin&
   if (rounds_->patched_in_place() > 0)
     log::event(*logger(), spdlog::level::debug, id_, final ? phase::transfer : phase::warmup,
                std::to_string(rounds_->patched_in_place()) + " pages files patched in place");
-  rounds_->delivered(ctx_.pool);
+  rounds_->delivered(ctx_.pool, final);
   report_.set_bytes_image(st->bytes_raw);
   report_.set_bytes_wire(report_.bytes_wire() + st->bytes_wire);
   if (final) report_.set_transfer_ms(st->ms);
@@ -221,7 +221,8 @@ awaitable<void> destination_session::clean_up(bool success) {
   if (!dir_.empty()) {
     std::error_code ec;
     for (auto& e : std::filesystem::directory_iterator(dir_, ec))
-      if (e.path().filename().string().rfind("round-", 0) == 0) std::filesystem::remove_all(e.path(), ec);
+      if (const auto name = e.path().filename().string(); name.rfind("round-", 0) == 0 || name.rfind("stage-", 0) == 0)
+        std::filesystem::remove_all(e.path(), ec);
   }
   co_return;
 }

@@ -125,13 +125,17 @@ round_totals round_sender::totals() const {
 
 namespace {
 
-// Copies a file with copy_file_range (in the kernel, no user-space buffer).
-bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::path& to) {
+// Copies a file with copy_file_range (in the kernel, no user-space buffer),
+// in steps, so a copy nobody needs any more stops early.
+bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::path& to,
+                     const std::atomic<bool>& cancel) {
+  constexpr std::size_t step_bytes = 32u << 20;
   unique_fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   unique_fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!in || !out) return false;
   for (;;) {
-    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
+    if (cancel.load()) return false;
+    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, step_bytes, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) return true;
@@ -214,6 +218,11 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
           std::filesystem::rename(st->second->file, file, ec);
           in_place = !ec;
           staged_.erase(st);
+        } else if (st != staged_.end()) {
+          // Not done yet (rounds come faster than the disk copies): the
+          // decoder writes the whole file; a second copy would only compete.
+          st->second->cancel.store(true);
+          staged_.erase(st);
         }
       }
     }
@@ -227,14 +236,16 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
   return o;
 }
 
-void round_receiver::delivered(asio::thread_pool& pool) {
+void round_receiver::delivered(asio::thread_pool& pool, bool final) {
+  for (auto& [name, copy] : staged_) copy->cancel.store(true);
+  staged_.clear();
+  if (final) return;
   std::error_code ec;
   if (previous_) std::filesystem::remove_all(previous_->dir, ec);
   previous_ = current_;
   patched_ = 0;
-  // Copies still running for an older round finish into their own
+  // Copies still running for an older round stop soon, in their own
   // directory, which the next delivery removes.
-  staged_.clear();
   const auto stage = base_ / ("stage-" + std::to_string(++rounds_delivered_));
   std::filesystem::remove_all(base_ / ("stage-" + std::to_string(rounds_delivered_ - 1)), ec);
   std::filesystem::create_directories(stage, ec);
@@ -244,7 +255,7 @@ void round_receiver::delivered(asio::thread_pool& pool) {
     copy->file = stage / set.pages_name;
     staged_[pagemap] = copy;
     asio::post(pool, [copy, from = previous_->dir / set.pages_name] {
-      copy->ok = copy_whole_file(from, copy->file);
+      copy->ok = copy_whole_file(from, copy->file, copy->cancel);
       copy->ready.store(true);
     });
   }

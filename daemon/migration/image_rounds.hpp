@@ -64,12 +64,16 @@ class round_sender {
 struct staged_copy {
   std::filesystem::path file;
   std::atomic<bool> ready{false};
+  std::atomic<bool> cancel{false};  // not needed any more: stop copying
   bool ok = false;
 };
 
 class round_receiver {
  public:
   explicit round_receiver(std::filesystem::path base) : base_(std::move(base)) {}
+  ~round_receiver() {
+    for (auto& [name, copy] : staged_) copy->cancel.store(true);
+  }
 
   result<std::filesystem::path> begin_round(std::uint32_t index);
   // Receive options for the current round: page deltas are decoded against
@@ -77,7 +81,9 @@ class round_receiver {
   transport::receive_options options(asio::thread_pool& pool);
   // The round was rebuilt and verified: it becomes the previous one, and
   // copies of its pages files are started on the pool for the next round.
-  void delivered(asio::thread_pool& pool);
+  // After the final round there is none: nothing is copied or removed (the
+  // restore needs the disk more; the session's clean-up removes the rounds).
+  void delivered(asio::thread_pool& pool, bool final);
   // How many page files of the current round were rebuilt in place.
   std::uint32_t patched_in_place() const { return patched_; }
   std::filesystem::path current_dir() const { return current_ ? current_->dir : std::filesystem::path(); }
