@@ -33,6 +33,8 @@ source "$SOURCE_DIR/scripts/lib/bundle.sh"
 source "$SOURCE_DIR/scripts/lib/daemons.sh"
 # shellcheck source=bench/lib/common.sh
 source "$BENCH_DIR/lib/common.sh"
+# shellcheck source=bench/lib/setup.sh
+source "$BENCH_DIR/lib/setup.sh"
 # shellcheck source=bench/lib/seeds.sh
 source "$BENCH_DIR/lib/seeds.sh"
 
@@ -119,30 +121,7 @@ scenario_title() {
     "$1" "$BENCH_MIB" "$BENCH_DIRTY" "$what" "$(scenario_link "$1")"
 }
 
-say() { printf '\n==> %s\n' "$*" >&2; }
-
 # --- machine ------------------------------------------------------------------------
-
-# Debian packages the seeds' way needs, installed when missing; services the
-# packages would start are held back (this machine may have no init).
-ensure_packages() {
-  local need=() made_policy=0
-  command -v rsync >/dev/null 2>&1 || need+=(rsync)
-  command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
-  command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
-  command -v jq >/dev/null 2>&1 || need+=(jq)
-  [ ${#need[@]} -gt 0 ] || return 0
-  say "installing ${need[*]}"
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  local rc=0
-  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } || rc=$?
-  [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
-  return "$rc"
-}
 
 preflight() {
   [ "$(id -u)" = 0 ] || { printf 'bench: run as root (namespaces, runc, CRIU)\n' >&2; exit 1; }
@@ -157,50 +136,6 @@ preflight() {
       "$(criu check 2>&1 | tail -n 1)" >&2
     exit 1
   }
-}
-
-# snapshot_binaries DIR: copies of migrated, migratectl and memcounter from
-# the build directory, taken once each is present and has not changed for a
-# few seconds, so a rebuild during the run cannot swap them half-way.
-snapshot_binaries() {
-  local dst=$1 b age deadline=$((SECONDS + 600))
-  mkdir -p "$dst"
-  for b in migrated migratectl memcounter; do
-    while :; do
-      if [ -x "$BUILD_DIR/$b" ]; then
-        age=$(($(date +%s) - $(stat -c %Y "$BUILD_DIR/$b")))
-        [ "$age" -lt 5 ] || { cp "$BUILD_DIR/$b" "$dst/$b" && break; }
-      fi
-      [ "$SECONDS" -lt "$deadline" ] || { printf 'bench: %s/%s is not there\n' "$BUILD_DIR" "$b" >&2; return 1; }
-      say "waiting for $BUILD_DIR/$b (being rebuilt?)"
-      sleep 5
-    done
-  done
-  BINARIES_INFO=$(for b in migrated migratectl memcounter; do
-    printf '%s %s; ' "$b" "$(date -u -r "$BUILD_DIR/$b" '+%Y-%m-%d %H:%M UTC')"
-  done)
-  BINARIES_INFO=${BINARIES_INFO%; }
-}
-
-# start_daemons: both daemons from the snapshot; when one does not come up
-# (a binary mid-rebuild), a fresh snapshot and another try.
-start_daemons() {
-  local try x
-  for try in 1 2 3; do
-    snapshot_binaries "$WORK/bin"
-    export MIGRATED_BUILD_DIR=$WORK/bin
-    daemons_init "$WORK"
-    for x in a b; do
-      write_config "$x"
-      # Measured as run in production: info, not the tests' debug level.
-      sed -i 's/level: debug/level: info/' "$MIG_WORK/$x.yaml"
-    done
-    if daemon_start a && daemon_start b; then return 0; fi
-    daemons_stop
-    say "daemons did not start (try $try); waiting for the build"
-    sleep 20
-  done
-  return 1
 }
 
 CONTAINERS=()
@@ -220,26 +155,6 @@ cleanup() {
 }
 
 # --- one measurement ------------------------------------------------------------------
-
-# migrated_move ID METHOD: migratectl migrate on host A, JSON report kept.
-migrated_move() {
-  local id=$1 method=$2 out rc=0 result
-  out=$(ctl_a --timeout-ms 600000 migrate "$id" --to edge-b --method "$method" --json \
-    2>"$WORK/reports/$id.err") || rc=$?
-  printf '%s\n' "$out" >"$WORK/reports/$id.json"
-  if ! jq -e 'type == "object"' <<<"$out" >/dev/null 2>&1; then
-    FAIL_REASON="migratectl exited $rc: $(tail -n 1 "$WORK/reports/$id.err")"
-    return 1
-  fi
-  RES_REPORT=$(jq -c . <<<"$out")
-  RES_DOWN=$(jq -r .downtime_ms <<<"$out")
-  RES_TOTAL=$(jq -r .total_ms <<<"$out")
-  result=$(jq -r .result <<<"$out")
-  if [ "$rc" != 0 ] || [ "$result" != ok ]; then
-    FAIL_REASON="result $result (exit $rc): $(jq -r '.error // ""' <<<"$out")"
-    return 1
-  fi
-}
 
 # measure SCENARIO METHOD: one fresh workload moved once; appends a row.
 measure() {

@@ -2,9 +2,9 @@
 # The RES_* and FAIL_REASON variables set here are read by bench/run.sh.
 # shellcheck disable=SC2034
 
-# Shared helpers of bench/run.sh: clocks, the link's byte counters, the
-# memcounter workload (start, check, remove) and result rows. Sourced after
-# scripts/lib/hosts.sh, bundle.sh and daemons.sh.
+# Shared helpers of bench/run.sh and bench/docker.sh: clocks, the link's
+# byte counters, the memcounter workload (start, check, remove) and result
+# rows. Sourced after scripts/lib/hosts.sh, bundle.sh and daemons.sh.
 
 # now_us VAR: the wall clock in microseconds, without forking.
 now_us() { printf -v "$1" '%s' "${EPOCHREALTIME/./}"; }
@@ -34,20 +34,29 @@ wire_read() {
 # --- the workload ----------------------------------------------------------------
 
 bench_bundle() { printf '%s/%s\n' "$(host_bundles "$1")" "$2"; }
+
+# The workload's state directory (memcounter --state /data), DATA below:
+# BUNDLE/rootfs/data for a runc bundle, <merged dir>/data for Docker.
+
+# data_field DATA KEY: a field of the workload's status file in DATA.
+data_field() {
+  [ -r "$1/status" ] || return 1
+  tr ' ' '\n' <"$1/status" 2>/dev/null | awk -F= -v k="$2" '$1 == k { print $2; found = 1 } END { exit !found }'
+}
 # bundle_field BUNDLE KEY: a field of the workload's status in BUNDLE.
-bundle_field() { status_field "$1" "$2" 2>/dev/null; }
+bundle_field() { data_field "$1/rootfs/data" "$2"; }
 bench_field() { bundle_field "$(bench_bundle "$1" "$2")" "$3"; }
 
-# counter_above BUNDLE N: the workload has counted past N.
+# counter_above DATA N: the workload has counted past N.
 counter_above() {
   local n
-  n=$(bundle_field "$1" counter) || return 1
+  n=$(data_field "$1" counter) || return 1
   [ "$n" -gt "$2" ]
 }
 
 passes_at_least() {
   local n
-  n=$(bundle_field "$1" verified_passes) || return 1
+  n=$(data_field "$1" verified_passes) || return 1
   [ "$n" -ge "$2" ]
 }
 
@@ -71,7 +80,7 @@ start_workload() {
     --mib "$BENCH_MIB" --dirty-mib-s "$BENCH_DIRTY" --dirty-mode "$mode" --content random \
     >/dev/null || return 1
   start_container "$(host_runc_root a)" "$bundle" "$id" || return 1
-  poll 60 counter_above "$bundle" 1 || return 1
+  poll 60 counter_above "$bundle/rootfs/data" 1 || return 1
   sleep "$BENCH_SETTLE_S"
 }
 
@@ -86,55 +95,64 @@ drop_workload() {
 }
 
 # verify_continued ROOT ID BUNDLE BOOT LAST: the workload runs under runc
-# root ROOT from BUNDLE as the same process (boot id), counts past LAST and
-# on, completes two full verification passes after the move and has seen no
-# corrupt page. Sets FAIL_REASON when it has not.
+# root ROOT from BUNDLE and has continued (workload_continued). Sets
+# FAIL_REASON when it has not.
 verify_continued() {
-  local root=$1 id=$2 bundle=$3 boot=$4 last=$5 state now c1 p0 corrupt
+  local root=$1 id=$2 bundle=$3 boot=$4 last=$5 state
   state=$(container_state "$root" "$id")
   if [ "$state" != running ]; then
     FAIL_REASON="not running after the move (runc: ${state:-unknown})"
     return 1
   fi
-  if ! poll 30 counter_above "$bundle" "$last"; then
-    FAIL_REASON="counter stuck at $(bundle_field "$bundle" counter || echo '?') (was $last)"
+  workload_continued "$bundle/rootfs/data" "$boot" "$last"
+}
+
+# workload_continued DATA BOOT LAST: the running workload with state
+# directory DATA is the same process (boot id), counts past LAST and on,
+# completes two full verification passes after the move and has seen no
+# corrupt page. Sets FAIL_REASON when it has not.
+workload_continued() {
+  local data=$1 boot=$2 last=$3 now c1 p0 corrupt
+  if ! poll 30 counter_above "$data" "$last"; then
+    FAIL_REASON="counter stuck at $(data_field "$data" counter || echo '?') (was $last)"
     return 1
   fi
-  now=$(bundle_field "$bundle" boot) || now=
+  now=$(data_field "$data" boot) || now=
   if [ "$now" != "$boot" ]; then
     FAIL_REASON="boot id changed ($boot -> ${now:-none}): the process restarted, state lost"
     return 1
   fi
-  c1=$(bundle_field "$bundle" counter)
-  p0=$(bundle_field "$bundle" verified_passes)
+  c1=$(data_field "$data" counter)
+  p0=$(data_field "$data" verified_passes)
   # The pass running now started before the move; the one after it is whole.
-  if ! poll 30 passes_at_least "$bundle" $((p0 + 2)); then
-    FAIL_REASON="verification passes stuck at $(bundle_field "$bundle" verified_passes || echo '?')"
+  if ! poll 30 passes_at_least "$data" $((p0 + 2)); then
+    FAIL_REASON="verification passes stuck at $(data_field "$data" verified_passes || echo '?')"
     return 1
   fi
-  if ! counter_above "$bundle" "$c1"; then
+  if ! counter_above "$data" "$c1"; then
     FAIL_REASON="counter stopped at $c1"
     return 1
   fi
-  corrupt=$(bundle_field "$bundle" corrupt) || corrupt='?'
+  corrupt=$(data_field "$data" corrupt) || corrupt='?'
   if [ "$corrupt" != 0 ]; then
     FAIL_REASON="$corrupt corrupt pages"
     return 1
   fi
 }
 
-# switch_gap BUNDLE T_END_US: the pause around the switch-over as the
-# workload logged it (ticks.log, wall clock): the last gap between two ticks
-# longer than 1.5 ticks that began before T_END_US (when the method
-# returned). Unlike max_gap_ms, a freeze of a warm-up checkpoint cannot
+# switch_gap BUNDLE T_END_US / ticks_gap DATA T_END_US: the pause around
+# the switch-over as the workload logged it (ticks.log, wall clock): the
+# last gap between two ticks longer than 1.5 ticks that began before
+# T_END_US (when the method returned). Unlike max_gap_ms, a freeze of a warm-up checkpoint cannot
 # stand in for it. Prints nothing when there is no such gap.
-switch_gap() {
+switch_gap() { ticks_gap "$1/rootfs/data" "$2"; }
+ticks_gap() {
   awk -v tend=$(($2 / 1000)) '
     { t = ""; for (i = 1; i <= NF; i++) if ($i ~ /^time_ms=/) t = substr($i, 9) + 0 }
     t == "" { next }
     prev != "" && t - prev >= 150 && prev < tend { gap = t - prev }
     { prev = t }
-    END { if (gap != "") print gap }' "$1/rootfs/data/ticks.log" 2>/dev/null
+    END { if (gap != "") print gap }' "$1/ticks.log" 2>/dev/null
 }
 
 # --- results --------------------------------------------------------------------

@@ -1,6 +1,7 @@
-# Renders the rows of one scenario (an array of bench/run.sh result rows) as
-# a Markdown table and a list of per-method details. $cap_s: the seeds'
-# downtime cap in seconds.
+# Renders the rows of one scenario (an array of bench/run.sh or
+# bench/docker.sh result rows) as a Markdown table and a list of per-method
+# details. $cap_s: the seeds' downtime cap in seconds; --arg refs M1,M2: the
+# two methods the downtime is divided by (default seeds-warm,floor).
 
 def ms: if . == null then "—" elif . >= 100 then (round | tostring) else ((. * 10 | round) / 10 | tostring) end;
 def mib: if . == null then "—" else ((. / 1048576 * 100 | round) / 100 | tostring) end;
@@ -12,7 +13,10 @@ def mlabel:
    "seeds-warm": "seeds' warm (pre-checkpoint + rsync delta)",
    "cold": "migrated cold",
    "precopy": "migrated precopy",
-   "floor": "floor (local checkpoint + restore)"}[.] // .;
+   "floor": "floor (local checkpoint + restore)",
+   "seeds-docker": "seeds' Docker (checkpoint + rsync with the layer + create + start)",
+   "floor-api": "floor-api (docker checkpoint + start on A)",
+   "floor-runc": "floor-runc (runc checkpoint + docker start on A)"}[.] // .;
 
 # ratio(REF_ROW): this row's downtime over the reference row's.
 def ratio($ref):
@@ -37,9 +41,10 @@ def round_line:
   + (if .throttle_pct > 0 then ", throttle \(.throttle_pct)%" else "" end);
 
 . as $rows
-| ($rows | map(select(.method == "seeds-warm")) | first) as $warm
-| ($rows | map(select(.method == "floor")) | first) as $floor
-| "| method | downtime ms | total ms | wire MiB (veth) | wire MiB (report) | max_gap ms | downtime ÷ seeds-warm | downtime ÷ floor | ok? |",
+| ($ARGS.named.refs // "seeds-warm,floor" | split(",")) as [$ref1, $ref2]
+| ($rows | map(select(.method == $ref1)) | first) as $r1
+| ($rows | map(select(.method == $ref2)) | first) as $r2
+| "| method | downtime ms | total ms | wire MiB (veth) | wire MiB (report) | max_gap ms | downtime ÷ \($ref1) | downtime ÷ \($ref2) | ok? |",
   "|---|---:|---:|---:|---:|---:|---:|---:|---|",
   ($rows[]
    | "| \(.method | mlabel) | "
@@ -48,7 +53,7 @@ def round_line:
      + (.wire | mib) + " | "
      + (.report.bytes_wire | mib) + " | "
      + (.max_gap_ms | ms) + " | "
-     + ratio($warm) + " | " + ratio($floor) + " | "
+     + ratio($r1) + " | " + ratio($r2) + " | "
      + (if ok then "ok" elif capped then .status else "**FAILED**: " + (.status | ltrimstr("FAILED: ")) end)
      + " |"),
   "",
