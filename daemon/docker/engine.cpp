@@ -165,7 +165,9 @@ struct exchange {
   }
 };
 
-bool success(unsigned status) { return status >= 200 && status < 300; }
+// 304 is how the engine says "already so" (start a running container, stop
+// a stopped one): the caller's wish holds, so it is success too.
+bool success(unsigned status) { return (status >= 200 && status < 300) || status == 304; }
 
 exchange describe(const engine& e, http::verb method, const std::string& target, milliseconds timeout) {
   return {"docker " + std::string(http::to_string(method)) + " " + target, e.socket().string(), timeout};

@@ -44,7 +44,8 @@ class engine {
   // the body is not JSON (GET /_ping → "OK"). Errors read
   // "docker <METHOD> <target>: …": errc::runtime when the engine is
   // unreachable, errc::timeout when `timeout` (for the whole exchange)
-  // passes, and for a non-2xx answer errc::not_found (404),
+  // passes, and for an answer other than 2xx or 304 ("already so")
+  // errc::not_found (404),
   // already_exists (409), invalid_argument (400) or runtime, carrying the
   // engine's message and the status code.
   result<json> call(http::verb method, const std::string& target, const json& body = nullptr,

@@ -223,7 +223,12 @@ awaitable<result<container_info>> docker_runtime::restore(const std::string& id,
   }
   auto started = co_await call(verb::post, "/containers/" + query_escape(id) + "/start?checkpoint=" + query_escape(name),
                                none, restore_timeout_);
-  if (!started) co_return std::unexpected(with_criu_log(started.error()).context("restore " + id));
+  if (!started) {
+    // The images go back where the caller keeps them (a source's rollback
+    // names that directory when it gives up).
+    std::filesystem::rename(target, req.image_dir, ec);
+    co_return std::unexpected(with_criu_log(started.error()).context("restore " + id));
+  }
   std::filesystem::remove_all(target, ec);  // the process runs: the images have served
   auto info = co_await inspect(id);
   if (!info) co_return std::unexpected(info.error().context("restore " + id));

@@ -207,7 +207,8 @@ TEST_CASE("call maps error statuses and carries the engine's message", "[docker]
 TEST_CASE("call returns plain text as a string and an empty body as null", "[docker]") {
   temp_dir dir;
   fake_engine fake(dir);
-  fake.serve({fake.answer(http::status::ok, "OK", "text/plain"), fake.answer(http::status::no_content, "")});
+  fake.serve({fake.answer(http::status::ok, "OK", "text/plain"), fake.answer(http::status::no_content, ""),
+              fake.answer(http::status::not_modified, "")});
   const engine e(fake.path());
   auto ping = e.call(http::verb::get, "/_ping");
   REQUIRE(ping.has_value());
@@ -216,6 +217,10 @@ TEST_CASE("call returns plain text as a string and an empty body as null", "[doc
   REQUIRE(started.has_value());
   CHECK(started->is_null());
   CHECK(fake.request(1).target == "/v1.41/containers/web-1/start");
+  // 304: the engine's "already so" (stopping a stopped container) is what was asked.
+  auto stopped = e.call(http::verb::post, "/containers/web-1/stop");
+  REQUIRE(stopped.has_value());
+  CHECK(stopped->is_null());
 }
 
 TEST_CASE("an absent engine is unreachable, a silent one times out", "[docker]") {
