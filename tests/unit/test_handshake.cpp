@@ -73,6 +73,24 @@ struct side {
   steady::time_point finished{};
 };
 
+// The handshake on side `s` failed: its error (named in the test's output).
+const error& failure(const side& s) {
+  REQUIRE(s.handshake.has_value());
+  REQUIRE_FALSE(*s.handshake);
+  UNSCOPED_INFO(s.handshake->error().message);
+  return s.handshake->error();
+}
+
+// Side `s` received a Reply refusing it: that Reply.
+const pb::Reply& refusal(const side& s) {
+  REQUIRE(s.received.has_value());
+  REQUIRE(*s.received);
+  const pb::Envelope& answer = (*s.received)->msg;
+  REQUIRE(answer.has_reply());
+  CHECK_FALSE(answer.reply().ok());
+  return answer.reply();
+}
+
 pb::Envelope request_with_id(std::uint64_t id) {
   pb::Envelope env;
   env.set_request_id(id);
@@ -346,21 +364,18 @@ TEST_CASE("handshake with the wrong key fails on both sides as an authentication
   asio::co_spawn(net.io, dial(to, key_b, client_id, client), rethrow);
   net.run();
 
-  REQUIRE(client.handshake.has_value());
-  REQUIRE_FALSE(*client.handshake);
-  CHECK(client.handshake->error().code == errc::auth);
-  CHECK_THAT(client.handshake->error().message, Catch::Contains("node-a"));
-  CHECK_THAT(client.handshake->error().message,
+  const error& client_error = failure(client);
+  CHECK(client_error.code == errc::auth);
+  CHECK_THAT(client_error.message, Catch::Contains("node-a"));
+  CHECK_THAT(client_error.message,
              Catch::Contains("does not hold our pre-shared key"));
   CHECK_FALSE(client.sent.has_value());  // nothing was sent under a key never agreed
 
   // The server proves first, so the client finds the mismatch; the server's
   // operator must still see an authentication failure, not a dropped link.
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  INFO(server.handshake->error().message);
-  CHECK(server.handshake->error().code == errc::auth);
-  CHECK_THAT(server.handshake->error().message, Catch::Contains("ctl-1"));
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::auth);
+  CHECK_THAT(server_error.message, Catch::Contains("ctl-1"));
   CHECK_FALSE(server.received.has_value());
 }
 
@@ -378,20 +393,15 @@ TEST_CASE("a client proof under another key is refused and the client told why",
                  rethrow);
   net.run();
 
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  CHECK(server.handshake->error().code == errc::auth);
-  CHECK_THAT(server.handshake->error().message, Catch::Contains("ctl-1"));
-  CHECK_THAT(server.handshake->error().message,
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::auth);
+  CHECK_THAT(server_error.message, Catch::Contains("ctl-1"));
+  CHECK_THAT(server_error.message,
              Catch::Contains("does not hold our pre-shared key"));
 
-  REQUIRE(client.received.has_value());
-  REQUIRE(*client.received);
-  const pb::Envelope& verdict = (*client.received)->msg;
-  REQUIRE(verdict.has_reply());
-  CHECK_FALSE(verdict.reply().ok());
-  CHECK(verdict.reply().code() == pb::AUTH);
-  CHECK_THAT(verdict.reply().message(), Catch::Contains("refused the pre-shared key of ctl-1"));
+  const pb::Reply& verdict = refusal(client);
+  CHECK(verdict.code() == pb::AUTH);
+  CHECK_THAT(verdict.message(), Catch::Contains("refused the pre-shared key of ctl-1"));
 }
 
 TEST_CASE("a Hello of another protocol version is refused with the reason", "[handshake]") {
@@ -405,18 +415,13 @@ TEST_CASE("a Hello of another protocol version is refused with the reason", "[ha
   asio::co_spawn(net.io, dial_with_version(to, 99, client), rethrow);
   net.run();
 
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  CHECK(server.handshake->error().code == errc::unsupported);
-  CHECK_THAT(server.handshake->error().message, Catch::Contains("99"));
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::unsupported);
+  CHECK_THAT(server_error.message, Catch::Contains("99"));
 
-  REQUIRE(client.received.has_value());
-  REQUIRE(*client.received);
-  const pb::Envelope& answer = (*client.received)->msg;
-  REQUIRE(answer.has_reply());
-  CHECK_FALSE(answer.reply().ok());
-  CHECK(answer.reply().code() == pb::UNSUPPORTED);
-  CHECK_THAT(answer.reply().message(), Catch::Contains("protocol version 99"));
+  const pb::Reply& answer = refusal(client);
+  CHECK(answer.code() == pb::UNSUPPORTED);
+  CHECK_THAT(answer.message(), Catch::Contains("protocol version 99"));
 }
 
 TEST_CASE("a client refuses a server of another protocol version", "[handshake]") {
@@ -429,10 +434,9 @@ TEST_CASE("a client refuses a server of another protocol version", "[handshake]"
   asio::co_spawn(net.io, dial(to, key_a, client_id, client), rethrow);
   net.run();
 
-  REQUIRE(client.handshake.has_value());
-  REQUIRE_FALSE(*client.handshake);
-  CHECK(client.handshake->error().code == errc::unsupported);
-  CHECK_THAT(client.handshake->error().message, Catch::Contains("99"));
+  const error& client_error = failure(client);
+  CHECK(client_error.code == errc::unsupported);
+  CHECK_THAT(client_error.message, Catch::Contains("99"));
 }
 
 TEST_CASE("bytes that are not a Hello end the handshake without a crash", "[handshake]") {
@@ -477,10 +481,8 @@ TEST_CASE("bytes that are not a Hello end the handshake without a crash", "[hand
   const auto start = steady::now();
   net.run();
 
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  INFO(server.handshake->error().message);
-  CHECK(server.handshake->error().code == expected);
+  const error& server_error = failure(server);
+  CHECK(server_error.code == expected);
   CHECK(server.finished - start < io_timeout / 2);  // refused at once, not by a timeout
 
   if (told_why) {
@@ -519,10 +521,8 @@ TEST_CASE("a peer that says nothing times out within the io timeout", "[handshak
 
   const auto start = steady::now();
   net.run();
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  INFO(server.handshake->error().message);
-  CHECK(server.handshake->error().code == errc::timeout);
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::timeout);
   const auto waited = server.finished - start;
   CHECK(waited >= short_timeout - 20ms);
   CHECK(waited < short_timeout * 5);
@@ -540,13 +540,11 @@ TEST_CASE("a server's refusal of the client's Hello reaches the client", "[hands
   asio::co_spawn(net.io, dial(to, key_a, nameless, client), rethrow);
   net.run();
 
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  CHECK(server.handshake->error().code == errc::protocol);
-  REQUIRE(client.handshake.has_value());
-  REQUIRE_FALSE(*client.handshake);
-  CHECK(client.handshake->error().code == errc::protocol);
-  CHECK_THAT(client.handshake->error().message, Catch::Contains("bad node name"));
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::protocol);
+  const error& client_error = failure(client);
+  CHECK(client_error.code == errc::protocol);
+  CHECK_THAT(client_error.message, Catch::Contains("bad node name"));
 }
 
 // Any server can send this before it has authenticated; a client that
@@ -578,9 +576,7 @@ TEST_CASE("a peer trickling a Hello byte by byte still meets the deadline", "[ha
 
   const auto start = steady::now();
   net.run();
-  REQUIRE(server.handshake.has_value());
-  REQUIRE_FALSE(*server.handshake);
-  INFO(server.handshake->error().message);
-  CHECK(server.handshake->error().code == errc::timeout);
+  const error& server_error = failure(server);
+  CHECK(server_error.code == errc::timeout);
   CHECK(server.finished - start < short_timeout * 3);
 }
