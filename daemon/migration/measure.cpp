@@ -88,12 +88,12 @@ awaitable<result<double>> probe_bandwidth(node_context& ctx, const std::string& 
 }  // namespace
 
 awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::MeasureRequest& req) {
-  auto rt = co_await ctx.runtimes.locate(req.container(), req.runtime());
-  if (!rt) co_return std::unexpected(rt.error());
-  auto info = co_await (*rt)->inspect(req.container());
-  if (!info) co_return std::unexpected(info.error());
-  if (info->status != "running")
-    co_return fail(errc::invalid_argument, "container " + req.container() + " is " + info->status + ", not running");
+  auto found = co_await ctx.runtimes.locate(req.container(), req.runtime());
+  if (!found) co_return std::unexpected(found.error());
+  runtime::runtime* rt = found->rt;
+  const auto& status = found->container.status;
+  if (status != "running")
+    co_return fail(errc::invalid_argument, "container " + req.container() + " is " + status + ", not running");
   const std::uint32_t interval = req.interval_ms() ? std::min(req.interval_ms(), max_interval_ms) : default_interval_ms;
   scratch tmp{ctx.cfg.storage_dir / "measure" / ("m-" + to_hex(auth::random_bytes(6)))};
   std::error_code ec;
@@ -102,12 +102,12 @@ awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::Measure
 
   const runtime::checkpoint_request first{tmp.dir / "1", tmp.dir / "work", true};
   const auto t1 = stopwatch::clock::now();
-  if (auto ok = co_await (*rt)->checkpoint(req.container(), first); !ok) co_return std::unexpected(ok.error());
+  if (auto ok = co_await rt->checkpoint(req.container(), first); !ok) co_return std::unexpected(ok.error());
   asio::steady_timer wait(co_await asio::this_coro::executor, t1 + std::chrono::milliseconds(interval));
   co_await wait.async_wait(use_awaitable);
   const runtime::checkpoint_request second{tmp.dir / "2", tmp.dir / "work", true};
   const auto t2 = stopwatch::clock::now();
-  if (auto ok = co_await (*rt)->checkpoint(req.container(), second); !ok) co_return std::unexpected(ok.error());
+  if (auto ok = co_await rt->checkpoint(req.container(), second); !ok) co_return std::unexpected(ok.error());
   const double dump_ms = stopwatch::between(t2, stopwatch::clock::now());
   auto stats = co_await offload(ctx.pool, [&] { return compare_dumps(tmp.dir / "1", tmp.dir / "2"); });
   if (!stats) co_return std::unexpected(stats.error());

@@ -39,7 +39,6 @@ awaitable<result<void>> source_session::choose_method() {
   mr.set_runtime(std::string(rt_->name()));
   mr.set_destination(req_.destination());
   auto m = co_await measure(ctx_, mr);
-  const double layer_mib = double(tree_bytes(container_.bundle)) / 1048576.0;
   std::string why;
   if (m) {
     const bool pre = m->predicted_precopy_downtime_ms() < precopy_advantage * m->predicted_cold_downtime_ms();
@@ -50,6 +49,7 @@ awaitable<result<void>> source_session::choose_method() {
                       m->bandwidth_mib_s(), m->predicted_precopy_downtime_ms(), m->predicted_cold_downtime_ms());
   } else if (m.error().code == errc::criu || m.error().code == errc::runtime) {
     const bool hook = container_.labels.contains("migrated.replay");
+    const double layer_mib = double(tree_bytes(container_.bundle)) / 1048576.0;
     req_.set_method(hook ? pb::REPLAY : pb::DIFF);
     why = fmt::format("no live checkpoint ({}); {}, writable layer {:.1f} MiB", m.error().message,
                       hook ? "the container has a replay hook (migrated.replay)" : "no replay hook: moving the writable layer",

@@ -175,15 +175,13 @@ awaitable<result<void>> source_session::migrate() {
 
 awaitable<result<void>> source_session::check_container() {
   if (req_.container().empty()) co_return fail(errc::invalid_argument, "no container named");
-  auto rt = co_await ctx_.runtimes.locate(req_.container(), req_.runtime());
-  if (!rt) co_return std::unexpected(rt.error());
-  rt_ = *rt;
+  auto found = co_await ctx_.runtimes.locate(req_.container(), req_.runtime());
+  if (!found) co_return std::unexpected(found.error());
+  rt_ = found->rt;
   report_.set_runtime(std::string(rt_->name()));
-  auto info = co_await rt_->inspect(req_.container());
-  if (!info) co_return std::unexpected(info.error());
-  if (info->status != "running")
-    co_return fail(errc::invalid_argument, "container " + req_.container() + " is " + info->status + ", not running");
-  container_ = *info;
+  container_ = std::move(found->container);
+  if (container_.status != "running")
+    co_return fail(errc::invalid_argument, "container " + req_.container() + " is " + container_.status + ", not running");
   co_return result<void>{};
 }
 

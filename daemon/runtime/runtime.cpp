@@ -58,24 +58,25 @@ std::vector<std::string> runtime_set::names() const {
   return out;
 }
 
-awaitable<result<runtime*>> runtime_set::locate(const std::string& container, const std::string& name) const {
-  if (!name.empty()) {
-    runtime* rt = find(name);
-    if (!rt) {
-      std::string known;
-      for (auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-      co_return fail(errc::unsupported, "runtime '" + name + "' is not enabled on this node (enabled: " + known + ")");
-    }
-    co_return rt;
+awaitable<result<runtime_set::located>> runtime_set::locate(const std::string& container,
+                                                             const std::string& name) const {
+  std::vector<runtime*> asked;
+  for (auto& rt : all_)
+    if (name.empty() || rt->name() == name) asked.push_back(rt.get());
+  if (asked.empty()) {
+    std::string known;
+    for (auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+    co_return fail(errc::unsupported, "runtime '" + name + "' is not enabled on this node (enabled: " + known + ")");
   }
-  std::string asked;
-  for (auto& rt : all_) {
+  for (runtime* rt : asked) {
     auto info = co_await rt->inspect(container);
-    if (info) co_return rt.get();
-    if (info.error().code != errc::not_found) co_return std::unexpected(info.error());
-    asked += (asked.empty() ? "" : " or ") + std::string(rt->name());
+    if (info) co_return located{rt, std::move(*info)};
+    // A named runtime's answer is the answer; otherwise ask the next one.
+    if (!name.empty() || info.error().code != errc::not_found) co_return std::unexpected(info.error());
   }
-  co_return fail(errc::not_found, "container " + container + " does not exist (asked " + asked + ")");
+  std::string tried;
+  for (runtime* rt : asked) tried += (tried.empty() ? "" : " or ") + std::string(rt->name());
+  co_return fail(errc::not_found, "container " + container + " does not exist (asked " + tried + ")");
 }
 
 }  // namespace migrated::runtime

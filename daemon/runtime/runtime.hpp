@@ -138,8 +138,13 @@ class runtime_set {
   runtime* find(std::string_view name) const;
   std::vector<std::string> names() const;
   // The runtime named `name`, or (empty name) the first one that knows the
-  // container; errc::not_found naming the runtimes asked otherwise.
-  awaitable<result<runtime*>> locate(const std::string& container, const std::string& name) const;
+  // container, with the container as it found it; errc::not_found naming the
+  // runtimes asked otherwise.
+  struct located {
+    runtime* rt = nullptr;
+    container_info container;
+  };
+  awaitable<result<located>> locate(const std::string& container, const std::string& name) const;
 
  private:
   std::vector<std::unique_ptr<runtime>> all_;

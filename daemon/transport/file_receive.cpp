@@ -38,6 +38,7 @@ struct incoming_file {
   unique_fd fd;
   std::unique_ptr<xxh128_stream> hash = std::make_unique<xxh128_stream>();
   std::unique_ptr<chunk_sink> sink;  // produced files: bytes go here, not to fd
+  bool image = false;                // an image archive: no size announced
   bool open = true;
 };
 
@@ -63,7 +64,8 @@ class receiver {
       auto& f = files_[b.file_id()];
       f.name = b.path();
       f.path = *path;
-      f.size = b.engine_image() ? max_image_bytes : b.size();
+      f.size = b.size();
+      f.image = b.engine_image();
       f.sink = std::move(*sink);
       return {};
     }
@@ -91,7 +93,7 @@ class receiver {
   // Runs on the pool: decompress, hash, write.
   result<void> chunk(incoming_file& f, const pb::FileChunk& c, std::vector<std::uint8_t>& payload) {
     if (c.offset() != f.next) return fail(errc::protocol, f.name + ": chunk out of order");
-    const std::uint64_t limit = f.sink ? max_stream_bytes(f.size) : f.size;
+    const std::uint64_t limit = f.image ? max_image_bytes : f.sink ? max_stream_bytes(f.size) : f.size;
     if (c.raw_bytes() > wire::max_payload_bytes || f.next + c.raw_bytes() > limit)
       return fail(errc::protocol, f.name + ": chunk beyond the announced size");
     std::vector<std::uint8_t>* data = &payload;
@@ -136,7 +138,7 @@ class receiver {
     file.open = false;
     ++completed_;
     if (file.sink) {
-      bytes_raw_ += file.size == max_image_bytes ? file.next : file.size;
+      bytes_raw_ += file.image ? file.next : file.size;  // an archive counts what streamed
       auto ok = file.sink->finish(e);
       file.sink.reset();
       return ok;
