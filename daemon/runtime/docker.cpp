@@ -4,7 +4,6 @@
 #include <regex>
 
 #include "criu/criu.hpp"
-#include "runtime/process.hpp"
 
 namespace migrated::runtime {
 namespace {
@@ -114,8 +113,7 @@ json create_spec(const json& inspected) {
 docker_runtime::docker_runtime(const config& cfg, asio::thread_pool& pool)
     : engine_(cfg.docker.socket),
       cfg_(cfg.docker),
-      runc_binary_(cfg.runc.binary.string()),
-      criu_binary_(cfg.criu.binary.string()),
+      engine_runc_(cfg, pool, cfg.docker.runc_root, {}),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       pool_(pool) {}
@@ -175,24 +173,13 @@ awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const 
 // images into its content store and Docker untars them again: 4-7x the dump
 // itself (1.1-2.1 s against 0.2-0.3 s for 32 MiB here). The container is a
 // runc container under the engine's runc root, so dump it there, with the
-// options Docker's restore uses (no --tcp-established, no --file-locks).
-// A final dump ends the container as `docker stop` would; the engine sees
-// it exit (137), and `start --checkpoint` brings it back.
+// options Docker's restore uses (none: no --tcp-established, no
+// --file-locks). A final dump ends the container as `docker stop` would; the
+// engine sees it exit (137), and `start --checkpoint` brings it back.
 awaitable<result<void>> docker_runtime::checkpoint_with_runc(const std::string& id, const std::string& full_id,
                                                              const checkpoint_request& req) {
-  std::vector<std::string> args{runc_binary_, "--root", cfg_.runc_root.string(), "--criu", criu_binary_,
-                                "checkpoint", "--image-path", req.image_dir.string(), "--work-path",
-                                req.work_dir.string()};
-  if (req.leave_running) args.push_back("--leave-running");
-  args.push_back(full_id);
-  const process_options opts{.timeout = checkpoint_timeout_};
-  auto r = co_await run(pool_, args, opts);
-  if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
-  if (!r->ok()) {
-    std::string msg = "checkpoint " + id + ": runc checkpoint: " + r->summary();
-    if (auto lifted = criu::log_errors(req.work_dir / "dump.log"); !lifted.empty()) msg += "; criu: " + lifted;
-    co_return fail(errc::criu, msg);
-  }
+  auto ok = co_await engine_runc_.checkpoint(full_id, req);
+  if (!ok) co_return fail(ok.error().code, "checkpoint " + id + " (" + ok.error().message + ")");
   co_return result<void>{};
 }
 

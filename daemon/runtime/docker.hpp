@@ -20,6 +20,7 @@
 #pragma once
 
 #include "docker/engine.hpp"
+#include "runtime/runc.hpp"
 #include "runtime/runtime.hpp"
 
 namespace migrated::runtime {
@@ -64,8 +65,7 @@ class docker_runtime final : public runtime {
 
   docker::engine engine_;
   config::docker_config cfg_;
-  std::string runc_binary_;
-  std::string criu_binary_;
+  runc_runtime engine_runc_;  // runc on the engine's own runc root, for dumps
   std::chrono::milliseconds checkpoint_timeout_;
   std::chrono::milliseconds restore_timeout_;
   std::filesystem::path data_root_;  // the engine's DockerRootDir

@@ -51,8 +51,16 @@ runc_runtime::runc_runtime(const config& cfg, asio::thread_pool& pool)
     : cfg_(cfg.runc),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
+      criu_options_{"--tcp-established", "--file-locks"},
       pool_(pool) {
   criu_binary_ = cfg.criu.binary.string();
+}
+
+runc_runtime::runc_runtime(const config& cfg, asio::thread_pool& pool, const std::filesystem::path& root,
+                           std::vector<std::string> criu_options)
+    : runc_runtime(cfg, pool) {
+  cfg_.root = root;
+  criu_options_ = std::move(criu_options);
 }
 
 std::vector<std::string> runc_runtime::base_args() const {
@@ -101,7 +109,8 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
 awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
   auto args = base_args();
   args.insert(args.end(), {"checkpoint", "--image-path", req.image_dir.string(), "--work-path",
-                           req.work_dir.string(), "--tcp-established", "--file-locks"});
+                           req.work_dir.string()});
+  args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running) args.push_back("--leave-running");
   args.push_back(id);
   const process_options opts{.timeout = checkpoint_timeout_};
@@ -143,8 +152,9 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
 }
 
 awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
-  const std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
-                                      req.work_dir.string(), "--tcp-established", "--file-locks"};
+  std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
+                                req.work_dir.string()};
+  verb.insert(verb.end(), criu_options_.begin(), criu_options_.end());
   co_return co_await launch(id, verb, req.bundle, req.work_dir, "restore");
 }
 
