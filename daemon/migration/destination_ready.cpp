@@ -14,34 +14,38 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
 }  // namespace
 
+// The replay hook (replay only), then the probe; what answered.
+awaitable<result<std::string>> destination_session::wait_for_service() {
+  auto info = co_await rt_->inspect(container_);
+  if (!info) co_return std::unexpected(info.error());
+  if (info->status != "running") co_return fail(errc::runtime, container_ + " is " + info->status + ", not running");
+  auto probe = ready::from_labels(info->labels);
+  if (!probe) co_return std::unexpected(probe.error());
+  if (!info->labels.contains("migrated.ready.timeout_ms")) probe->timeout = ctx_.cfg.timeouts.ready;
+  if (method_ == pb::REPLAY) {
+    auto hook = info->labels.find("migrated.replay");
+    if (hook == info->labels.end() || hook->second.empty())
+      co_return fail(errc::invalid_argument, container_ + " has no replay hook (label migrated.replay)");
+    enter(phase::replay, hook->second);
+    const std::vector<std::string> argv{"sh", "-c", hook->second};
+    auto code = co_await rt_->exec(container_, argv, ctx_.cfg.timeouts.ready);
+    if (!code) co_return std::unexpected(code.error().context("replay hook"));
+    if (*code != 0) co_return fail(errc::runtime, "replay hook '" + hook->second + "' exited " + std::to_string(*code));
+  }
+  const std::string what = probe->type == ready::probe::kind::none ? "process running" : probe->describe();
+  enter(phase::ready, what);
+  runtime::runtime* rt = rt_;
+  const std::string id = container_;
+  const auto timeout = probe->timeout;
+  ready::exec_fn exec = [rt, id, timeout](const std::vector<std::string>& argv) -> awaitable<result<int>> {
+    co_return co_await rt->exec(id, argv, timeout);
+  };
+  if (auto waited = co_await ready::wait_ready(*probe, exec); !waited) co_return std::unexpected(waited.error());
+  co_return what;
+}
+
 awaitable<result<void>> destination_session::become_ready(const stopwatch& since) {
-  auto outcome = co_await [&]() -> awaitable<result<std::string>> {
-    auto info = co_await rt_->inspect(container_);
-    if (!info) co_return std::unexpected(info.error());
-    if (info->status != "running") co_return fail(errc::runtime, container_ + " is " + info->status + ", not running");
-    auto probe = ready::from_labels(info->labels);
-    if (!probe) co_return std::unexpected(probe.error());
-    if (!info->labels.contains("migrated.ready.timeout_ms")) probe->timeout = ctx_.cfg.timeouts.ready;
-    runtime::runtime* rt = rt_;
-    const std::string id = container_;
-    const auto timeout = probe->timeout;
-    ready::exec_fn exec = [rt, id, timeout](const std::vector<std::string>& argv) -> awaitable<result<int>> {
-      co_return co_await rt->exec(id, argv, timeout);
-    };
-    if (method_ == pb::REPLAY) {
-      auto hook = info->labels.find("migrated.replay");
-      if (hook == info->labels.end() || hook->second.empty())
-        co_return fail(errc::invalid_argument, container_ + " has no replay hook (label migrated.replay)");
-      enter(phase::replay, hook->second);
-      const std::vector<std::string> argv{"sh", "-c", hook->second};
-      auto code = co_await rt_->exec(container_, argv, ctx_.cfg.timeouts.ready);
-      if (!code) co_return std::unexpected(code.error().context("replay hook"));
-      if (*code != 0) co_return fail(errc::runtime, "replay hook '" + hook->second + "' exited " + std::to_string(*code));
-    }
-    enter(phase::ready, probe->type == ready::probe::kind::none ? "process running" : probe->describe());
-    if (auto waited = co_await ready::wait_ready(*probe, exec); !waited) co_return std::unexpected(waited.error());
-    co_return probe->type == ready::probe::kind::none ? std::string("process running") : probe->describe();
-  }();
+  auto outcome = co_await wait_for_service();
   pb::Envelope env;
   auto* r = env.mutable_ready();
   r->set_migration_id(id_);

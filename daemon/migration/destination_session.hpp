@@ -41,6 +41,7 @@ class destination_session {
   awaitable<result<void>> receive_tree_for(const pb::TreeManifest& first);
   awaitable<result<void>> launch(bool fresh);
   awaitable<result<void>> become_ready(const stopwatch& since);
+  awaitable<result<std::string>> wait_for_service();
   awaitable<result<void>> await_commit();
   awaitable<void> clean_up(bool success);
   void enter(std::string_view phase, std::string detail = {});
