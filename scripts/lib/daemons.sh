@@ -120,23 +120,30 @@ daemon_log_tail() {
   done
 }
 
-# daemon_stop X: SIGTERM, then SIGKILL after MIG_DAEMON_TIMEOUT_S; returns
-# the daemon's exit status (0 when it was not running).
-daemon_stop() {
-  local x=$1 pid=${MIG_DAEMON_PID[$1]:-} i rc=0
-  [ -n "$pid" ] || return 0
-  unset "MIG_DAEMON_PID[$x]"
+# terminate PID SECONDS WHAT: SIGTERM, then SIGKILL (saying so) when PID
+# still runs after SECONDS; returns its exit status when it is our child.
+terminate() {
+  local pid=$1 seconds=$2 what=$3 i rc=0
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < MIG_DAEMON_TIMEOUT_S * 10; i++)); do
+  for ((i = 0; i < seconds * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    printf 'daemon %s ignored SIGTERM; killing it\n' "$x" >&2
+    printf '%s ignored SIGTERM; killing it\n' "$what" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || rc=$?
   return "$rc"
+}
+
+# daemon_stop X: SIGTERM, then SIGKILL after MIG_DAEMON_TIMEOUT_S; returns
+# the daemon's exit status (0 when it was not running).
+daemon_stop() {
+  local x=$1 pid=${MIG_DAEMON_PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  unset "MIG_DAEMON_PID[$x]"
+  terminate "$pid" "$MIG_DAEMON_TIMEOUT_S" "daemon $x"
 }
 
 daemon_running() {

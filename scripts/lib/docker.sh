@@ -7,7 +7,7 @@
 #
 # The test image migrated-test:1 (busybox-static + memcounter, no registry)
 # is imported from a local rootfs. Sourced after hosts.sh, bundle.sh and
-# daemons.sh.
+# daemons.sh (terminate).
 
 MIG_DOCKER_ROOT=${MIG_DOCKER_ROOT:-/var/lib/migrated-test}
 MIG_DOCKER_RUN=${MIG_DOCKER_RUN:-/run/migrated-test}
@@ -58,19 +58,13 @@ docker_engine_start() {
 # Stops host X's engine: the one this shell started, or one a previous run
 # left behind (found by its pid file).
 docker_engine_stop() {
-  local x=$1 pid pidfile i
+  local x=$1 pid pidfile
   pidfile=$MIG_DOCKER_RUN/$(docker_name "$x").pid
   pid=$(cat "$pidfile" 2>/dev/null || true)
   [ -n "$pid" ] || pid=${MIG_DOCKERD_PID[$x]:-}
   unset "MIG_DOCKERD_PID[$x]"
   [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  terminate "$pid" 30 "dockerd of host $x" || true
   rm -f "$pidfile"
 }
 
