@@ -6,18 +6,18 @@
 #include <fstream>
 #include <vector>
 
-#include "runtime/process.hpp"
+#include "process/process.hpp"
 
 namespace migrated::criu {
 
-awaitable<features> detect(asio::thread_pool& pool, const std::filesystem::path& binary) {
+awaitable<features> detect(const std::filesystem::path& binary) {
   features f;
   const std::string bin = binary.string();
   // (argument vectors are named variables: g++ 12 miscompiles braced
   // initializer lists passed to coroutines)
-  runtime::process_options quick{.timeout = std::chrono::seconds(30)};
+  process::options quick{.timeout = std::chrono::seconds(30)};
   std::vector<std::string> args{bin, "--version"};
-  auto version = co_await runtime::run(pool, args, quick);
+  auto version = co_await process::run(args, quick);
   if (!version || !version->ok()) {
     f.problem = version ? "criu --version: " + version->summary() : version.error().message;
     co_return f;
@@ -28,14 +28,14 @@ awaitable<features> detect(asio::thread_pool& pool, const std::filesystem::path&
     f.version = version->out.substr(pos + 9, end == std::string::npos ? std::string::npos : end - pos - 9);
   }
   args = {bin, "check"};
-  auto check = co_await runtime::run(pool, args, quick);
+  auto check = co_await process::run(args, quick);
   f.usable = check && check->ok();
   if (!f.usable) f.problem = check ? "criu check: " + check->summary() : check.error().message;
   args = {bin, "check", "--feature", "mem_dirty_track"};
-  auto dirty = co_await runtime::run(pool, args, quick);
+  auto dirty = co_await process::run(args, quick);
   f.dirty_tracking = dirty && dirty->ok();
   args = {bin, "check", "--feature", "uffd-noncoop"};
-  auto uffd = co_await runtime::run(pool, args, quick);
+  auto uffd = co_await process::run(args, quick);
   f.userfaultfd = uffd && uffd->ok();
   co_return f;
 }

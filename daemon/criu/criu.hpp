@@ -20,7 +20,7 @@ struct features {
   std::string problem;        // why not usable
 };
 
-awaitable<features> detect(asio::thread_pool& pool, const std::filesystem::path& binary);
+awaitable<features> detect(const std::filesystem::path& binary);
 
 // Up to max_lines "Error (...)" lines of a CRIU log, joined with "; ",
 // followed by " (see <log>)". Empty when the log has none or is missing.

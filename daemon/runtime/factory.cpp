@@ -7,7 +7,7 @@ namespace migrated::runtime {
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
                                                          asio::thread_pool& pool) {
   if (name == "runc") {
-    auto rt = std::make_unique<runc_runtime>(cfg, pool);
+    auto rt = std::make_unique<runc_runtime>(cfg);
     if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
     co_return std::unique_ptr<runtime>(std::move(rt));
   }

@@ -1,4 +1,4 @@
-// runc backend. Every call is a `runc` child process on the pool; failures
+// runc backend. Every call is a `runc` child process, awaited; failures
 // carry runc's last stderr line and, for checkpoint/restore, the Error lines
 // of CRIU's log from the work directory.
 #include "runtime/runc.hpp"
@@ -11,14 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "criu/criu.hpp"
-#include "runtime/process.hpp"
+#include "process/process.hpp"
 
 namespace migrated::runtime {
 namespace {
 
 using json = nlohmann::json;
 
-bool mentions_missing(const process_result& r) {
+bool mentions_missing(const process::result_of_run& r) {
   const std::string& e = r.err;
   return e.find("does not exist") != std::string::npos || e.find("not found") != std::string::npos ||
          e.find("not exist") != std::string::npos;
@@ -38,7 +38,7 @@ std::string last_error_line(const std::filesystem::path& log) {
   return msg;
 }
 
-error criu_failure(const std::string& what, const process_result& r, const std::filesystem::path& log) {
+error criu_failure(const std::string& what, const process::result_of_run& r, const std::filesystem::path& log) {
   std::string msg = what + ": " + r.summary();
   std::string lifted = criu::log_errors(log);
   if (!lifted.empty()) msg += "; criu: " + lifted;
@@ -47,18 +47,17 @@ error criu_failure(const std::string& what, const process_result& r, const std::
 
 }  // namespace
 
-runc_runtime::runc_runtime(const config& cfg, asio::thread_pool& pool)
+runc_runtime::runc_runtime(const config& cfg)
     : cfg_(cfg.runc),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
-      criu_options_{"--tcp-established", "--file-locks"},
-      pool_(pool) {
+      criu_options_{"--tcp-established", "--file-locks"} {
   criu_binary_ = cfg.criu.binary.string();
 }
 
-runc_runtime::runc_runtime(const config& cfg, asio::thread_pool& pool, const std::filesystem::path& root,
+runc_runtime::runc_runtime(const config& cfg, const std::filesystem::path& root,
                            std::vector<std::string> criu_options)
-    : runc_runtime(cfg, pool) {
+    : runc_runtime(cfg) {
   cfg_.root = root;
   criu_options_ = std::move(criu_options);
 }
@@ -69,7 +68,7 @@ std::vector<std::string> runc_runtime::base_args() const {
 
 awaitable<result<void>> runc_runtime::probe() {
   std::vector<std::string> args{cfg_.binary.string(), "--version"};
-  auto r = co_await run(pool_, args);
+  auto r = co_await process::run(args);
   if (!r) co_return std::unexpected(r.error().context("runc runtime"));
   if (!r->ok()) co_return fail(errc::runtime, "runc runtime: `" + cfg_.binary.string() + " --version` failed: " + r->summary());
   std::error_code ec;
@@ -83,8 +82,8 @@ awaitable<result<void>> runc_runtime::probe() {
 awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"state", id});
-  const process_options opts{.timeout = std::chrono::seconds(30)};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error());
   if (!r->ok()) {
     if (mentions_missing(*r)) co_return fail(errc::not_found, "container " + id + " does not exist (runc root " + cfg_.root.string() + ")");
@@ -113,8 +112,8 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running) args.push_back("--leave-running");
   args.push_back(id);
-  const process_options opts{.timeout = checkpoint_timeout_};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = checkpoint_timeout_};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
   if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
   co_return result<void>{};
@@ -137,8 +136,8 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
   args.insert(args.end(), verb.begin(), verb.end());
   args.insert(args.end(), {"--detach", "--bundle", bundle.string(), "--pid-file", pid_file.string(), id});
   const std::string label = std::string(what) + " " + id;
-  const process_options opts{.timeout = restore_timeout_, .discard_output = true};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = restore_timeout_, .discard_output = true};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context(label));
   if (!r->ok()) {
     r->err = last_error_line(runc_log);
@@ -177,8 +176,8 @@ awaitable<result<container_info>> runc_runtime::create(const std::string& id, co
 awaitable<result<void>> runc_runtime::stop(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"kill", id, "TERM"});
-  const process_options opts{.timeout = std::chrono::seconds(30)};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("stop " + id));
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (int i = 0; i < 100; ++i) {
@@ -195,8 +194,8 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
   auto args = base_args();
   args.insert(args.end(), {"exec", id});
   args.insert(args.end(), argv.begin(), argv.end());
-  const process_options opts{.timeout = timeout};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = timeout};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("exec in " + id));
   if (r->signal) co_return fail(errc::runtime, "exec in " + id + ": killed by signal " + std::to_string(r->signal));
   co_return r->exit_code;
@@ -205,8 +204,8 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"delete", "--force", id});
-  const process_options opts{.timeout = std::chrono::seconds(30)};
-  auto r = co_await run(pool_, args, opts);
+  const process::options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("remove " + id));
   if (!r->ok() && !mentions_missing(*r)) co_return fail(errc::runtime, "runc delete " + id + ": " + r->summary());
   co_return result<void>{};

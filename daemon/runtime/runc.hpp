@@ -12,11 +12,10 @@ namespace migrated::runtime {
 
 class runc_runtime final : public runtime {
  public:
-  runc_runtime(const config& cfg, asio::thread_pool& pool);
+  explicit runc_runtime(const config& cfg);
   // runc on a state directory another manager owns (Docker's runc root),
   // with the CRIU options that manager's own restore will use.
-  runc_runtime(const config& cfg, asio::thread_pool& pool, const std::filesystem::path& root,
-               std::vector<std::string> criu_options);
+  runc_runtime(const config& cfg, const std::filesystem::path& root, std::vector<std::string> criu_options);
 
   std::string_view name() const override { return "runc"; }
   awaitable<result<container_info>> inspect(const std::string& id) override;
@@ -46,7 +45,6 @@ class runc_runtime final : public runtime {
   std::chrono::milliseconds restore_timeout_;
   std::string criu_binary_;
   std::vector<std::string> criu_options_;  // on dumps and restores alike
-  asio::thread_pool& pool_;
 };
 
 }  // namespace migrated::runtime
