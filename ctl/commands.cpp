@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "ctl/output.hpp"
-#include "migration/phases.hpp"
+#include "common/names.hpp"
 
 namespace migrated::ctl {
 namespace {
@@ -45,7 +45,7 @@ pb::Envelope make_request(const command_line& cl) {
     auto* m = env.mutable_migrate();
     m->set_container(cl.target);
     m->set_destination(cl.to);
-    m->set_method(migration::parse_method(cl.method));
+    m->set_method(parse_method(cl.method));
     m->set_follow(!cl.udp);
     m->set_runtime(cl.runtime);
     if (cl.auto_converge == "off") m->set_auto_converge(pb::AUTO_CONVERGE_OFF);

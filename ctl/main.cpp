@@ -5,7 +5,7 @@
 #include <string>
 
 #include "ctl/commands.hpp"
-#include "migration/phases.hpp"
+#include "common/names.hpp"
 
 namespace {
 
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     return usage_error((cl.command + " needs CONTAINER and --to PEER").c_str());
   if (cl.command == "abort" && cl.target.empty()) return usage_error("abort needs a migration id");
   if (cl.command == "measure" && cl.target.empty()) return usage_error("measure needs a container");
-  if (migration::parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
+  if (parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
     return usage_error(("unknown method " + cl.method).c_str());
   opts.daemon_udp = {opts.daemon.host, std::uint16_t(udp_port ? udp_port : opts.daemon.port + 1)};
 

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "migration/phases.hpp"
+#include "common/names.hpp"
 
 namespace migrated::ctl {
 namespace {
@@ -46,11 +46,11 @@ json to_json(const pb::Report& r) {
       {"container", r.container()},
       {"source", r.source()},
       {"destination", r.destination()},
-      {"method", std::string(migration::method_name(r.method()))},
-      {"requested_method", std::string(migration::method_name(r.requested_method()))},
+      {"method", std::string(method_name(r.method()))},
+      {"requested_method", std::string(method_name(r.requested_method()))},
       {"method_reason", r.method_reason()},
       {"runtime", r.runtime()},
-      {"result", std::string(migration::result_name(r.result()))},
+      {"result", std::string(result_name(r.result()))},
       {"error", r.error()},
       {"phase", r.phase()},
       {"downtime_ms", ms3(r.downtime_ms())},
@@ -81,8 +81,8 @@ std::string report_json(const pb::Report& r) { return to_json(r).dump(2); }
 
 std::string report_table(const pb::Report& r) {
   std::string out = fmt::format("migration {}  {}  {} -> {}  {}/{}  {}\n", r.id(), r.container(), r.source(),
-                                r.destination(), migration::method_name(r.method()), r.runtime(),
-                                migration::result_name(r.result()));
+                                r.destination(), method_name(r.method()), r.runtime(),
+                                result_name(r.result()));
   if (!r.error().empty()) out += fmt::format("  error       {}\n", r.error());
   out += fmt::format("  downtime    {:10.3f} ms\n", r.downtime_ms());
   out += fmt::format("  total       {:10.3f} ms\n", r.total_ms());
@@ -134,8 +134,8 @@ std::string status_table(const pb::StatusReply& s) {
                      "dest", "method", "result", "phase", "downtime ms");
   for (auto& r : s.migrations())
     out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12.3f}\n", r.id(), r.container(),
-                       r.source(), r.destination(), migration::method_name(r.method()),
-                       migration::result_name(r.result()), r.phase(), r.downtime_ms());
+                       r.source(), r.destination(), method_name(r.method()),
+                       result_name(r.result()), r.phase(), r.downtime_ms());
   return out;
 }
 
