@@ -155,6 +155,9 @@ const key_rule rules[] = {
     {"peers.*", set_peer},
     {"psk_file", [](auto& c, auto k, auto& v) { return read(c.psk_file, k, v); }},
     {"storage", [](auto& c, auto k, auto& v) { return read(c.storage_dir, k, v); }},
+    {"pool_threads", [](auto& c, auto k, auto& v) { return read_in<1, 64>(c.pool_threads, k, v); }},
+    {"max_concurrent_migrations",
+     [](auto& c, auto k, auto& v) { return read_in<1, 256>(c.max_concurrent_migrations, k, v); }},
     {"runtime.runc.binary", [](auto& c, auto k, auto& v) { return read(c.runc.binary, k, v); }},
     {"runtime.runc.root", [](auto& c, auto k, auto& v) { return read(c.runc.root, k, v); }},
     {"runtime.runc.bundles", [](auto& c, auto k, auto& v) { return read(c.runc.bundles, k, v); }},
@@ -333,6 +336,11 @@ void check_numbers(const config& cfg, problems& out) {
       {"connect_ms", cfg.timeouts.connect}, {"io_ms", cfg.timeouts.io},
       {"checkpoint_ms", cfg.timeouts.checkpoint}, {"restore_ms", cfg.timeouts.restore},
       {"commit_ms", cfg.timeouts.commit}, {"ready_ms", cfg.timeouts.ready}};
+  if (cfg.pool_threads < 1 || cfg.pool_threads > 64)
+    out.push_back("pool_threads: expected an integer 1..64, got " + std::to_string(cfg.pool_threads));
+  if (cfg.max_concurrent_migrations < 1 || cfg.max_concurrent_migrations > 256)
+    out.push_back("max_concurrent_migrations: expected an integer 1..256, got " +
+                  std::to_string(cfg.max_concurrent_migrations));
   if (cfg.precopy.throttle_step_pct > cfg.precopy.throttle_max_pct)
     out.push_back("precopy.throttle_step_pct: " + std::to_string(cfg.precopy.throttle_step_pct) +
                   " exceeds precopy.throttle_max_pct " + std::to_string(cfg.precopy.throttle_max_pct));

@@ -37,6 +37,11 @@ struct config {
   std::vector<peer_config> peers;            // peers: {name: host:port}
   std::filesystem::path psk_file = "/etc/migrated/psk";   // psk_file:
   std::filesystem::path storage_dir = "/var/lib/migrated"; // storage:
+  // Threads for blocking work (hashing, compression, file I/O, Docker API
+  // calls); child processes need none.
+  std::uint32_t pool_threads = 4;            // pool_threads: 1..64
+  // Migrations this node runs as the source at once; more wait, queued.
+  std::uint32_t max_concurrent_migrations = 4;  // max_concurrent_migrations: 1..256
 
   struct runc_config {
     std::filesystem::path binary = "runc";                       // runtime.runc.binary

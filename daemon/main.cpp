@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   asio::io_context io(1);
-  asio::thread_pool pool(4);
+  asio::thread_pool pool(cfg->pool_threads);
   int exit_code = 1;
   asio::co_spawn(io, server::run_node(*cfg, pool), [&](std::exception_ptr e, int code) {
     exit_code = code;
