@@ -27,10 +27,15 @@ using tcp = asio::ip::tcp;
 using udp = asio::ip::udp;
 
 // Runs `fn` (a plain function returning T) on the pool and resumes the
-// caller on its own executor with the value.
+// caller on its own executor with the value. The caller awaits at once, so
+// `fn` captures by reference: g++ 12 destroys a temporary with a
+// non-trivial destructor twice when it spans a co_await (a lambda holding a
+// path by value, say), and a closure of references has none. offload is
+// not a coroutine itself, for the same compiler's sake (by-value coroutine
+// parameters moved into captures are freed twice).
 template <class Fn>
 auto offload(asio::thread_pool& pool, Fn fn) -> awaitable<decltype(fn())> {
-  co_return co_await asio::co_spawn(
+  return asio::co_spawn(
       pool, [fn = std::move(fn)]() mutable -> awaitable<decltype(fn())> { co_return fn(); },
       use_awaitable);
 }

@@ -2,9 +2,8 @@
 // socket with Boost.Beast — no docker CLI to shell out to, no libcurl.
 //
 // It is synchronous on purpose. A Docker call is blocking work like a child
-// process: checkpoints and image loads take seconds to minutes, and the
-// callers already run runc and criu on the thread pool (offload() in
-// asio.hpp). A blocking client keeps each call a straight line of code and
+// process: checkpoints and image loads take seconds to minutes. Callers run
+// it on the thread pool (offload() in asio.hpp). A blocking client keeps each call a straight line of code and
 // keeps the I/O thread free. Every call opens its own connection
 // ("Connection: close"), so an engine object is immutable and may be shared
 // between pool threads. Every wait has a deadline: the socket is

@@ -43,6 +43,7 @@ awaitable<result<sync_stats>> send_tree(transport::channel& ch, const std::files
   auto f = co_await ch.recv();
   if (!f) co_return std::unexpected(f.error().context("tree sync"));
   if (f->msg.has_reply()) co_return std::unexpected(transport::to_result(f->msg.reply()).error().context("destination"));
+  if (f->msg.has_abort()) co_return std::unexpected(transport::aborted_by_peer(ch, f->msg.abort()));
   if (!f->msg.has_tree_wants()) co_return fail(errc::protocol, "tree sync: expected TreeWants");
 
   std::vector<transport::outgoing_file> files;

@@ -113,7 +113,7 @@ json create_spec(const json& inspected) {
 docker_runtime::docker_runtime(const config& cfg, asio::thread_pool& pool)
     : engine_(cfg.docker.socket),
       cfg_(cfg.docker),
-      engine_runc_(cfg, pool, cfg.docker.runc_root, {}),
+      engine_runc_(cfg, cfg.docker.runc_root, {}),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       pool_(pool) {}
@@ -199,24 +199,33 @@ awaitable<result<container_info>> docker_runtime::restore(const std::string& id,
   // where it looks. A rename when the storage shares the filesystem.
   const std::string name = "migrated-" + req.image_dir.filename().string();
   const auto target = data_root_ / "containers" / text(*j, "Id") / "checkpoints" / name;
-  std::error_code ec;
-  std::filesystem::create_directories(target.parent_path(), ec);
-  std::filesystem::remove_all(target, ec);
-  std::filesystem::rename(req.image_dir, target, ec);
-  if (ec) {
-    ec.clear();
-    std::filesystem::copy(req.image_dir, target, std::filesystem::copy_options::recursive, ec);
-    if (ec) co_return fail_errno(ec.value(), "restore " + id + ": place the checkpoint in " + target.string());
-  }
+  const auto from = req.image_dir;
+  auto placed = co_await offload(pool_, [&from, &target]() -> std::error_code {
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+    std::filesystem::remove_all(target, ec);
+    std::filesystem::rename(from, target, ec);
+    if (!ec) return ec;
+    ec.clear();  // another filesystem: copy it
+    std::filesystem::copy(from, target, std::filesystem::copy_options::recursive, ec);
+    return ec;
+  });
+  if (placed) co_return fail_errno(placed.value(), "restore " + id + ": place the checkpoint in " + target.string());
   auto started = co_await call(verb::post, "/containers/" + query_escape(id) + "/start?checkpoint=" + query_escape(name),
                                none, restore_timeout_);
   if (!started) {
     // The images go back where the caller keeps them (a source's rollback
     // names that directory when it gives up).
-    std::filesystem::rename(target, req.image_dir, ec);
+    co_await offload(pool_, [&from, &target] {
+      std::error_code ec;
+      std::filesystem::rename(target, from, ec);
+    });
     co_return std::unexpected(with_criu_log(started.error()).context("restore " + id));
   }
-  std::filesystem::remove_all(target, ec);  // the process runs: the images have served
+  co_await offload(pool_, [&target] {  // the process runs: the images have served
+    std::error_code ec;
+    std::filesystem::remove_all(target, ec);
+  });
   auto info = co_await inspect(id);
   if (!info) co_return std::unexpected(info.error().context("restore " + id));
   if (info->status != "running" || info->pid <= 0)

@@ -1,6 +1,6 @@
 // The Docker backend: the Engine API over its unix socket (docker/engine),
-// never the docker CLI. Every API call is blocking and runs on the pool, as
-// runc's child processes do.
+// never the docker CLI. Every API call is blocking and runs on the thread
+// pool (config: pool_threads), never on the I/O thread.
 //
 // How a container moves between engines:
 // - its writable layer (overlay2's UpperDir) is the tree that carries its

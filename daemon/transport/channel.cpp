@@ -46,9 +46,12 @@ void channel::close() {
   stream_.socket().close(ec);
 }
 
+void channel::cancel() { stream_.cancel(); }
+
 bool channel::is_open() const { return stream_.socket().is_open(); }
 
-awaitable<result<void>> channel::send(const pb::Envelope& msg, std::span<const std::uint8_t> payload) {
+awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, const pb::Envelope& msg,
+                                             std::span<const std::uint8_t> payload) {
   if (payload.size() > wire::max_payload_bytes)
     co_return fail(errc::internal, "payload too large to send");
   std::string header = msg.SerializeAsString();
@@ -62,7 +65,7 @@ awaitable<result<void>> channel::send(const pb::Envelope& msg, std::span<const s
                                          asio::buffer(payload.data(), payload.size()),
                                          asio::buffer(tag)};
   boost::system::error_code ec;
-  stream_.expires_after(io_timeout_);
+  stream_.expires_after(timeout);
   co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return io_error(ec, "send to", remote_);
   co_return result<void>{};
@@ -134,10 +137,16 @@ result<void> to_result(const pb::Reply& r) {
   return fail(from_code(r.code()), r.message().empty() ? "refused without a reason" : r.message());
 }
 
+error aborted_by_peer(const channel& ch, const pb::Abort& a) {
+  const std::string who = ch.peer.node().empty() ? ch.remote() : ch.peer.node();
+  return error{errc::cancelled, who + " gave up: " + (a.reason().empty() ? "no reason given" : a.reason())};
+}
+
 awaitable<result<pb::Reply>> expect_reply(channel& ch, std::string_view what,
                                           std::chrono::milliseconds timeout) {
   auto f = co_await ch.recv(timeout);
   if (!f) co_return std::unexpected(f.error().context(what));
+  if (f->msg.has_abort()) co_return std::unexpected(aborted_by_peer(ch, f->msg.abort()).context(what));
   if (!f->msg.has_reply())
     co_return fail(errc::protocol, std::string(what) + ": expected a reply, got message #" +
                                        std::to_string(f->msg.body_case()));

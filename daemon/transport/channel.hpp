@@ -28,7 +28,12 @@ class channel {
  public:
   channel(tcp::socket socket, std::chrono::milliseconds io_timeout);
 
-  awaitable<result<void>> send(const pb::Envelope& msg, std::span<const std::uint8_t> payload = {});
+  awaitable<result<void>> send(const pb::Envelope& msg, std::span<const std::uint8_t> payload = {}) {
+    return send_within(io_timeout_, msg, payload);
+  }
+  // A send with its own deadline (an Abort to a peer that may have stopped reading).
+  awaitable<result<void>> send_within(std::chrono::milliseconds timeout, const pb::Envelope& msg,
+                                      std::span<const std::uint8_t> payload = {});
   awaitable<result<frame>> recv() { return recv(io_timeout_); }
   awaitable<result<frame>> recv(std::chrono::milliseconds timeout);
 
@@ -40,6 +45,9 @@ class channel {
   void rekey(auth::bytes send_key, auth::bytes recv_key);
 
   void close();
+  // Ends the pending read or write (errc::cancelled) and keeps the
+  // connection open, so a last message can still be sent.
+  void cancel();
   bool is_open() const;
   std::string remote() const { return remote_; }
   std::chrono::milliseconds io_timeout() const { return io_timeout_; }
@@ -65,8 +73,11 @@ result<void> to_result(const pb::Reply& r);
 pb::Code to_code(errc c);
 errc from_code(pb::Code c);
 
-// Receives the next frame and requires it to be a Reply; returns the
-// reply's outcome as a result (the peer's message, prefixed by `what`).
+// The error a peer's Abort carries ("<peer> gave up: <reason>").
+error aborted_by_peer(const channel& ch, const pb::Abort& a);
+
+// Receives the next frame and requires it to be a Reply (an Abort is the
+// peer giving up: errc::cancelled with its reason); returns the reply.
 awaitable<result<pb::Reply>> expect_reply(channel& ch, std::string_view what,
                                           std::chrono::milliseconds timeout);
 

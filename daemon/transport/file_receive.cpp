@@ -1,6 +1,6 @@
-// The receiving side of file streams (see file_stream.hpp): chunks are
-// decompressed, hashed and written on the pool (or fed to a sink, for
-// produced files). Chunks of a file arrive in order; any gap, overrun, size
+// The receiving side of file streams (see file_stream.hpp): files are
+// opened, chunks decompressed, hashed and written, and files finished on the
+// pool (or fed to a sink, for produced files); the I/O thread only reads frames. Chunks of a file arrive in order; any gap, overrun, size
 // lie, unfinished file or checksum mismatch fails the stream with a message
 // naming the file, and the sender is told why.
 #include "transport/file_stream.hpp"
@@ -180,7 +180,9 @@ awaitable<result<void>> receive_loop(channel& ch, receiver& rx, const receive_op
     if (!f) co_return std::unexpected(f.error());
     auto& m = f->msg;
     if (m.has_file_begin()) {
-      if (auto ok = rx.begin(m.file_begin()); !ok) co_return ok;
+      // Opening may create directories, read a pagemap or connect to an engine: not on the I/O thread.
+      auto ok = co_await offload(*opts.pool, [&] { return rx.begin(m.file_begin()); });
+      if (!ok) co_return ok;
     } else if (m.has_file_chunk()) {
       auto file = rx.find(m.file_chunk().file_id());
       if (!file) co_return std::unexpected(file.error());
@@ -188,7 +190,9 @@ awaitable<result<void>> receive_loop(channel& ch, receiver& rx, const receive_op
       auto ok = co_await offload(*opts.pool, [&] { return rx.chunk(**file, m.file_chunk(), f->payload); });
       if (!ok) co_return ok;
     } else if (m.has_file_end()) {
-      if (auto ok = rx.end(m.file_end()); !ok) co_return ok;
+      // Finishing may flush a rebuilt pages file or wait for an engine to load an image.
+      auto ok = co_await offload(*opts.pool, [&] { return rx.end(m.file_end()); });
+      if (!ok) co_return ok;
     } else if (m.has_stream_end()) {
       co_return rx.finish(m.stream_end());
     } else if (m.has_abort()) {

@@ -84,11 +84,14 @@ result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t
 awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_file& f,
                                  const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
                                  stream_stats& st, std::uint64_t& raw_total) {
-  auto opened = open_readonly(f.path);
+  struct stat sb {};
+  auto opened = co_await offload(*opts.pool, [&]() -> result<unique_fd> {
+    auto fd = open_readonly(f.path);
+    if (fd && ::fstat(fd->get(), &sb) != 0) return fail_errno(errno, "stat " + f.path.string());
+    return fd;
+  });
   if (!opened) co_return std::unexpected(opened.error());
   unique_fd fd = std::move(*opened);
-  struct stat sb {};
-  if (::fstat(fd.get(), &sb) != 0) co_return fail_errno(errno, "stat " + f.path.string());
   const std::uint64_t size = std::uint64_t(sb.st_size);
 
   pb::Envelope begin;
@@ -229,6 +232,7 @@ awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoi
     // The receiver may have refused the stream and said why before closing.
     if (ch.is_open()) {
       auto why = co_await ch.recv(std::chrono::milliseconds(500));
+      if (why && why->msg.has_abort()) co_return std::unexpected(aborted_by_peer(ch, why->msg.abort()));
       if (why && why->msg.has_reply() && !why->msg.reply().ok())
         co_return std::unexpected(to_result(why->msg.reply()).error().context("receiver refused the stream"));
     }
