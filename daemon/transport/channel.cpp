@@ -46,7 +46,10 @@ void channel::close() {
   stream_.socket().close(ec);
 }
 
-void channel::cancel() { stream_.cancel(); }
+void channel::cancel() {
+  reads_cancelled_ = true;
+  stream_.cancel();
+}
 
 bool channel::is_open() const { return stream_.socket().is_open(); }
 
@@ -72,6 +75,7 @@ awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, 
 }
 
 awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
+  if (reads_cancelled_) co_return fail(errc::cancelled, "receive from " + remote_ + ": cancelled");
   std::array<std::uint8_t, wire::prefix_bytes> pre{};
   boost::system::error_code ec;
   stream_.expires_after(timeout);

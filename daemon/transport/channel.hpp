@@ -45,8 +45,8 @@ class channel {
   void rekey(auth::bytes send_key, auth::bytes recv_key);
 
   void close();
-  // Ends the pending read or write (errc::cancelled) and keeps the
-  // connection open, so a last message can still be sent.
+  // Ends the pending read or write (errc::cancelled) and refuses every
+  // later read; the connection stays open, so a last message can be sent.
   void cancel();
   bool is_open() const;
   std::string remote() const { return remote_; }
@@ -62,6 +62,7 @@ class channel {
   wire::sealer recv_sealer_;
   std::string remote_;
   std::vector<std::uint8_t> buf_;
+  bool reads_cancelled_ = false;
 };
 
 // An Envelope holding the Reply to `request_id`: ok, or carrying the error.
