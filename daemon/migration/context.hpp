@@ -1,11 +1,13 @@
 // What a migration session needs from its node: configuration, key,
-// identity, the thread pool, the runtimes and the registry of migrations.
+// identity, the thread pool, the runtimes, the registry of migrations and
+// the queue of migrations waiting for a slot.
 // Built once in main and passed by reference; sessions own nothing of it.
 #pragma once
 
 #include "asio.hpp"
 #include "common/auth.hpp"
 #include "common/config.hpp"
+#include "migration/admission.hpp"
 #include "migration/registry.hpp"
 #include "runtime/runtime.hpp"
 #include "transport/handshake.hpp"
@@ -19,6 +21,7 @@ struct node_context {
   asio::thread_pool& pool;
   runtime::runtime_set& runtimes;
   registry& migrations;
+  admission& slots;  // max_concurrent_migrations
 };
 
 }  // namespace migrated::migration

@@ -2,6 +2,7 @@
 // its state arrives (see destination_session.hpp). The image is looked up
 // by id, so a same-named but different image is not mistaken for it.
 #include "common/log.hpp"
+#include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
 #include "migration/destination_session.hpp"
 #include "transport/file_stream.hpp"
@@ -28,7 +29,7 @@ class image_sink final : public transport::chunk_sink {
 // spec; not_found when the image should be sent (then reads it right away).
 awaitable<result<void>> destination_session::provision(const pb::Envelope& env) {
   const auto& p = env.provision();
-  enter(phase::image, p.image());
+  log::info(*logger(), id_, phase::image, "{}: image {}", container_, p.image());
   // (Outcomes are named locals: g++ 12 mishandles temporaries passed to coroutines.)
   result<void> outcome = co_await provide_image(p);
   if (outcome) {
@@ -94,8 +95,8 @@ awaitable<result<void>> destination_session::receive_image() {
   };
   auto st = co_await transport::receive_files(ch_, dir_, opts);
   if (!st) co_return std::unexpected(st.error().context("image"));
-  report_.set_bytes_engine_image(st->bytes_raw);
-  report_.set_image_ms(sw.ms());
+  stats_.bytes_engine_image = st->bytes_raw;
+  stats_.image_ms = sw.ms();
   log::info(*logger(), id_, phase::image, "loaded {} bytes from {} in {:.0f} ms", st->bytes_raw, ch_.peer.node(), sw.ms());
   co_return result<void>{};
 }
@@ -115,10 +116,11 @@ awaitable<result<void>> destination_session::receive_tree_for(const pb::TreeMani
     co_await ch_.reply(0, bad);
     co_return bad;
   }
-  enter(phase::pull, first.tree() + " sync");
+  log::info(*logger(), id_, stats_.phase, "{}: {} sync", container_, first.tree());
   auto st = co_await receive_tree(ch_, root, first, ctx_.pool);
   if (!st) co_return std::unexpected(st.error());
-  report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
+  stats_.bytes_rootfs += st->files.bytes_raw;
+  stats_.round(state_ == state::pulling ? "pull" : "final").add(st->files);
   co_return result<void>{};
 }
 

@@ -4,6 +4,7 @@
 // Without a probe, Ready means the process runs. A probe that never
 // answers is a failed migration: Ready{ok: false} makes the source roll back.
 #include "common/log.hpp"
+#include "common/names.hpp"
 #include "migration/destination_session.hpp"
 #include "ready/probe.hpp"
 
@@ -26,14 +27,14 @@ awaitable<result<std::string>> destination_session::wait_for_service() {
     auto hook = info->labels.find("migrated.replay");
     if (hook == info->labels.end() || hook->second.empty())
       co_return fail(errc::invalid_argument, container_ + " has no replay hook (label migrated.replay)");
-    enter(phase::replay, hook->second);
+    log::info(*logger(), id_, phase::replay, "{}: replay hook {}", container_, hook->second);
     const std::vector<std::string> argv{"sh", "-c", hook->second};
     auto code = co_await rt_->exec(container_, argv, ctx_.cfg.timeouts.ready);
     if (!code) co_return std::unexpected(code.error().context("replay hook"));
     if (*code != 0) co_return fail(errc::runtime, "replay hook '" + hook->second + "' exited " + std::to_string(*code));
   }
   const std::string what = probe->type == ready::probe::kind::none ? "process running" : probe->describe();
-  enter(phase::ready, what);
+  enter(state::waiting_ready, what);
   runtime::runtime* rt = rt_;
   const std::string id = container_;
   const auto timeout = probe->timeout;
@@ -53,8 +54,8 @@ awaitable<result<void>> destination_session::become_ready(const stopwatch& since
   r->set_ok(outcome.has_value());
   if (outcome) {
     r->set_probe(*outcome);
-    report_.set_ready_ms(since.ms());
-    report_.set_ready_probe(*outcome);
+    stats_.ready_ms = since.ms();
+    stats_.ready_probe = *outcome;
   } else {
     r->set_code(transport::to_code(outcome.error().code));
     r->set_message(outcome.error().message);

@@ -1,19 +1,26 @@
-// Destination side of a migration (see destination_session.hpp).
+// Destination side of a migration (see destination_session.hpp): the flow,
+// top to bottom, and the rounds of images.
 #include "migration/destination_session.hpp"
 
 #include <signal.h>
 
+#include <array>
 #include <regex>
 
 #include "common/fault.hpp"
 #include "common/log.hpp"
+#include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
+#include "migration/fault_point.hpp"
 #include "transport/file_stream.hpp"
 
 namespace migrated::migration {
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// How long an Abort to the source may take when this side gives up.
+constexpr auto abort_timeout = std::chrono::seconds(2);
 
 // Container ids become directory names and runc ids here: keep them plain.
 bool valid_container_id(const std::string& id) {
@@ -26,67 +33,126 @@ bool valid_migration_id(const std::string& id) {
   return std::regex_match(id, re);
 }
 
+bool keeps_process_state(pb::Method m) { return m == pb::COLD || m == pb::PRECOPY; }
+
+// What each state accepts next (Abort is always accepted). Named arrays, not
+// braced lists at the call: g++ 12 miscompiles those passed to coroutines.
+using kind = pb::Envelope::BodyCase;
+constexpr std::array<kind, 1> provision_first{pb::Envelope::kProvision};
+constexpr std::array<kind, 2> trees_or_begin{pb::Envelope::kTreeManifest, pb::Envelope::kMigrateBegin};
+constexpr std::array<kind, 2> trees_or_prepare_end{pb::Envelope::kTreeManifest, pb::Envelope::kPrepareEnd};
+constexpr std::array<kind, 2> rounds_or_trees{pb::Envelope::kRoundBegin, pb::Envelope::kTreeManifest};
+constexpr std::array<kind, 1> commit_only{pb::Envelope::kCommit};
+
+std::string_view phase_of(destination_session::state s) {
+  using st = destination_session::state;
+  switch (s) {
+    case st::pulling: return phase::pull;
+    case st::receiving: return phase::transfer;
+    case st::launching: return phase::restore;
+    case st::waiting_ready: return phase::ready;
+    case st::waiting_commit: return phase::commit;
+    case st::committed: return phase::commit;
+    case st::removing: return phase::rollback;
+    case st::done: return phase::done;
+    case st::failed: return phase::failed;
+  }
+  return "unknown";
+}
+
+// "Commit" for messages: the Envelope's field name.
+std::string message_name(pb::Envelope::BodyCase c) {
+  const auto* field = pb::Envelope::descriptor()->FindFieldByNumber(int(c));
+  return field ? std::string(field->name()) : "message #" + std::to_string(int(c));
+}
+
 }  // namespace
+
+std::string_view name(destination_session::state s) {
+  using st = destination_session::state;
+  switch (s) {
+    case st::pulling: return "pulling";
+    case st::receiving: return "receiving";
+    case st::launching: return "launching";
+    case st::waiting_ready: return "waiting_ready";
+    case st::waiting_commit: return "waiting_commit";
+    case st::committed: return "committed";
+    case st::removing: return "removing";
+    case st::done: return "done";
+    case st::failed: return "failed";
+  }
+  return "unknown";
+}
 
 destination_session::destination_session(node_context& ctx, transport::channel& ch) : ctx_(ctx), ch_(ch) {}
 
-void destination_session::enter(std::string_view phase, std::string detail) {
-  report_.set_phase(std::string(phase));
-  ctx_.migrations.update(report_);
-  log::info(*logger(), id_, phase, "{}{}{}", container_, detail.empty() ? "" : ": ", detail);
+void destination_session::enter(state s, std::string detail) {
+  state_ = s;
+  stats_.phase = std::string(phase_of(s));
+  stats_.total_ms = total_.ms();
+  if (!id_.empty()) ctx_.migrations.update(to_report(stats_));
+  log::info(*logger(), id_, stats_.phase, "{}{}{}", container_, detail.empty() ? "" : ": ", detail);
+}
+
+void destination_session::cancel(const std::string& reason) {
+  // After Commit was read the container is this node's: nothing to give up.
+  if (state_ == state::committed || state_ == state::removing || state_ == state::done || state_ == state::failed)
+    return;
+  if (!cancelled_) cancelled_ = reason;
+  fault_point::resume(id_);
+  ch_.cancel();  // whatever waits on the source ends now; the link stays for the Abort
 }
 
 awaitable<void> destination_session::run(const pb::Envelope& pull) {
-  auto outcome = co_await serve(pull);
-  report_.set_total_ms(total_.ms());
-  if (outcome) {
-    report_.set_result(pb::RESULT_OK);
-    enter(phase::done, committed_ ? "committed, running here" : "bundle received");
-  } else {
-    report_.set_error(outcome.error().message);
-    report_.set_result(restored_ ? pb::RESULT_ROLLED_BACK : pb::RESULT_FAILED);
-    if (!id_.empty()) log::warn(*logger(), id_, report_.phase(), "{}", outcome.error().message);
+  result<void> outcome;
+  try {
+    outcome = co_await serve(pull);
+  } catch (const std::exception& e) {
+    outcome = fail(errc::internal, std::string("internal error in the migration session: ") + e.what());
   }
-  co_await clean_up(outcome.has_value());
-  if (!id_.empty()) ctx_.migrations.finish(report_);
+  if (!outcome && cancelled_ && outcome.error().message.find(*cancelled_) == std::string::npos)
+    outcome = fail(errc::cancelled, *cancelled_ + " (" + outcome.error().message + ")");
+  co_await clean_up(outcome);
+  stats_.total_ms = total_.ms();
+  if (outcome) {
+    stats_.result = pb::RESULT_OK;
+    enter(state::done, state_ == state::committed ? "committed, running here" : "prepared");
+  } else {
+    stats_.error = outcome.error().message;
+    stats_.result = launched_ ? pb::RESULT_ROLLED_BACK : pb::RESULT_FAILED;
+    if (!id_.empty()) log::warn(*logger(), id_, stats_.phase, "{}", outcome.error().message);
+    enter(state::failed, std::string(result_name(stats_.result)));
+  }
+  if (!id_.empty()) ctx_.migrations.finish(to_report(stats_));
 }
+
+// --- the flow ------------------------------------------------------------------
 
 awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   if (auto ok = co_await accept_pull(pull); !ok) co_return ok;
-  for (;;) {
-    auto f = co_await ch_.recv(ctx_.cfg.timeouts.io + ctx_.cfg.timeouts.checkpoint);
-    if (!f) {
-      // The source closing after a pull is how a prepare ends.
-      if (f.error().code == errc::peer && !restored_) co_return result<void>{};
-      co_return std::unexpected(f.error());
-    }
-    auto& m = f->msg;
-    if (m.has_tree_manifest()) {
-      if (auto ok = co_await receive_tree_for(m.tree_manifest()); !ok) co_return ok;
-    } else if (m.has_provision()) {
-      if (auto ok = co_await provision(m); !ok) co_return ok;
-    } else if (m.has_migrate_begin()) {
-      report_.set_method(m.migrate_begin().method());
-      method_ = m.migrate_begin().method();
-      rounds_ = std::make_unique<round_receiver>(dir_);
-      if (auto ok = co_await ch_.reply(m.request_id(), {}, id_); !ok) co_return ok;
-    } else if (m.has_round_begin()) {
-      if (!rounds_) co_return fail(errc::protocol, "a round before MigrateBegin");
-      if (bundle_.empty()) co_return fail(errc::protocol, "a round before the container was provisioned");
-      const bool fresh = m.round_begin().start_fresh();
-      if (!fresh) {
-        if (auto ok = co_await receive_round(m.round_begin()); !ok) co_return ok;
-        if (!m.round_begin().final()) continue;
-      }
-      if (auto ok = co_await launch(fresh); !ok) co_return ok;
-      co_return co_await await_commit();
-    } else if (m.has_abort()) {
-      co_await ch_.reply(m.request_id(), {});
-      co_return fail(errc::cancelled, "source aborted: " + m.abort().reason());
-    } else {
-      co_return fail(errc::protocol, "unexpected message #" + std::to_string(m.body_case()));
-    }
+  // While the container still runs at the source: its image and filesystem.
+  auto begin = co_await receive_filesystem();
+  if (!begin) co_return std::unexpected(begin.error());
+  if (begin->msg.has_prepare_end()) co_return co_await ch_.reply(begin->msg.request_id(), {}, id_);
+
+  const auto& b = begin->msg.migrate_begin();
+  if (b.method() != method_)
+    co_return fail(errc::protocol, "MigrateBegin says method " + std::string(method_name(b.method())) +
+                                       ", Pull said " + std::string(method_name(method_)));
+  if (bundle_.empty()) co_return fail(errc::protocol, "MigrateBegin before the container was provisioned");
+  stats_.method = method_;
+  rounds_ = std::make_unique<round_receiver>(dir_);
+  if (auto ok = co_await ch_.reply(begin->msg.request_id(), {}, id_); !ok) co_return ok;
+  enter(state::receiving, std::string(method_name(method_)));
+
+  if (keeps_process_state(method_)) {
+    if (auto ok = co_await receive_images(); !ok) co_return ok;
+  } else {
+    if (auto ok = co_await receive_trees_until_start(); !ok) co_return ok;
   }
+  if (auto ok = co_await launch(!keeps_process_state(method_)); !ok) co_return ok;
+  co_await fault_point::reach(id_, "dest.ready");
+  co_return co_await await_commit();
 }
 
 awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env) {
@@ -99,50 +165,130 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
       return fail(errc::unsupported, "runtime " + p.runtime() + " is not available on " + ctx_.cfg.node_name);
     if (ctx_.migrations.busy(p.container()))
       return fail(errc::busy, "a migration of " + p.container() + " is already in progress on " + ctx_.cfg.node_name);
+    if (p.prepare() && p.method() != pb::COLD && p.method() != pb::METHOD_UNSPECIFIED)
+      return fail(errc::invalid_argument, "a prepare names no method");
     return {};
   };
   auto ok = check();
   if (ok) {
     id_ = p.migration_id();
     container_ = p.container();
-    report_.set_id(id_);
-    report_.set_container(container_);
-    report_.set_source(ch_.peer.node());
-    report_.set_destination(ctx_.cfg.node_name);
-    report_.set_runtime(p.runtime());
-    report_.set_result(pb::RESULT_RUNNING);
-    ctx_.migrations.add(report_);
+    prepare_ = p.prepare();
+    method_ = p.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : p.method();
+    stats_.id = id_;
+    stats_.container = container_;
+    stats_.source = ch_.peer.node();
+    stats_.destination = ctx_.cfg.node_name;
+    stats_.runtime = p.runtime();
+    stats_.method = stats_.requested_method = method_;
+    ctx_.migrations.add(to_report(stats_), [this](const std::string& why) { cancel(why); });
     rt_ = ctx_.runtimes.find(p.runtime());
-    method_ = p.method();
     auto existing = co_await rt_->inspect(container_);
     if (existing) ok = fail(errc::already_exists, "container " + container_ + " already exists on " + ctx_.cfg.node_name);
     else if (existing.error().code != errc::not_found) ok = std::unexpected(existing.error());
   }
   if (ok) {
     dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
-    std::error_code ec;
-    std::filesystem::create_directories(dir_ / "work", ec);
-    if (ec) ok = fail(errc::io, "create " + dir_.string() + ": " + ec.message());
+    const auto work = dir_ / "work";
+    ok = co_await offload(ctx_.pool, [&work]() -> result<void> {
+      std::error_code ec;
+      std::filesystem::create_directories(work, ec);
+      if (ec) return fail(errc::io, "create " + work.string() + ": " + ec.message());
+      return {};
+    });
   }
   if (ok && !rt_->has_images()) {
     // full starts from nothing: a bundle left by an earlier prepare goes.
-    std::error_code ec;
-    if (method_ == pb::FULL) std::filesystem::remove_all(rt_->bundle_path(container_), ec);
+    if (method_ == pb::FULL) {
+      const auto old = rt_->bundle_path(container_);
+      co_await offload(ctx_.pool, [&old] {
+        std::error_code ec;
+        std::filesystem::remove_all(old, ec);
+      });
+    }
     const std::string no_spec;  // runc: config.json travels in the bundle
     auto made = co_await rt_->create(container_, no_spec);
     if (made) bundle_ = made->bundle;
     else ok = std::unexpected(made.error());
   }
-  enter(phase::pull, ok ? "accepted from " + ch_.peer.node() : ok.error().message);
+  enter(state::pulling, ok ? (prepare_ ? "prepare from " : "accepted from ") + ch_.peer.node() : ok.error().message);
   auto sent = co_await ch_.reply(env.request_id(), ok, id_);
   if (!ok) co_return ok;
   co_return sent;
 }
 
+// The image (Provision, once, first) and the trees, up to the frame that
+// ends this state: MigrateBegin, or PrepareEnd for a prepare.
+awaitable<result<transport::frame>> destination_session::receive_filesystem() {
+  const auto wait = ctx_.cfg.timeouts.io + ctx_.cfg.timeouts.checkpoint;
+  for (;;) {
+    const std::span<const kind> allowed = rt_->has_images() && !created_ ? std::span<const kind>(provision_first)
+                                          : prepare_                      ? std::span<const kind>(trees_or_prepare_end)
+                                                                          : std::span<const kind>(trees_or_begin);
+    auto f = co_await next(allowed, wait);
+    if (!f) co_return std::unexpected(f.error());
+    if (f->msg.has_provision()) {
+      if (auto ok = co_await provision(f->msg); !ok) co_return std::unexpected(ok.error());
+    } else if (f->msg.has_tree_manifest()) {
+      if (auto ok = co_await receive_tree_for(f->msg.tree_manifest()); !ok) co_return std::unexpected(ok.error());
+    } else {
+      co_return f;
+    }
+  }
+}
+
+// cold, precopy: warm-up rounds, then (once the container stopped at the
+// source) the filesystem's last changes and the final round.
+awaitable<result<void>> destination_session::receive_images() {
+  const auto wait = ctx_.cfg.timeouts.io + ctx_.cfg.timeouts.checkpoint;
+  bool stopped_there = false;  // a tree came: the source stopped, only the final round may follow
+  for (;;) {
+    auto f = co_await next(rounds_or_trees, wait);
+    if (!f) co_return std::unexpected(f.error());
+    if (f->msg.has_tree_manifest()) {
+      stopped_there = true;
+      if (auto ok = co_await receive_tree_for(f->msg.tree_manifest()); !ok) co_return ok;
+      continue;
+    }
+    const auto& round = f->msg.round_begin();
+    if (round.start_fresh() || (stopped_there && !round.final()) || round.index() != next_round_) {
+      const result<void> bad = fail(errc::protocol, "round " + std::to_string(round.index()) + (round.final() ? " (final)" : "") +
+                                                        (round.start_fresh() ? " asking for a fresh start" : "") +
+                                                        " out of order: expected round " + std::to_string(next_round_) +
+                                                        (stopped_there ? " (final)" : ""));
+      co_await ch_.reply(f->msg.request_id(), bad);
+      co_return bad;
+    }
+    if (auto ok = co_await receive_round(round); !ok) co_return ok;
+    ++next_round_;
+    if (round.final()) co_return result<void>{};
+  }
+}
+
+// diff, full, replay: the filesystem's changes, up to the fresh start.
+awaitable<result<void>> destination_session::receive_trees_until_start() {
+  const auto wait = ctx_.cfg.timeouts.io + ctx_.cfg.timeouts.checkpoint;
+  for (;;) {
+    auto f = co_await next(rounds_or_trees, wait);
+    if (!f) co_return std::unexpected(f.error());
+    if (f->msg.has_tree_manifest()) {
+      if (auto ok = co_await receive_tree_for(f->msg.tree_manifest()); !ok) co_return ok;
+      continue;
+    }
+    if (!f->msg.round_begin().start_fresh()) {
+      const result<void> bad = fail(errc::protocol, "a round of images for method " + std::string(method_name(method_)) +
+                                                        ", which starts the container fresh");
+      co_await ch_.reply(f->msg.request_id(), bad);
+      co_return bad;
+    }
+    co_return result<void>{};
+  }
+}
+
 awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin& round) {
   const bool final = round.final();
-  enter(final ? phase::transfer : phase::warmup, "round " + std::to_string(round.index()));
-  auto dir = rounds_->begin_round(round.index());
+  enter(state::receiving, (final ? "final round " : "warm-up round ") + std::to_string(round.index()));
+  auto dir = co_await offload(ctx_.pool, [&] { return rounds_->begin_round(round.index()); });
   if (!dir) co_return std::unexpected(dir.error());
   auto opts = rounds_->options(ctx_.pool);
   opts.on_chunk = [final](std::uint64_t index, std::vector<std::uint8_t>& raw) {
@@ -153,22 +299,23 @@ awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin&
   auto st = co_await transport::receive_files(ch_, *dir, opts);
   if (!st) co_return std::unexpected(st.error().context("round " + std::to_string(round.index())));
   if (rounds_->patched_in_place() > 0)
-    log::event(*logger(), spdlog::level::debug, id_, final ? phase::transfer : phase::warmup,
+    log::event(*logger(), spdlog::level::debug, id_, stats_.phase,
                std::to_string(rounds_->patched_in_place()) + " pages files patched in place");
-  rounds_->delivered(ctx_.pool, final);
-  report_.set_bytes_image(st->bytes_raw);
-  report_.set_bytes_wire(report_.bytes_wire() + st->bytes_wire);
-  if (final) report_.set_transfer_ms(st->ms);
+  co_await offload(ctx_.pool, [&] { rounds_->delivered(ctx_.pool, final); });
+  auto& r = stats_.add_round(final ? "final" : "warmup");
+  r.add(*st);
+  stats_.bytes_image = st->bytes_raw;
+  if (final) stats_.transfer_ms = st->ms;
   co_return result<void>{};
 }
 
 // Restores the final round's images, or (filesystem methods) starts the
 // container fresh; answers RestoreResult, then Ready once it answers.
 awaitable<result<void>> destination_session::launch(bool fresh) {
-  enter(fresh ? phase::start : phase::restore);
+  enter(state::launching, fresh ? "start" : "restore");
   stopwatch sw;
   result<runtime::container_info> launched = std::unexpected(error{});
-  if (auto adapted = rt_->adapt_bundle(bundle_, container_); !adapted) {
+  if (auto adapted = co_await offload(ctx_.pool, [this] { return rt_->adapt_bundle(bundle_, container_); }); !adapted) {
     launched = std::unexpected(adapted.error());
   } else if (fresh) {
     launched = co_await rt_->start(container_, bundle_, dir_ / "work");
@@ -181,8 +328,9 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
     const runtime::restore_request req{bundle_, images, dir_ / "work"};
     launched = co_await rt_->restore(container_, req);
   }
-  restored_ = launched.has_value();
-  report_.set_restore_ms(sw.ms());
+  launched_ = launched.has_value();
+  stats_.restore_ms = sw.ms();
+  if (launched && cancelled_) launched = fail(errc::cancelled, *cancelled_);
   pb::Envelope env;
   auto* rr = env.mutable_restore_result();
   rr->set_ok(launched.has_value());
@@ -195,36 +343,67 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
   }
   if (auto ok = co_await ch_.send(env); !ok) co_return ok;
   if (!launched) co_return std::unexpected(launched.error());
+  co_await fault_point::reach(id_, "dest.restored");
   co_return co_await become_ready(sw);
 }
 
 awaitable<result<void>> destination_session::await_commit() {
-  enter(phase::commit, "waiting for the source");
-  auto f = co_await ch_.recv(ctx_.cfg.timeouts.commit);
+  enter(state::waiting_commit, "waiting for the source");
+  auto f = co_await next(commit_only, ctx_.cfg.timeouts.commit);
   if (!f) co_return std::unexpected(f.error().context("no commit"));
-  if (f->msg.has_abort()) {
+  enter(state::committed);
+  if (auto ok = co_await ch_.reply(f->msg.request_id(), {}, id_); !ok)
+    // The one window no protocol closes: the container is here now, and the
+    // source, unsure, may restore its own copy too.
+    log::error(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {}: {} may run there too ({})",
+               stats_.source, container_, ok.error().message);
+  co_return result<void>{};
+}
+
+awaitable<result<transport::frame>> destination_session::next(std::span<const pb::Envelope::BodyCase> allowed,
+                                                              std::chrono::milliseconds timeout) {
+  if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
+  auto f = co_await ch_.recv(timeout);
+  if (!f) co_return std::unexpected(f.error());
+  const auto got = f->msg.body_case();
+  if (got == pb::Envelope::kAbort) {
     co_await ch_.reply(f->msg.request_id(), {});
     co_return fail(errc::cancelled, "source aborted: " + f->msg.abort().reason());
   }
-  if (!f->msg.has_commit()) co_return fail(errc::protocol, "expected Commit");
-  committed_ = true;
-  co_return co_await ch_.reply(f->msg.request_id(), {}, id_);
+  for (auto a : allowed)
+    if (a == got) co_return f;
+  std::string expected;
+  for (auto a : allowed) expected += (expected.empty() ? "" : " or ") + message_name(a);
+  const result<void> bad = fail(errc::protocol, message_name(got) + " out of order: " + std::string(name(state_)) +
+                                                    " expects " + expected);
+  co_await ch_.reply(f->msg.request_id(), bad);
+  co_return std::unexpected(bad.error());
 }
 
-awaitable<void> destination_session::clean_up(bool success) {
-  if ((restored_ || created_) && !committed_) {
-    enter(phase::rollback, restored_ ? "removing the restored copy" : "removing the created container");
+// Whatever this migration left here goes unless it was committed; a source
+// waiting on this side hears why first (it restores its own copy).
+awaitable<void> destination_session::clean_up(const result<void>& outcome) {
+  if (!outcome && cancelled_ && ch_.is_open()) {
+    pb::Envelope env;
+    env.mutable_abort()->set_migration_id(id_);
+    env.mutable_abort()->set_reason(ctx_.cfg.node_name + ": " + *cancelled_);
+    co_await ch_.send_within(abort_timeout, env);
+  }
+  if ((launched_ || created_) && state_ != state::committed) {
+    enter(state::removing, launched_ ? "removing the restored copy" : "removing the created container");
     if (auto ok = co_await rt_->remove(container_); !ok)
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
   }
   rounds_.reset();
   if (!dir_.empty()) {
-    std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator(dir_, ec))
-      if (const auto name = e.path().filename().string(); name.rfind("round-", 0) == 0 || name.rfind("stage-", 0) == 0)
-        std::filesystem::remove_all(e.path(), ec);
+    const auto dir = dir_;
+    co_await offload(ctx_.pool, [&dir] {
+      std::error_code ec;
+      for (auto& e : std::filesystem::directory_iterator(dir, ec))
+        if (const auto n = e.path().filename().string(); n.rfind("round-", 0) == 0 || n.rfind("stage-", 0) == 0)
+          std::filesystem::remove_all(e.path(), ec);
+    });
   }
-  co_return;
 }
 
 }  // namespace migrated::migration

@@ -1,39 +1,66 @@
 // The destination side of one migration, on the connection the source
-// opened: accept the Pull (nothing of that name runs here), receive the
-// bundle (tree sync, possibly twice), then after MigrateBegin receive rounds
-// of images (each rebuilt from the previous round and page deltas, and
-// verified); after the final round restore, report RestoreResult and Ready,
-// and wait for Commit. Without Commit — Abort, a closed connection, a deadline — the
-// restored copy is removed again: the source is restoring its own.
+// opened: one coroutine, run(), that reads top to bottom, with its state
+// explicit (destination_session::state). Each state accepts only the
+// messages that may come next; anything else — a message out of order, a
+// second MigrateBegin, a round before the container has a place — ends the
+// migration with a protocol error the source is told.
 //
-// With an image store (Docker) the Pull is followed by Provision: the image
-// (present, pulled from a registry, or streamed from the source's engine
-// into this one) and a container created from the source's configuration,
-// whose writable layer then receives the tree. Filesystem methods end with
-// RoundBegin.start_fresh instead of images: start, run the replay hook.
-// Ready is sent once the container's readiness probe answers
-// (destination_ready.cpp).
+//   pulling        Pull accepted (nothing of that name runs here); the
+//                  filesystem arrives: Provision (image store: the image,
+//                  and a container created from the source's configuration),
+//                  then trees (bundle or writable layer, named volumes).
+//                  A prepare ends here with PrepareEnd; a migration goes on
+//                  with MigrateBegin. The source going away here is a
+//                  failure, never a finished prepare.
+//   receiving      cold, precopy: rounds of images (each rebuilt from the
+//                  previous round and page deltas, and verified) and the
+//                  filesystem's last changes, up to the final round.
+//                  diff, full, replay: trees, up to RoundBegin{start_fresh}.
+//   launching      restore the final round (or start fresh; replay: run its
+//                  replay hook), answer RestoreResult
+//   waiting_ready  the readiness probe (destination_ready.cpp), answer Ready
+//   waiting_commit Commit makes the copy here the container; Abort, a closed
+//                  connection, the commit deadline, or the daemon stopping
+//                  make this side remove it: the source is restoring its own
+//   committed      → done
+//
+// A copy restored here and not committed never outlives the session: on
+// every failure and on cancel (the daemon stopping, an abort) it is removed
+// and the source is told with Abort.
 #pragma once
 
 #include <filesystem>
+#include <optional>
+#include <span>
 
 #include "migration/context.hpp"
 #include "migration/image_rounds.hpp"
-#include "migration/phases.hpp"
+#include "migration/stats.hpp"
+#include "migration/stopwatch.hpp"
 #include "transport/channel.hpp"
 
 namespace migrated::migration {
 
 class destination_session {
  public:
+  enum class state { pulling, receiving, launching, waiting_ready, waiting_commit, committed, removing, done, failed };
+
   destination_session(node_context& ctx, transport::channel& ch);
 
   // `pull` is the first request on the connection, already read.
   awaitable<void> run(const pb::Envelope& pull);
 
+  state current() const { return state_; }
+  // The daemon stopping, or an abort: give up the uncommitted copy. Once
+  // Commit was read the exchange is finished instead.
+  void cancel(const std::string& reason);
+
  private:
   awaitable<result<void>> serve(const pb::Envelope& pull);
   awaitable<result<void>> accept_pull(const pb::Envelope& pull);
+  awaitable<result<transport::frame>> receive_filesystem();
+  awaitable<result<void>> receive_images();
+  awaitable<result<void>> receive_trees_until_start();
   awaitable<result<void>> receive_round(const pb::RoundBegin& round);
   awaitable<result<void>> provision(const pb::Envelope& env);
   awaitable<result<void>> provide_image(const pb::Provision& p);
@@ -43,24 +70,34 @@ class destination_session {
   awaitable<result<void>> become_ready(const stopwatch& since);
   awaitable<result<std::string>> wait_for_service();
   awaitable<result<void>> await_commit();
-  awaitable<void> clean_up(bool success);
-  void enter(std::string_view phase, std::string detail = {});
+  awaitable<void> clean_up(const result<void>& outcome);
+
+  // The next frame if it is one of `allowed` (Abort always is, and ends
+  // the session); otherwise a protocol error naming the state, told to the source.
+  awaitable<result<transport::frame>> next(std::span<const pb::Envelope::BodyCase> allowed,
+                                           std::chrono::milliseconds timeout);
+  void enter(state s, std::string detail = {});
 
   node_context& ctx_;
   transport::channel& ch_;
-  pb::Report report_;
+  state state_ = state::pulling;
+  migration_stats stats_;
   std::string id_;
   std::string container_;
   runtime::runtime* rt_ = nullptr;
   pb::Method method_ = pb::COLD;
+  bool prepare_ = false;
   std::filesystem::path bundle_;    // where the container's tree goes (empty: not provisioned yet)
   std::vector<runtime::volume> volumes_;
   std::filesystem::path dir_;       // <storage>/incoming/<id>
   std::unique_ptr<round_receiver> rounds_;
+  std::uint32_t next_round_ = 1;    // the index the next RoundBegin must carry
   bool created_ = false;            // a container exists here for this migration
-  bool restored_ = false;
-  bool committed_ = false;
+  bool launched_ = false;           // it runs here (restored or started)
+  std::optional<std::string> cancelled_;
   stopwatch total_;
 };
+
+std::string_view name(destination_session::state s);
 
 }  // namespace migrated::migration

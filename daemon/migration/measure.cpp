@@ -5,7 +5,7 @@
 #include "common/auth.hpp"
 #include "common/unique_fd.hpp"
 #include "images/delta.hpp"
-#include "migration/phases.hpp"
+#include "migration/stopwatch.hpp"
 
 namespace migrated::migration {
 namespace {

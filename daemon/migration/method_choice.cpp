@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/log.hpp"
+#include "common/names.hpp"
 #include "migration/measure.hpp"
 #include "migration/source_session.hpp"
 
@@ -33,10 +34,11 @@ std::uint64_t tree_bytes(const std::filesystem::path& root) {
 
 awaitable<result<void>> source_session::choose_method() {
   if (req_.method() != pb::AUTO) co_return result<void>{};
-  enter(phase::accepted, "auto: measuring");
+  enter(state::measuring, "auto: measuring");
+  const auto& c = copy_->container();
   pb::MeasureRequest mr;
   mr.set_container(req_.container());
-  mr.set_runtime(std::string(rt_->name()));
+  mr.set_runtime(stats_.runtime);
   mr.set_destination(req_.destination());
   auto m = co_await measure(ctx_, mr);
   std::string why;
@@ -48,8 +50,9 @@ awaitable<result<void>> source_session::choose_method() {
                       m->checkpoint_ms(), double(m->bytes_image()) / 1048576.0, m->dirty_mib_s(),
                       m->bandwidth_mib_s(), m->predicted_precopy_downtime_ms(), m->predicted_cold_downtime_ms());
   } else if (m.error().code == errc::criu || m.error().code == errc::runtime) {
-    const bool hook = container_.labels.contains("migrated.replay");
-    const double layer_mib = double(tree_bytes(container_.bundle)) / 1048576.0;
+    const bool hook = c.labels.contains("migrated.replay");
+    const auto root = c.bundle;
+    const double layer_mib = double(co_await offload(ctx_.pool, [&root] { return tree_bytes(root); })) / 1048576.0;
     req_.set_method(hook ? pb::REPLAY : pb::DIFF);
     why = fmt::format("no live checkpoint ({}); {}, writable layer {:.1f} MiB", m.error().message,
                       hook ? "the container has a replay hook (migrated.replay)" : "no replay hook: moving the writable layer",
@@ -57,9 +60,9 @@ awaitable<result<void>> source_session::choose_method() {
   } else {
     co_return std::unexpected(m.error().context("auto: measure"));
   }
-  report_.set_method(req_.method());
-  report_.set_method_reason(why);
-  log::info(*logger(), id_, phase::accepted, "auto chose {}: {}", method_name(req_.method()), why);
+  stats_.method = req_.method();
+  stats_.method_reason = why;
+  log::info(*logger(), id_, phase::measure, "auto chose {}: {}", method_name(req_.method()), why);
   co_return result<void>{};
 }
 

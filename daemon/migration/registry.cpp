@@ -12,7 +12,12 @@ std::string registry::new_id() const {
   return "m-" + to_hex(r);
 }
 
-void registry::add(const pb::Report& report) { entries_[report.id()].report = report; }
+void registry::add(const pb::Report& report, cancel_fn cancel) {
+  auto& e = entries_[report.id()];
+  e.report = report;
+  e.cancel = std::move(cancel);
+  e.finished = false;
+}
 
 void registry::update(const pb::Report& report) {
   auto it = entries_.find(report.id());
@@ -33,23 +38,32 @@ void registry::finish(const pb::Report& report) {
   }
 }
 
-void registry::on_cancel(const std::string& id, std::function<void()> cancel) {
-  auto it = entries_.find(id);
-  if (it != entries_.end()) it->second.cancel = std::move(cancel);
-}
-
 result<void> registry::abort(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return fail(errc::not_found, "no migration " + id + " on this node");
   if (it->second.finished) return fail(errc::invalid_argument, "migration " + id + " has already finished");
-  it->second.abort_requested = true;
-  if (it->second.cancel) it->second.cancel();
+  // Past Commit the container belongs to the destination: nothing to give up.
+  const auto& phase = it->second.report.phase();
+  if (phase == "commit" || phase == "release")
+    return fail(errc::invalid_argument, "migration " + id + " is committing: too late to abort");
+  if (it->second.cancel) {
+    auto cancel = it->second.cancel;  // it may finish the entry
+    cancel("aborted by the controller");
+  }
   return {};
 }
 
-bool registry::abort_requested(const std::string& id) const {
-  auto it = entries_.find(id);
-  return it != entries_.end() && it->second.abort_requested;
+void registry::stop_all(const std::string& reason) {
+  std::vector<cancel_fn> cancels;
+  for (auto& [id, e] : entries_)
+    if (!e.finished && e.cancel) cancels.push_back(e.cancel);
+  for (auto& c : cancels) c(reason);
+}
+
+std::size_t registry::running() const {
+  std::size_t n = 0;
+  for (auto& [id, e] : entries_) n += e.finished ? 0 : 1;
+  return n;
 }
 
 const pb::Report* registry::find(const std::string& id) const {

@@ -1,7 +1,10 @@
-// The migrations this node knows about — running and finished — for Status
-// replies and for Abort. A session registers itself, updates its report as
-// it goes and installs a cancel action (closing its peer link) that Abort
-// triggers. Finished entries are kept (bounded) so status can report them.
+// The migrations this node takes part in — as source or destination,
+// running and finished — for Status replies, Abort and a graceful stop. A
+// session registers itself, updates its report as it goes and installs its
+// cancel action; Abort (one migration) and stop_all (the daemon is
+// stopping) run it with a reason. What a session does when cancelled is
+// its own affair: it never gives up a commit exchange in flight. Finished
+// entries are kept (bounded) so status can report them.
 #pragma once
 
 #include <deque>
@@ -14,20 +17,24 @@
 
 namespace migrated::migration {
 
+using cancel_fn = std::function<void(const std::string& reason)>;
+
 class registry {
  public:
   static constexpr std::size_t max_finished = 200;
 
   std::string new_id() const;  // "m-" + 12 hex digits
-  void add(const pb::Report& report);
+  void add(const pb::Report& report, cancel_fn cancel = nullptr);
   void update(const pb::Report& report);
   void finish(const pb::Report& report);
 
-  // Installs/clears the action Abort runs for a migration.
-  void on_cancel(const std::string& id, std::function<void()> cancel);
-  // errc::not_found for unknown ids; errc::invalid_argument when finished.
+  // Controller Abort of a migration this node is the source of:
+  // errc::not_found for unknown ids, errc::invalid_argument when finished.
   result<void> abort(const std::string& id);
-  bool abort_requested(const std::string& id) const;
+  // Cancels every running migration (both roles) with `reason`.
+  void stop_all(const std::string& reason);
+  // Migrations not finished yet, of both roles.
+  std::size_t running() const;
 
   const pb::Report* find(const std::string& id) const;
   std::vector<pb::Report> all() const;
@@ -37,8 +44,7 @@ class registry {
  private:
   struct entry {
     pb::Report report;
-    std::function<void()> cancel;
-    bool abort_requested = false;
+    cancel_fn cancel;
     bool finished = false;
   };
   std::map<std::string, entry> entries_;

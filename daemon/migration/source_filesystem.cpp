@@ -1,10 +1,13 @@
 // The source's steps that move a container's filesystem and image rather
-// than (or before) its memory: provisioning the destination's engine (image
-// peer to peer unless it has it or can pull it), named volumes, and the
-// filesystem methods diff, full and replay (see source_session.hpp).
+// than (or before) its memory: the pull (the bundle or writable layer and
+// named volumes while the container runs, after provisioning the
+// destination's engine: image peer to peer unless it has it or can pull
+// it), the changes after the stop, and the filesystem methods' stop here
+// and start there (see source_session.hpp).
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
 #include "migration/source_session.hpp"
 
@@ -28,6 +31,37 @@ std::string with_image(const std::string& spec, const std::string& image) {
   return j.dump();
 }
 
+// Everything the destination needs before the container stops: Pull, (with
+// an image store) Provision, then the trees. `full_image`, for full on
+// Docker, is the committed image that carries the whole filesystem.
+awaitable<result<void>> source_session::pull(const std::string& full_image) {
+  const auto& c = copy_->container();
+  enter(state::pulling, copy_->rt().has_images() ? "image " + (full_image.empty() ? c.image : full_image)
+                                                 : "bundle " + c.bundle.string());
+  stopwatch sw;
+  pb::Envelope env;
+  auto* p = env.mutable_pull();
+  p->set_migration_id(id_);
+  p->set_container(req_.container());
+  p->set_runtime(stats_.runtime);
+  p->set_method(req_.method());
+  p->set_prepare(prepare_);
+  if (auto ok = co_await call(env, "pull"); !ok) co_return ok;
+  if (copy_->rt().has_images()) {
+    const bool full = !full_image.empty();
+    const std::string& image = full ? full_image : c.image;
+    const std::string& image_id = full ? full_image : c.image_id;
+    const std::string spec = full ? with_image(c.spec, full_image) : c.spec;
+    if (auto ok = co_await provision(image, image_id, spec); !ok) co_return ok;
+  }
+  // (Rounds are added after provision, which may add the image's.)
+  auto& round = stats_.add_round("pull");
+  // full on Docker: the image is the filesystem; runc: the whole bundle.
+  if (auto ok = co_await send_changes(round, full_image.empty()); !ok) co_return std::unexpected(ok.error().context("pull"));
+  round.duration_ms = stats_.pull_ms = sw.ms();
+  co_return result<void>{};
+}
+
 // Provision, and when the destination lacks the image (not_found), the
 // image as a stream straight from this engine into that one, then again.
 awaitable<result<void>> source_session::provision(const std::string& image, const std::string& image_id,
@@ -43,14 +77,14 @@ awaitable<result<void>> source_session::provision(const std::string& image, cons
     if (auto sent = co_await send_image(image); !sent) co_return sent;
     ok = co_await call(env, "provision");
   }
-  report_.set_image_ms(sw.ms());
+  stats_.image_ms = sw.ms();
   co_return ok;
 }
 
 awaitable<result<void>> source_session::send_image(const std::string& image) {
-  enter(phase::image, image + " is not at " + report_.destination() + ": sending it");
+  enter(state::sending_image, image + " is not at " + stats_.destination + ": sending it");
   stopwatch sw;
-  runtime::runtime* rt = rt_;
+  runtime::runtime* rt = &copy_->rt();
   transport::outgoing_file f;
   f.name = "image.tar";
   f.engine_image = true;
@@ -62,91 +96,70 @@ awaitable<result<void>> source_session::send_image(const std::string& image) {
   const std::vector<transport::outgoing_file> files{f};
   auto st = co_await transport::send_files(*peer_, files, stream_options(phase::image));
   if (!st) co_return std::unexpected(st.error().context("image " + image));
-  report_.set_bytes_engine_image(st->bytes_raw);
-  add_round("image", sw.ms(), *st);  // (counts its bytes on the wire)
+  stats_.bytes_engine_image = st->bytes_raw;
+  auto& round = stats_.add_round("image");
+  round.add(*st);
+  round.duration_ms = sw.ms();
   log::info(*logger(), id_, phase::image, "{}: {} bytes in {:.0f} ms", image, st->bytes_raw, sw.ms());
   co_return result<void>{};
 }
 
-awaitable<result<void>> source_session::send_volumes() {
-  for (const auto& v : container_.volumes) {
-    auto st = co_await send_tree(*peer_, v.path, stream_options(phase::pull), volume_tree(v.name));
-    if (!st) co_return std::unexpected(st.error().context("volume " + v.name));
-    report_.set_bytes_rootfs(report_.bytes_rootfs() + st->files.bytes_raw);
-    report_.set_bytes_wire(report_.bytes_wire() + st->files.bytes_wire);
+// The bundle (runc) or writable layer (Docker), unless `with_tree` is false,
+// then every named volume: all of each the first time, what changed since
+// afterwards. Counted in `round`.
+awaitable<result<void>> source_session::send_changes(round_stats& round, bool with_tree) {
+  const auto& c = copy_->container();
+  const auto phase_name = stats_.phase;
+  if (with_tree) {
+    if (auto ok = co_await sync_tree(c.bundle, bundle_tree, round, phase_name); !ok) co_return ok;
   }
+  for (const auto& v : c.volumes)
+    if (auto ok = co_await sync_tree(v.path, volume_tree(v.name), round, phase_name); !ok)
+      co_return std::unexpected(ok.error().context("volume " + v.name));
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::sync_tree(const std::filesystem::path& root, const std::string& tree,
+                                                  round_stats& round, std::string_view phase_name) {
+  auto st = co_await send_tree(*peer_, root, stream_options(phase_name), tree);
+  if (!st) co_return std::unexpected(st.error());
+  stats_.bytes_rootfs += st->files.bytes_raw;
+  round.add(st->files);
   co_return result<void>{};
 }
 
 // diff and full: the container stops here (downtime begins); its files no
 // longer change, so what follows is the whole of them.
 awaitable<result<void>> source_session::stop_here() {
-  enter(phase::stop);
-  if (auto held = co_await hold_restarts(); !held) co_return held;
-  frozen_at_ = stopwatch::clock::now();
-  auto ok = co_await rt_->stop(req_.container());
-  report_.set_checkpoint_ms(stopwatch::between(frozen_at_, stopwatch::clock::now()));
-  if (!ok) co_return co_await failed_to_stop(ok.error());
-  stopped_ = true;
-  co_return result<void>{};
+  if (auto ok = check_cancel(); !ok) co_return ok;
+  enter(state::stopping);
+  auto ok = co_await copy_->stop();
+  stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
+  co_return ok;
 }
 
-// full (Docker): the stopped container's filesystem as an image of its own,
-// which pull() then sends in place of the original one.
-awaitable<result<void>> source_session::commit_image() {
-  if (!rt_->has_images()) co_return result<void>{};  // runc: the bundle is the whole filesystem
+// full: the stopped container's filesystem as an image of its own (Docker),
+// which pull() sends in place of the original one; runc has none (empty):
+// its bundle is the whole filesystem.
+awaitable<result<std::string>> source_session::commit_image() {
+  if (!copy_->rt().has_images()) co_return std::string();
   const std::string ref = "migrated-full/" + lower(req_.container()) + ":" + id_;
-  auto committed = co_await rt_->commit(req_.container(), ref);
+  auto committed = co_await copy_->rt().commit(req_.container(), ref);
   if (!committed) co_return std::unexpected(committed.error());
-  full_image_ = ref;
   log::info(*logger(), id_, phase::stop, "committed {} as {} ({})", req_.container(), ref, *committed);
-  co_return result<void>{};
+  co_return ref;
 }
 
-// What changed since the pull, now that the container is stopped.
-awaitable<result<void>> source_session::send_filesystem() {
-  enter(phase::transfer, "filesystem changes");
-  stopwatch sw;
-  if (full_image_.empty()) {
-    auto tree = co_await sync_bundle(phase::transfer);
-    if (!tree) co_return std::unexpected(tree.error().context("filesystem changes"));
-    add_round("final", sw.ms(), *tree);
-  }
-  if (auto ok = co_await send_volumes(); !ok) co_return ok;
-  report_.set_transfer_ms(sw.ms());
-  co_return result<void>{};
-}
-
-awaitable<result<void>> source_session::start_remote() {
-  enter(phase::start);
-  const auto since = stopped_ ? frozen_at_ : stopwatch::clock::now();
+// The filesystem methods' launch: the destination starts the container
+// fresh (replay: and runs its replay hook) and answers RestoreResult.
+awaitable<result<void>> source_session::start_there() {
+  enter(state::starting);
+  ready_since_ = stopwatch::clock::now();
   pb::Envelope env;
   env.mutable_round_begin()->set_final(true);
   env.mutable_round_begin()->set_start_fresh(true);
   if (auto ok = co_await peer_->send(env); !ok) co_return ok;
-  if (auto ok = co_await await_launch("start"); !ok) co_return ok;
-  if (auto ok = co_await await_ready(since); !ok) co_return ok;
-  // replay keeps serving here until the destination is ready: no gap.
-  report_.set_downtime_ms(stopped_ ? stopwatch::between(frozen_at_, stopwatch::clock::now()) : 0);
-  co_return result<void>{};
-}
-
-// After Commit the destination owns the container: the copy here goes.
-// A failure here loses nothing (it only leaves a stopped container behind).
-awaitable<result<void>> source_session::finish_here() {
-  if (!stopped_) {
-    co_await hold_restarts();  // a failure only means the policy stays as it was
-    if (auto ok = co_await rt_->stop(req_.container()); !ok)
-      log::warn(*logger(), id_, phase::commit, "{}", ok.error().message);
-    stopped_ = true;
-  }
-  if (auto ok = co_await rt_->remove(req_.container()); !ok) {
-    log::warn(*logger(), id_, phase::commit, "{} moved, but the copy here stays: {}", req_.container(),
-              ok.error().message);
-  }
-  for (const auto& v : container_.volumes)
-    log::info(*logger(), id_, phase::commit, "volume {} stays here too ({})", v.name, v.path.string());
-  co_return result<void>{};
+  co_return co_await await_launch("start");
 }
 
 }  // namespace migrated::migration

@@ -1,20 +1,29 @@
-// The source side of one migration, as one coroutine that reads top to
-// bottom: check the container → connect → pull (bundle to the destination
-// while the container runs) → [precopy: warm-up rounds, each a dump with
-// --leave-running whose page delta against the previous round is streamed,
-// until convergence.hpp says stop] → checkpoint (the container stops:
-// downtime begins) → transfer (bundle changes, then the final round) →
-// restore at the destination (downtime ends) → ready → commit. Any failure after the
-// checkpoint and before the destination has acknowledged Commit rolls back:
-// the destination is told to drop its copy and the container is restored
-// here from the images it was dumped to. See docs/design.md, "Nothing is lost".
+// The source side of one migration: one coroutine, run(), that reads top
+// to bottom, with its state explicit (source_session::state):
 //
-// The filesystem methods (source_filesystem.cpp) share the first steps and
-// the end: check → connect → pull → [diff, full: stop the container here,
-// send what its filesystem changed since the pull (full: as a committed
-// image)] → start a fresh container there [replay: run its replay hook while
-// this one still serves] → ready → commit → the container here is removed.
-// --method auto (method_choice.cpp) measures, then picks one of them.
+//   queued → accepted → [auto: measuring] → connecting → then per family:
+//
+//   process state (cold, precopy), move_process_state():
+//     pulling (bundle / layer while the container runs) → [precopy:
+//     warming_up, rounds of dumps with --leave-running whose page deltas
+//     stream until convergence.hpp says stop] → checkpointing (the
+//     container stops: downtime begins) → transferring (filesystem changes,
+//     then the final round) → restoring (at the destination: downtime ends)
+//     → waiting_ready → committing
+//
+//   filesystem (diff, full, replay), move_filesystem():
+//     diff:   pulling → stopping → transferring (changes) → starting
+//     full:   stopping → (Docker: commit an image) → pulling (that image /
+//             the whole bundle) → starting
+//     replay: pulling → starting (the replay hook runs there while this
+//             copy still serves)
+//     → waiting_ready → committing
+//
+// then releasing (the copy here goes) → done; or, on any failure,
+// rolling_back → failed. What becomes of the container here is decided by
+// its owner, source_copy: the session asks it to checkpoint, stop, commit,
+// release or roll back, and nothing else touches it. See docs/design.md,
+// "Nothing is lost".
 #pragma once
 
 #include <functional>
@@ -23,8 +32,8 @@
 #include "migration/context.hpp"
 #include "migration/convergence.hpp"
 #include "migration/image_rounds.hpp"
-#include "migration/phases.hpp"
-#include "runtime/runtime.hpp"
+#include "migration/source_copy.hpp"
+#include "migration/stats.hpp"
 #include "transport/channel.hpp"
 #include "transport/file_stream.hpp"
 
@@ -37,72 +46,88 @@ std::string with_image(const std::string& spec, const std::string& image);
 
 class source_session {
  public:
-  source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress);
+  enum class state {
+    queued, accepted, measuring, connecting, pulling, sending_image, warming_up, stopping,
+    checkpointing, transferring, starting, restoring, waiting_ready, committing, releasing,
+    rolling_back, done, failed,
+  };
 
-  // Runs the migration to its end; never throws; the report says how it went.
+  // `prepare`: pull only (PrepareRequest) — the destination gets the
+  // bundle or image ahead of time and nothing stops.
+  source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress,
+                 bool prepare = false);
+
+  // Runs the migration (or prepare) to its end; never throws: a bug that
+  // throws is a failure like any other and the container is rolled back.
   awaitable<pb::Report> run();
-  // Pull only (PrepareRequest): the destination gets the bundle ahead of time.
-  awaitable<pb::Report> run_prepare();
+
+  state current() const { return state_; }
+  // Abort, or the daemon stopping: give up at the next step and roll back.
+  // A commit exchange in flight is finished first: after it, there is
+  // nothing left to give up.
+  void cancel(const std::string& reason);
 
  private:
+  // The flow.
   awaitable<result<void>> migrate();
-  awaitable<result<void>> check_container();
+  awaitable<result<void>> prepare();
+  awaitable<result<void>> move_process_state();
+  awaitable<result<void>> move_filesystem();
+
+  // Steps (source_session.cpp).
+  awaitable<result<void>> find_container();
   awaitable<result<void>> connect();
-  awaitable<result<void>> pull();
-  awaitable<result<void>> provision(const std::string& image, const std::string& image_id, const std::string& spec);
-  awaitable<result<void>> send_image(const std::string& image);
-  awaitable<result<void>> send_volumes();
-  awaitable<result<void>> choose_method();
-  awaitable<result<void>> stop_here();
-  awaitable<result<void>> commit_image();
-  awaitable<result<void>> send_filesystem();
-  awaitable<result<void>> start_remote();
-  awaitable<result<void>> hold_restarts();
-  awaitable<result<void>> failed_to_stop(const error& e);
-  awaitable<result<void>> await_launch(std::string_view what);
-  awaitable<result<void>> await_ready(const stopwatch::clock::time_point& since);
-  awaitable<result<transport::stream_stats>> sync_bundle(std::string_view phase);
-  awaitable<result<void>> finish_here();
-  bool checkpoints() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
-  awaitable<result<void>> begin_transfer();
-  awaitable<result<void>> warm_up();
+  awaitable<result<void>> begin();
   awaitable<result<void>> checkpoint();
-  awaitable<result<transport::stream_stats>> send_round(const std::filesystem::path& dir, bool final);
-  awaitable<void> set_throttle(std::uint32_t pct);
-  void lift_throttle();  // for a dump; throttle_pct_ is kept
-  awaitable<result<void>> transfer();
-  awaitable<result<void>> restore_remote();
+  awaitable<result<void>> send_round(const std::filesystem::path& dir, bool final, round_stats& round);
+  awaitable<result<void>> await_launch(std::string_view what);
+  awaitable<result<void>> await_ready();
   awaitable<result<void>> commit();
   awaitable<void> roll_back(const error& cause);
   awaitable<void> clean_up();
+  // Steps that move filesystems and images (source_filesystem.cpp).
+  awaitable<result<void>> pull(const std::string& full_image);
+  awaitable<result<void>> provision(const std::string& image, const std::string& image_id, const std::string& spec);
+  awaitable<result<void>> send_image(const std::string& image);
+  awaitable<result<void>> send_changes(round_stats& round, bool with_tree);
+  awaitable<result<void>> stop_here();
+  awaitable<result<std::string>> commit_image();
+  awaitable<result<void>> start_there();
+  // Warm-up rounds and auto-converge (source_warmup.cpp).
+  awaitable<result<void>> warm_up();
+  void throttle(std::uint32_t pct, double cpus_used);
+  // --method auto (method_choice.cpp).
+  awaitable<result<void>> choose_method();
 
+  // Helpers.
   awaitable<result<void>> call(const pb::Envelope& env, std::string_view what);
-  result<void> check_abort() const;
-  void enter(std::string_view phase, std::string detail = {});
-  transport::send_options stream_options(std::string_view phase);
-  pb::Round& add_round(std::string_view kind, double ms, const transport::stream_stats& st);
+  awaitable<result<transport::frame>> receive(std::chrono::milliseconds timeout, std::string_view what);
+  awaitable<result<void>> sync_tree(const std::filesystem::path& root, const std::string& tree, round_stats& round,
+                                    std::string_view phase_name);
+  result<void> check_cancel() const;
+  result<std::filesystem::path> next_round_dir();
+  void enter(state s, std::string detail = {});
+  transport::send_options stream_options(std::string_view phase_name);
+  bool keeps_process_state() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
 
   node_context& ctx_;
   pb::MigrateRequest req_;
   std::string id_;
   progress_fn progress_;
-  pb::Report report_;
+  const bool prepare_;
+  state state_ = state::accepted;
+  migration_stats stats_;
   stopwatch total_;
-  std::string phase_;
+  std::optional<std::string> cancelled_;  // why, once cancel() was called
 
-  runtime::runtime* rt_ = nullptr;       // the container's runtime here
-  runtime::container_info container_;
-  std::string full_image_;              // full: the image committed from the container
+  std::optional<source_copy> copy_;        // the container here, once found
   std::optional<transport::channel> peer_;
-  std::filesystem::path dir_;           // <storage>/outgoing/<id>
-  round_sender rounds_;                 // the dumps and their page hashes
-  std::vector<round_observation> history_;  // warm-up rounds, for convergence
-  std::uint32_t throttle_pct_ = 0;
-  double cpus_used_ = 0;                // the container's CPU use before throttling
-  bool stopped_ = false;                // the container no longer runs here
-  bool held_ = false;                   // its restart policy is held (hold_restarts)
-  bool committed_ = false;              // the destination owns it now
-  stopwatch::clock::time_point frozen_at_{};
+  std::filesystem::path dir_;              // <storage>/outgoing/<id>
+  round_sender rounds_;                    // the dumps and their page hashes
+  std::vector<round_observation> history_; // warm-up rounds, for convergence
+  stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
 };
+
+std::string_view name(source_session::state s);
 
 }  // namespace migrated::migration

@@ -3,6 +3,8 @@
 // convergence.hpp decide whether to go on, throttle the container's CPU, or
 // call the final round (see source_session.hpp for the whole flow).
 #include "common/log.hpp"
+#include "common/names.hpp"
+#include "migration/fault_point.hpp"
 #include "migration/source_session.hpp"
 
 namespace migrated::migration {
@@ -12,78 +14,69 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
 }  // namespace
 
-// Warm-up rounds (precopy only): dump without stopping, send the delta,
-// until the convergence policy calls the final round.
 awaitable<result<void>> source_session::warm_up() {
-  if (req_.method() != pb::PRECOPY) co_return result<void>{};
   const auto& policy = ctx_.cfg.precopy;
   converge_mode mode = !policy.auto_converge ? converge_mode::off : converge_mode::automatic;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_OFF) mode = converge_mode::off;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_FORCE) mode = converge_mode::forced;
-  std::error_code ec;
-  std::filesystem::create_directories(dir_ / "work", ec);
+  runtime::runtime& rt = copy_->rt();
+  const auto& container = copy_->container();
   std::optional<stopwatch::clock::time_point> previous_start;
-  auto cpu_before = rt_->cpu_seconds(container_);
+  const auto cpu_before = rt.cpu_seconds(container);
   const auto cpu_since = stopwatch::clock::now();
+  double cpus_used = 0;  // what the container uses unthrottled: the base every throttle step takes its share of
   for (;;) {
-    if (auto ok = check_abort(); !ok) co_return ok;
-    enter(phase::warmup, "round " + std::to_string(rounds_.rounds() + 1) +
-                             (throttle_pct_ ? ", throttled " + std::to_string(throttle_pct_) + "%" : ""));
-    auto dir = rounds_.next_dir();
+    if (auto ok = check_cancel(); !ok) co_return ok;
+    const auto pct = copy_->throttle_pct();
+    enter(state::warming_up, "round " + std::to_string(rounds_.rounds() + 1) +
+                                 (pct ? ", throttled " + std::to_string(pct) + "%" : ""));
+    auto dir = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
     if (!dir) co_return std::unexpected(dir.error());
     const auto started = stopwatch::clock::now();
     const runtime::checkpoint_request req{*dir, dir_ / "work", true};
     // CRIU's parasite works inside the container's cgroup: a throttle
     // would slow the dump itself. The container is frozen meanwhile anyway.
-    lift_throttle();
-    auto dumped = co_await rt_->checkpoint(req_.container(), req);
+    copy_->unthrottle_for_dump();
+    auto dumped = co_await rt.checkpoint(container.id, req);
     const double dump_ms = stopwatch::between(started, stopwatch::clock::now());
-    if (throttle_pct_) co_await set_throttle(throttle_pct_);
+    if (pct) throttle(pct, cpus_used);
     if (!dumped) co_return std::unexpected(dumped.error().context("warm-up round"));
-    auto sent = co_await send_round(*dir, false);
-    if (!sent) co_return std::unexpected(sent.error().context("warm-up round"));
+    auto& round = stats_.add_round("warmup");
+    round.checkpoint_ms = dump_ms;
+    const stopwatch sending;
+    if (auto sent = co_await send_round(*dir, false, round); !sent) co_return sent;
+    round.duration_ms = sending.ms();
 
-    auto& r = report_.mutable_rounds()->at(report_.rounds_size() - 1);
-    r.set_checkpoint_ms(dump_ms);
     // The first round sends everything: that is no dirty rate.
-    round_observation seen{sent->bytes_wire, previous_start ? r.pages_dirty() * 4096 : 0,
-                           previous_start ? stopwatch::between(*previous_start, started) : r.duration_ms(),
-                           sent->ms};
-    if (previous_start) r.set_dirty_mib_s(mib_per_s(double(seen.dirty_bytes) / seen.interval_ms));
+    const round_observation seen{round.sent.bytes_wire, previous_start ? round.pages_dirty() * 4096 : 0,
+                                 previous_start ? stopwatch::between(*previous_start, started) : round.duration_ms,
+                                 round.sent.ms};
+    if (previous_start) round.dirty_mib_s = mib_per_s(double(seen.dirty_bytes) / seen.interval_ms);
     previous_start = started;
     history_.push_back(seen);
+    co_await fault_point::reach(id_, "source.warmup");
 
-    // What the container uses unthrottled is the base every throttle step
-    // takes its share of.
-    if (!throttle_pct_ && cpu_before) {
-      if (auto now = rt_->cpu_seconds(container_); now)
-        cpus_used_ = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
+    if (!copy_->throttle_pct() && cpu_before) {
+      if (auto now = rt.cpu_seconds(container); now)
+        cpus_used = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
     }
-    auto next = decide(policy, mode, history_, throttle_pct_);
-    if (next.throttle_pct != throttle_pct_) co_await set_throttle(next.throttle_pct);
+    auto next = decide(policy, mode, history_, copy_->throttle_pct());
+    if (next.throttle_pct != copy_->throttle_pct()) throttle(next.throttle_pct, cpus_used);
     if (next.final_round) {
-      report_.set_convergence(next.reason);
+      stats_.convergence = next.reason;
       log::info(*logger(), id_, phase::warmup, "{}", next.reason);
       co_return result<void>{};
     }
   }
 }
 
-void source_session::lift_throttle() {
-  if (!throttle_pct_) return;
-  if (auto ok = rt_->throttle(container_, 0, cpus_used_); !ok)
-    log::warn(*logger(), id_, phase_, "cannot lift the throttle: {}", ok.error().message);
-}
-
-awaitable<void> source_session::set_throttle(std::uint32_t pct) {
-  if (auto ok = rt_->throttle(container_, pct, cpus_used_); !ok) {
+void source_session::throttle(std::uint32_t pct, double cpus_used) {
+  if (auto ok = copy_->throttle(pct, cpus_used); !ok) {
     log::warn(*logger(), id_, phase::warmup, "cannot throttle: {}", ok.error().message);
-    co_return;
+    return;
   }
-  throttle_pct_ = pct;
-  report_.set_throttle_max_pct(std::max(report_.throttle_max_pct(), pct));
-  log::info(*logger(), id_, phase::warmup, "CPU throttle {}% (of {:.3f} CPUs used)", pct, cpus_used_);
-  co_return;
+  stats_.throttle_max_pct = std::max(stats_.throttle_max_pct, pct);
+  if (pct) log::info(*logger(), id_, phase::warmup, "CPU throttle {}% (of {:.3f} CPUs used)", pct, cpus_used);
 }
 
 }  // namespace migrated::migration

@@ -1,12 +1,11 @@
 // Carrying out controller commands (see commands.hpp). Each session is kept
 // alive by the coroutine that runs it; `running_` lets a graceful stop wait
-// for them. A session never throws; if it does, that is a bug, logged here.
+// for them.
 #include "server/commands.hpp"
 
 #include <chrono>
 
 #include "common/log.hpp"
-#include "migration/phases.hpp"
 
 namespace migrated::server {
 
@@ -18,17 +17,19 @@ result<void> commands::admit(const std::string& container) const {
   return {};
 }
 
-template <class Run>
-void commands::spawn(std::shared_ptr<migration::source_session> session, Run run, done_fn done) {
+// The session catches what it throws (and rolls back); an exception that
+// still escapes is a bug in the code around it: logged, the migration ended
+// in the registry so its container is free again, the controller answered.
+void commands::spawn(std::shared_ptr<migration::source_session> session, const std::string& id, done_fn done) {
   ++running_;
   asio::co_spawn(
       io_,
-      [this, session, run, done]() -> awaitable<void> {
-        pb::Report report = co_await run(*session);
+      [this, session, done]() -> awaitable<void> {
+        pb::Report report = co_await session->run();
         --running_;
         if (done) done(report);
       },
-      [this, done](std::exception_ptr e) {
+      [this, id, done](std::exception_ptr e) {
         if (!e) return;
         --running_;
         std::string what = "unknown exception";
@@ -38,11 +39,13 @@ void commands::spawn(std::shared_ptr<migration::source_session> session, Run run
           what = ex.what();
         } catch (...) {
         }
-        log::get("server")->critical("migration session crashed: {}", what);
-        // A bug, but the controller still gets an answer, not silence.
+        log::get("server")->critical("[{}] migration session crashed: {}", id, what);
         pb::Report report;
+        if (const auto* known = ctx_.migrations.find(id)) report = *known;
+        report.set_id(id);
         report.set_result(pb::RESULT_FAILED);
         report.set_error("internal error in the migration session: " + what);
+        ctx_.migrations.finish(report);
         if (done) done(report);
       });
 }
@@ -52,12 +55,12 @@ result<std::string> commands::start_migrate(const pb::MigrateRequest& req, migra
   if (auto ok = admit(req.container()); !ok) return std::unexpected(ok.error());
   auto method = req.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : req.method();
   if (method == pb::POSTCOPY || method == pb::HYBRID)
-    return fail(errc::unsupported, "method " + std::string(migration::method_name(method)) + " is not supported by " +
+    return fail(errc::unsupported, "method " + std::string(method_name(method)) + " is not supported by " +
                                        ctx_.cfg.node_name + " (supported: cold, precopy, diff, full, replay, auto)");
   if (req.destination().empty()) return fail(errc::invalid_argument, "no destination given");
   std::string id = ctx_.migrations.new_id();
   auto session = std::make_shared<migration::source_session>(ctx_, req, id, std::move(progress));
-  spawn(session, [](migration::source_session& s) { return s.run(); }, std::move(done));
+  spawn(session, id, std::move(done));
   return id;
 }
 
@@ -70,8 +73,8 @@ result<std::string> commands::start_prepare(const pb::PrepareRequest& req, done_
   as_migrate.set_method(pb::COLD);
   as_migrate.set_runtime(req.runtime());
   std::string id = ctx_.migrations.new_id();
-  auto session = std::make_shared<migration::source_session>(ctx_, as_migrate, id, nullptr);
-  spawn(session, [](migration::source_session& s) { return s.run_prepare(); }, std::move(done));
+  auto session = std::make_shared<migration::source_session>(ctx_, as_migrate, id, nullptr, true);
+  spawn(session, id, std::move(done));
   return id;
 }
 

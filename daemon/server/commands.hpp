@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "common/names.hpp"
 #include "migration/context.hpp"
 #include "migration/source_session.hpp"
 
@@ -33,15 +34,13 @@ class commands {
   // id) or a StatusReply.
   pb::Envelope answer(const pb::Envelope& req);
 
-  // Refuse new work; `idle` is true once no migration runs.
+  // Refuse new work; `idle` is true once no session this node started runs.
   void drain() { draining_ = true; }
   bool idle() const { return running_ == 0; }
 
  private:
   result<void> admit(const std::string& container) const;
-
-  template <class Run>
-  void spawn(std::shared_ptr<migration::source_session> session, Run run, done_fn done);
+  void spawn(std::shared_ptr<migration::source_session> session, const std::string& id, done_fn done);
 
   migration::node_context& ctx_;
   asio::any_io_executor io_;

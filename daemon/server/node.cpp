@@ -80,6 +80,31 @@ void report_leftovers(const config& cfg) {
   std::filesystem::remove_all(cfg.storage_dir / "incoming", ec);
 }
 
+// The graceful stop (SIGTERM, what systemd sends): no new connections or
+// commands; every running migration is cancelled — a source rolls back
+// what it cannot finish, a destination removes its uncommitted copy and
+// tells the source, a commit exchange in flight is finished — and the node
+// waits for all of them, then for the controllers' last reports to go out.
+awaitable<void> stop_gracefully(const config& cfg, tcp_server& tcp, std::optional<udp_server>& udp, commands& cmds,
+                                migration::registry& registry) {
+  sd_notify(0, "STOPPING=1");
+  tcp.stop();
+  if (udp) udp->stop();
+  cmds.drain();
+  const auto running = registry.running();
+  if (running) logger()->info("{} migration(s) running: giving them up", running);
+  registry.stop_all(cfg.node_name + " is stopping");
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + drain_limit;
+  while ((registry.running() || !cmds.idle() || tcp.following()) && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(50));
+    boost::system::error_code ec;
+    co_await tick.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  if (registry.running()) logger()->error("stopped with {} migration(s) still running", registry.running());
+  else logger()->info("stopped");
+}
+
 }  // namespace
 
 awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
@@ -94,7 +119,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   std::filesystem::create_directories(cfg.storage_dir, ec);
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
 
-  auto features = co_await criu::detect(pool, cfg.criu.binary);
+  auto features = co_await criu::detect(cfg.criu.binary);
   if (!features.usable)
     co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
   runtime::runtime_set runtimes;
@@ -116,38 +141,56 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   report_leftovers(cfg);
 
   migration::registry registry;
-  migration::node_context ctx{cfg, std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features, runtimes)},
-                              pool, runtimes, registry};
+  migration::admission slots(ex, cfg.max_concurrent_migrations);
+  migration::node_context ctx{cfg,     std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features, runtimes)},
+                              pool,    runtimes,        registry,
+                              slots};
   commands cmds(ctx, ex);
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
   std::optional<udp_server> udp;
   if (udp_sock) udp.emplace(ctx, cmds, std::move(*udp_sock));
-  asio::co_spawn(ex, tcp.run(), asio::detached);
-  if (udp) asio::co_spawn(ex, udp->run(), asio::detached);
+
+  // The node runs until a signal, or until a listener fails: a node that no
+  // longer listens stops (exit 1) so that systemd restarts it.
+  asio::steady_timer stop(ex, asio::steady_timer::time_point::max());
+  int exit_code = 0;
+  auto on_listener_end = [&](std::string_view which) {
+    return [&, which](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        logger()->critical("{} listener crashed: {}", which, ex.what());
+      } catch (...) {
+        logger()->critical("{} listener crashed", which);
+      }
+      exit_code = 1;
+      stop.cancel();
+    };
+  };
+  asio::co_spawn(ex, tcp.run(), on_listener_end("tcp"));
+  if (udp) asio::co_spawn(ex, udp->run(), on_listener_end("udp"));
 
   std::string rts;
   for (auto& n : runtimes.names()) rts += (rts.empty() ? "" : ", ") + n;
-  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {})", cfg.node_name,
-                 cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "", rts,
-                 features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no");
+  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {}; "
+                 "{} pool threads, {} concurrent migrations)",
+                 cfg.node_name, cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "",
+                 rts, features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no",
+                 cfg.pool_threads, cfg.max_concurrent_migrations);
   sd_notify(0, "READY=1");
 
   asio::signal_set signals(ex, SIGTERM, SIGINT);
-  boost::system::error_code sig_ec;
-  int sig = co_await signals.async_wait(asio::redirect_error(use_awaitable, sig_ec));
-  sd_notify(0, "STOPPING=1");
-  logger()->info("signal {}: stopping; waiting for running migrations", sig);
-  tcp.stop();
-  if (udp) udp->stop();
-  cmds.drain();
-  asio::steady_timer tick(ex);
-  auto deadline = std::chrono::steady_clock::now() + drain_limit;
-  while (!cmds.idle() && std::chrono::steady_clock::now() < deadline) {
-    tick.expires_after(std::chrono::milliseconds(100));
-    co_await tick.async_wait(asio::redirect_error(use_awaitable, sig_ec));
-  }
-  logger()->info("stopped");
-  co_return 0;
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    logger()->info("signal {}: stopping", sig);
+    stop.cancel();
+  });
+  boost::system::error_code stop_ec;
+  co_await stop.async_wait(asio::redirect_error(use_awaitable, stop_ec));
+  signals.cancel();
+  co_await stop_gracefully(cfg, tcp, udp, cmds, registry);
+  co_return exit_code;
 }
 
 }  // namespace migrated::server

@@ -115,8 +115,10 @@ awaitable<void> tcp_server::follow_migration(transport::channel& ch, const pb::E
     co_await ch.reply(rid, std::unexpected(id.error()));
     co_return;
   }
-  if (!co_await ch.reply(rid, {}, *id)) co_return;
-  co_await box->pump(ch);
+  ++following_;
+  if (co_await ch.reply(rid, {}, *id)) co_await box->pump(ch);
+  else box->close();  // the controller went away: the migration goes on without it
+  --following_;
 }
 
 }  // namespace migrated::server

@@ -14,6 +14,8 @@ class tcp_server {
 
   awaitable<void> run();
   void stop();
+  // Followed migrations whose report has not gone out yet.
+  std::size_t following() const { return following_; }
 
  private:
   awaitable<void> serve(tcp::socket socket);
@@ -22,6 +24,7 @@ class tcp_server {
   migration::node_context& ctx_;
   commands& cmds_;
   tcp::acceptor acceptor_;
+  std::size_t following_ = 0;
 };
 
 }  // namespace migrated::server

@@ -55,6 +55,8 @@ TEST_CASE("config: defaults fill every key but node", "[config]") {
   CHECK(cfg.transfer.zstd_level == 3);
   CHECK(cfg.transfer.chunk_bytes == 1u << 20);
   CHECK(cfg.timeouts.commit == std::chrono::milliseconds(10000));
+  CHECK(cfg.pool_threads == 4);
+  CHECK(cfg.max_concurrent_migrations == 4);
   CHECK(validate(cfg));
 }
 
@@ -82,6 +84,8 @@ listen: {tcp: "[::1]:9000", udp: 127.0.0.1:9001}
 peers: {n2: "host-2.example:9000", n3: "[fd00::3]:9000"}
 psk_file: /p
 storage: /s
+pool_threads: 8
+max_concurrent_migrations: 16
 runtime: {runc: {binary: /bin/runc, root: /r, bundles: /b, cgroup_parent: cg}}
 criu: {binary: /bin/criu}
 log: {sink: file, level: debug, file: /l.log}
@@ -97,6 +101,8 @@ timeouts: {connect_ms: 1, io_ms: 2, checkpoint_ms: 3, restore_ms: 4, commit_ms: 
   CHECK(cfg->log.file == "/l.log");
   CHECK(cfg->transfer.chunk_bytes == 64u * 1024);
   CHECK(cfg->timeouts.restore == std::chrono::milliseconds(4));
+  CHECK(cfg->pool_threads == 8);
+  CHECK(cfg->max_concurrent_migrations == 16);
   CHECK(validate(*cfg));
 }
 
@@ -127,6 +133,10 @@ TEST_CASE("config: parse errors name the origin and the key path", "[config]") {
                Contains("transfer.zstd_level: expected an integer 0..19"));
     CHECK_THAT(parse_error("transfer: {chunk_kib: 63}"),
                Contains("transfer.chunk_kib: expected an integer 64..4096 (KiB), got '63'"));
+    CHECK_THAT(parse_error("pool_threads: 0"), Contains("pool_threads: expected an integer 1..64, got '0'"));
+    CHECK_THAT(parse_error("pool_threads: many"), Contains("pool_threads: expected an integer 1..64"));
+    CHECK_THAT(parse_error("max_concurrent_migrations: 257"),
+               Contains("max_concurrent_migrations: expected an integer 1..256, got '257'"));
   }
   SECTION("bad endpoint") {
     CHECK_THAT(parse_error("peers:\n  edge-b: 10.0.0.2\n"),

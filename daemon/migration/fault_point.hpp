@@ -1,0 +1,23 @@
+// Fault points inside the sessions, for tests that must stop a daemon at an
+// exact place of a migration. MIGRATED_FAULT=<point>.<action> in a daemon's
+// environment (common/fault.hpp), where <point> is a place reached by
+// reach() — source.warmup, source.transfer, source.restore, dest.ready,
+// dest.restored — and <action> one of:
+//   pause   the session logs "fault point <point>: paused" and waits until
+//           the migration is cancelled (abort, SIGTERM) or 120 s pass
+//   throw   the session throws, as a bug would
+//   die     the daemon SIGKILLs itself
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "asio.hpp"
+
+namespace migrated::migration::fault_point {
+
+awaitable<void> reach(const std::string& migration_id, std::string_view point);
+// Ends a pause of this migration (its cancel() calls this).
+void resume(const std::string& migration_id);
+
+}  // namespace migrated::migration::fault_point

@@ -1,0 +1,153 @@
+// The source's copy of a container during a migration (see source_copy.hpp).
+#include "migration/source_copy.hpp"
+
+#include "common/log.hpp"
+#include "common/names.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+}  // namespace
+
+std::string_view name(source_copy::state s) {
+  switch (s) {
+    case source_copy::state::running: return "running";
+    case source_copy::state::stopped: return "stopped";
+    case source_copy::state::committed: return "committed";
+    case source_copy::state::restored: return "restored";
+    case source_copy::state::lost: return "lost";
+  }
+  return "unknown";
+}
+
+source_copy::source_copy(runtime::runtime& rt, runtime::container_info container, std::string migration_id)
+    : rt_(rt), container_(std::move(container)), id_(std::move(migration_id)) {}
+
+result<void> source_copy::throttle(std::uint32_t pct, double cpus_used) {
+  if (state_ != state::running) return fail(errc::internal, "throttle: the container no longer runs here");
+  if (pct) cpus_used_ = cpus_used;
+  if (auto ok = rt_.throttle(container_, pct, cpus_used_); !ok) return ok;
+  throttle_pct_ = pct;
+  return {};
+}
+
+void source_copy::unthrottle_for_dump() {
+  if (!throttle_pct_) return;
+  if (auto ok = rt_.throttle(container_, 0, cpus_used_); !ok)
+    log::warn(*logger(), id_, phase::warmup, "cannot lift the throttle for a dump: {}", ok.error().message);
+}
+
+void source_copy::lift_throttle() {
+  if (!throttle_pct_) return;
+  if (auto ok = rt_.throttle(container_, 0, cpus_used_); !ok)
+    log::warn(*logger(), id_, phase::rollback, "cannot lift the throttle: {}", ok.error().message);
+  throttle_pct_ = 0;
+}
+
+// Docker would start a fresh copy the moment the final dump (or a stop)
+// ends the container: its restart policy is held until it is gone for good.
+awaitable<result<void>> source_copy::hold_restarts() {
+  if (auto held = co_await rt_.hold_restarts(container_, true); !held) co_return held;
+  held_ = true;
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_copy::checkpoint(const std::filesystem::path& images,
+                                                const std::filesystem::path& work) {
+  if (state_ != state::running) co_return fail(errc::internal, "checkpoint: the container no longer runs here");
+  if (auto held = co_await hold_restarts(); !held) co_return held;
+  lift_throttle();  // the final dump runs at full speed; the container stays frozen
+  images_ = images;
+  stopped_at_ = stopwatch::clock::now();
+  const runtime::checkpoint_request req{images, work, false};
+  auto ok = co_await rt_.checkpoint(container_.id, req);
+  if (ok) {
+    state_ = state::stopped;
+    co_return result<void>{};
+  }
+  co_await after_failed_stop();
+  co_return ok;
+}
+
+awaitable<result<void>> source_copy::stop() {
+  if (state_ != state::running) co_return fail(errc::internal, "stop: the container no longer runs here");
+  if (auto held = co_await hold_restarts(); !held) co_return held;
+  lift_throttle();
+  images_.clear();
+  stopped_at_ = stopwatch::clock::now();
+  auto ok = co_await rt_.stop(container_.id);
+  if (ok) {
+    state_ = state::stopped;
+    co_return result<void>{};
+  }
+  co_await after_failed_stop();
+  co_return ok;
+}
+
+// A dump or stop that failed half-way may have ended the container: ask.
+awaitable<void> source_copy::after_failed_stop() {
+  auto still = co_await rt_.inspect(container_.id);
+  if (still && still->status == "running") co_return;
+  state_ = state::stopped;
+  log::warn(*logger(), id_, phase::checkpoint, "{} stopped although its {} failed ({})", container_.id,
+            images_.empty() ? "stop" : "checkpoint",
+            still ? "it is " + still->status : still.error().message);
+}
+
+void source_copy::commit() {
+  if (state_ != state::running && state_ != state::stopped) return;
+  running_at_commit_ = state_ == state::running;
+  state_ = state::committed;
+}
+
+awaitable<void> source_copy::release() {
+  if (state_ != state::committed) co_return;
+  if (running_at_commit_) {  // replay: it served until the destination was ready
+    // A stop that fails (or a bug that throws) must not keep a second copy
+    // running: the removal below kills whatever is left.
+    try {
+      co_await hold_restarts();  // a failure only means the policy stays as it was
+      if (auto ok = co_await rt_.stop(container_.id); !ok)
+        log::warn(*logger(), id_, phase::release, "{}", ok.error().message);
+    } catch (const std::exception& e) {
+      log::error(*logger(), id_, phase::release, "stopping {}: {}", container_.id, e.what());
+    }
+  }
+  if (auto ok = co_await rt_.remove(container_.id); !ok)
+    log::warn(*logger(), id_, phase::release, "{} moved, but the copy here stays: {}", container_.id,
+              ok.error().message);
+  for (const auto& v : container_.volumes)
+    log::info(*logger(), id_, phase::release, "volume {} stays here too ({})", v.name, v.path.string());
+}
+
+awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work) {
+  if (state_ == state::running) {
+    lift_throttle();
+    co_return result<void>{};
+  }
+  if (state_ != state::stopped) co_return result<void>{};
+  result<runtime::container_info> back = std::unexpected(error{});
+  if (!images_.empty()) {
+    const runtime::restore_request req{container_.bundle, images_, work};
+    back = co_await rt_.restore(container_.id, req);
+  } else {  // no process state was taken: start it again
+    back = co_await rt_.start(container_.id, container_.bundle, work);
+  }
+  if (!back) {
+    state_ = state::lost;
+    co_return std::unexpected(back.error());
+  }
+  state_ = state::restored;
+  container_.pid = back->pid;
+  if (held_) {
+    if (auto given = co_await rt_.hold_restarts(container_, false); !given)
+      log::warn(*logger(), id_, phase::rollback, "{}", given.error().message);
+    held_ = false;
+  }
+  log::warn(*logger(), id_, phase::rollback, "{} runs here again (pid {})", container_.id, back->pid);
+  co_return result<void>{};
+}
+
+}  // namespace migrated::migration

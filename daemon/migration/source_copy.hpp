@@ -1,0 +1,84 @@
+// The container at the source while it is being moved, and the one place
+// that decides what becomes of it. Every method and every failure path —
+// an error, an abort, a daemon stopping, a session that throws — ends in
+// this object, so "nothing is lost" is checked in one file:
+//
+//   running    untouched (perhaps throttled by auto-converge, never left so)
+//   stopped    checkpointed (its images are its state) or stopped (the
+//              filesystem methods); the runtime's restart policy is held
+//              meanwhile, so Docker does not start a fresh copy on its own
+//   committed  the destination acknowledged Commit: it owns the container,
+//              and the copy here is only released
+//   restored   brought back here after a failure (rolled back)
+//   lost       could not be brought back: its images stay where they are
+//
+// roll_back() is the only code that brings a container back. It restores
+// the images of the final checkpoint, or starts the container fresh when a
+// filesystem method stopped it, and gives the restart policy back.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "migration/stopwatch.hpp"
+#include "runtime/runtime.hpp"
+
+namespace migrated::migration {
+
+class source_copy {
+ public:
+  enum class state { running, stopped, committed, restored, lost };
+
+  source_copy(runtime::runtime& rt, runtime::container_info container, std::string migration_id);
+
+  state current() const { return state_; }
+  const runtime::container_info& container() const { return container_; }
+  runtime::runtime& rt() const { return rt_; }
+  // When it stopped (the start of the final checkpoint or of the stop).
+  stopwatch::clock::time_point stopped_at() const { return stopped_at_; }
+  // The final checkpoint's images (empty when it was stopped without one).
+  const std::filesystem::path& images() const { return images_; }
+
+  // Auto-converge: caps the running copy at (100 - pct)% of the CPUs it
+  // used; 0 lifts the cap. unthrottle_for_dump() lifts it for one dump
+  // (CRIU's parasite runs inside the container's cgroup) and keeps the
+  // percentage for throttle(throttle_pct()) afterwards.
+  result<void> throttle(std::uint32_t pct, double cpus_used);
+  void unthrottle_for_dump();
+  std::uint32_t throttle_pct() const { return throttle_pct_; }
+
+  // running → stopped, its state in `images` (the container stops here:
+  // downtime begins). A dump that failed half-way may still have stopped
+  // it: the runtime is asked, and the state says what it found.
+  awaitable<result<void>> checkpoint(const std::filesystem::path& images, const std::filesystem::path& work);
+  // running → stopped without process state (diff, full).
+  awaitable<result<void>> stop();
+  // stopped or running → committed. From here on nothing rolls back.
+  void commit();
+  // committed: the copy here goes (stopped first if it still runs: replay).
+  // A failure loses nothing — a stopped container is left behind — and is logged.
+  awaitable<void> release();
+  // The migration failed. stopped → restored (or lost); running → the
+  // throttle lifted; committed → nothing. `work` holds the runtime's logs.
+  awaitable<result<void>> roll_back(const std::filesystem::path& work);
+
+ private:
+  awaitable<result<void>> hold_restarts();
+  awaitable<void> after_failed_stop();
+  void lift_throttle();
+
+  runtime::runtime& rt_;
+  runtime::container_info container_;
+  std::string id_;  // the migration's, for the log
+  state state_ = state::running;
+  bool held_ = false;
+  bool running_at_commit_ = false;
+  std::uint32_t throttle_pct_ = 0;
+  double cpus_used_ = 0;
+  std::filesystem::path images_;
+  stopwatch::clock::time_point stopped_at_{};
+};
+
+std::string_view name(source_copy::state s);
+
+}  // namespace migrated::migration

@@ -1,0 +1,521 @@
+// The migration engine end to end in one process: two nodes (edge-a, edge-b)
+// on loopback TCP with the real sessions, tcp_server, commands, file streams
+// and delta engine, over a fake runtime (fake_runtime.hpp) so that every
+// step can be made to fail. What is checked:
+// - the phases each method goes through, in order, on the source;
+// - a failure injected at every runtime step of either side — or an
+//   exception thrown there — leaves exactly one running copy with the state
+//   it had at the last checkpoint, rolls the source back exactly once when
+//   it had stopped and never otherwise, and frees the container's name;
+// - the destination refuses messages out of order or repeated, and a source
+//   that vanishes before Commit is a failed migration there, never a success;
+// - more migrations than max_concurrent_migrations wait in phase "queued";
+// - an abort while queued, or a stop mid-migration, leaves one copy.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "common/log.hpp"
+#include "common/names.hpp"
+#include "fake_runtime.hpp"
+#include "migration/context.hpp"
+#include "server/commands.hpp"
+#include "server/tcp_server.hpp"
+#include "temp_dir.hpp"
+#include "transport/handshake.hpp"
+
+using namespace migrated;
+using namespace std::chrono_literals;
+using testing::fake_runtime;
+using testing::fault_plan;
+
+namespace {
+
+const std::filesystem::path fixtures = std::filesystem::path(__FILE__).parent_path() / "fixtures" / "criu-4.1.1";
+constexpr std::uint64_t initial_state = 41;
+
+config node_config(const std::string& name, const std::filesystem::path& root) {
+  config c;
+  c.node_name = name;
+  c.listen_tcp = {"127.0.0.1", 0};
+  c.storage_dir = root / "storage";
+  c.timeouts.connect = 2000ms;
+  c.timeouts.io = 3000ms;
+  c.timeouts.checkpoint = 3000ms;
+  c.timeouts.restore = 3000ms;
+  c.timeouts.commit = 3000ms;
+  c.timeouts.ready = 3000ms;
+  c.precopy.max_rounds = 2;
+  return c;
+}
+
+pb::Capabilities runc_caps() {
+  pb::Capabilities caps;
+  caps.add_runtimes("runc");
+  return caps;
+}
+
+struct node {
+  node(asio::io_context& io, asio::thread_pool& pool, fault_plan& plan, const std::string& name,
+       const std::filesystem::path& root, std::uint32_t slots_n)
+      : cfg(node_config(name, root)),
+        rt(new fake_runtime(name == "edge-a" ? "a" : "b", plan, root, fixtures)),
+        slots(io.get_executor(), slots_n),
+        ctx{cfg, auth::psk{auth::bytes(32, 0x5c)}, {name, pb::ROLE_DAEMON, runc_caps()}, pool, runtimes, registry, slots},
+        cmds(ctx, io.get_executor()) {
+    cfg.max_concurrent_migrations = slots_n;
+    runtimes.add(std::unique_ptr<runtime::runtime>(rt));
+  }
+  config cfg;
+  fake_runtime* rt;  // owned by runtimes
+  runtime::runtime_set runtimes;
+  migration::registry registry;
+  migration::admission slots;
+  migration::node_context ctx;
+  server::commands cmds;
+};
+
+// Two nodes in one io_context; edge-b listens, edge-a migrates to it.
+struct pair {
+  explicit pair(std::uint32_t slots_a = 4)
+      : a(io, pool, plan, "edge-a", tmp.path / "a", slots_a), b(io, pool, plan, "edge-b", tmp.path / "b", 4) {
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = acc.local_endpoint().port();
+    a.cfg.peers.push_back({"edge-b", {"127.0.0.1", port}});
+    server.emplace(b.ctx, b.cmds, std::move(acc));
+    asio::co_spawn(io, server->run(), asio::detached);
+  }
+
+  struct outcome {
+    pb::Report report;
+    std::vector<std::string> phases;  // as the controller saw them, repeats folded
+  };
+
+  // Starts migrations of `ids` (one each) and runs until all of them and
+  // every destination session have ended.
+  std::vector<outcome> migrate_all(const std::vector<std::string>& ids, pb::Method method,
+                                   std::function<void(const std::string& mid)> meanwhile = nullptr) {
+    std::vector<outcome> out(ids.size());
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      pb::MigrateRequest req;
+      req.set_container(ids[i]);
+      req.set_destination("edge-b");
+      req.set_method(method);
+      auto progress = [&out, i](const pb::Progress& p) {
+        if (out[i].phases.empty() || out[i].phases.back() != p.phase()) out[i].phases.push_back(p.phase());
+      };
+      auto finished = [&out, &done, i](const pb::Report& r) {
+        out[i].report = r;
+        ++done;
+      };
+      auto id = a.cmds.start_migrate(req, progress, finished);
+      REQUIRE(id);
+      if (meanwhile) meanwhile(*id);
+    }
+    asio::co_spawn(io, wait_then_stop(done, ids.size()), asio::detached);
+    io.run_for(30s);
+    REQUIRE(io.stopped());
+    return out;
+  }
+
+  outcome migrate(const std::string& id, pb::Method method) { return migrate_all({id}, method).front(); }
+
+  awaitable<void> wait_then_stop(const std::size_t& done, std::size_t want) {
+    asio::steady_timer t(io);
+    while (done < want || b.registry.running() || a.registry.running() || !a.cmds.idle()) {
+      t.expires_after(2ms);
+      co_await t.async_wait(use_awaitable);
+    }
+    server->stop();
+  }
+
+  // Exactly one copy of `id` runs, with the state it should have.
+  void require_one_copy(const std::string& id, std::uint64_t state) {
+    const bool on_a = a.rt->running(id), on_b = b.rt->running(id);
+    INFO("running on a: " << on_a << ", on b: " << on_b);
+    REQUIRE(on_a != on_b);
+    REQUIRE((on_a ? a : b).rt->containers[id].state == state);
+  }
+
+  asio::io_context io{1};
+  asio::thread_pool pool{2};
+  fault_plan plan;
+  testing::temp_dir tmp;
+  node a, b;
+  std::uint16_t port = 0;
+  std::optional<server::tcp_server> server;
+};
+
+void quiet_logs(const testing::temp_dir& dir) {
+  REQUIRE(log::setup({"file", "debug", (dir.path / "sessions.log").string(), "migrated"}));
+}
+
+// What the one running copy must hold: the process state methods carry the
+// state of the final checkpoint (the start plus one step per warm-up dump);
+// the filesystem methods start fresh (0) wherever they started; a migration
+// that failed before stopping anything leaves the state as it ran on.
+std::uint64_t expected_state(pair& p, pb::Method method, const pb::Report& r) {
+  const bool keeps = method == pb::COLD || method == pb::PRECOPY;
+  const bool moved_or_restored = r.result() != pb::RESULT_FAILED;
+  if (!keeps && moved_or_restored) return 0;
+  return initial_state + std::uint64_t(p.a.rt->warm_dumps);
+}
+
+const std::vector<std::string> process_phases_cold{"accepted", "connect", "pull", "checkpoint", "transfer",
+                                                   "restore", "ready", "commit", "release", "done"};
+
+}  // namespace
+
+TEST_CASE("each method goes through its phases in order and the container moves once", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  struct expectation {
+    pb::Method method;
+    std::vector<std::string> phases;
+    bool keeps_state;
+  };
+  const std::vector<expectation> all{
+      {pb::COLD, process_phases_cold, true},
+      {pb::PRECOPY,
+       {"accepted", "connect", "pull", "warmup", "checkpoint", "transfer", "restore", "ready", "commit", "release",
+        "done"},
+       true},
+      {pb::DIFF, {"accepted", "connect", "pull", "stop", "transfer", "start", "ready", "commit", "release", "done"}, false},
+      {pb::FULL, {"accepted", "connect", "stop", "pull", "start", "ready", "commit", "release", "done"}, false},
+      {pb::REPLAY, {"accepted", "connect", "pull", "start", "ready", "commit", "release", "done"}, false},
+  };
+  for (const auto& e : all) {
+    SECTION(std::string(method_name(e.method))) {
+      pair p;
+      p.a.rt->add_running("c1", initial_state);
+      auto o = p.migrate("c1", e.method);
+      INFO(o.report.error());
+      REQUIRE(o.report.result() == pb::RESULT_OK);
+      CHECK(o.phases == e.phases);
+      p.require_one_copy("c1", expected_state(p, e.method, o.report));
+      if (e.method == pb::PRECOPY) CHECK(p.a.rt->warm_dumps >= 1);
+      CHECK(p.b.rt->running("c1"));
+      CHECK(p.plan.count("a:restore") == 0);  // nothing rolled back
+      // The report is built once, consistently.
+      std::uint64_t wire = 0;
+      for (const auto& r : o.report.rounds()) wire += r.bytes_wire();
+      CHECK(o.report.bytes_wire() == wire);
+      CHECK(o.report.destination() == "edge-b");
+      if (e.method == pb::REPLAY) CHECK(o.report.downtime_ms() == 0);
+      else CHECK(o.report.downtime_ms() > 0);
+      // The destination's own record agrees.
+      const auto* there = p.b.registry.find(o.report.id());
+      REQUIRE(there);
+      CHECK(there->result() == pb::RESULT_OK);
+      CHECK(there->phase() == "done");
+    }
+  }
+}
+
+TEST_CASE("a failure at any step of either side leaves exactly one copy, rolled back at most once", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  for (pb::Method method : {pb::COLD, pb::PRECOPY, pb::DIFF, pb::FULL, pb::REPLAY}) {
+    for (bool throws : {false, true}) {
+      // How many runtime steps a successful migration takes.
+      int steps = 0;
+      {
+        pair p;
+        p.a.rt->add_running("c1", initial_state);
+        REQUIRE(p.migrate("c1", method).report.result() == pb::RESULT_OK);
+        steps = p.plan.ops;
+      }
+      for (int k = 1; k <= steps; ++k) {
+        pair p;
+        p.plan.fail_at = k;
+        p.plan.throw_instead = throws;
+        p.a.rt->add_running("c1", initial_state);
+        auto o = p.migrate("c1", method);
+        const std::string failed_step = p.plan.log.size() >= std::size_t(k) ? p.plan.log[k - 1] : "?";
+        INFO(method_name(method) << (throws ? ", throwing" : ", failing") << " at step " << k << " of " << steps
+                                 << " (" << failed_step << "): " << result_name(o.report.result()) << ": "
+                                 << o.report.error());
+        const bool stopped_at_source = p.a.rt->stops > 0;
+        const int rollbacks = p.plan.count("a:restore") + p.plan.count("a:start");
+        if (o.report.result() == pb::RESULT_OK) {
+          // A failure after Commit (releasing the copy here) loses nothing.
+          CHECK(p.b.rt->running("c1"));
+          CHECK_FALSE(p.a.rt->running("c1"));
+          CHECK(rollbacks == 0);
+        } else {
+          CHECK(p.a.rt->running("c1"));
+          CHECK_FALSE(p.b.rt->running("c1"));
+          CHECK(rollbacks == (o.report.result() == pb::RESULT_ROLLED_BACK ? 1 : 0));
+          CHECK(o.report.result() == (stopped_at_source ? pb::RESULT_ROLLED_BACK : pb::RESULT_FAILED));
+        }
+        // The state is the one of the final checkpoint, or the one it ran on with.
+        p.require_one_copy("c1", expected_state(p, method, o.report));
+        // Nothing is left busy: the name is free on both nodes.
+        CHECK_FALSE(p.a.registry.busy("c1"));
+        CHECK_FALSE(p.b.registry.busy("c1"));
+      }
+    }
+  }
+}
+
+TEST_CASE("migrations beyond max_concurrent_migrations wait, queued, and all complete", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  pair p(2);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back("q" + std::to_string(i));
+    p.a.rt->add_running(ids.back(), initial_state + i);
+  }
+  auto all = p.migrate_all(ids, pb::COLD);
+  int queued = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    INFO(ids[i] << ": " << all[i].report.error());
+    CHECK(all[i].report.result() == pb::RESULT_OK);
+    CHECK(all[i].report.container() == ids[i]);
+    p.require_one_copy(ids[i], initial_state + i);
+    if (!all[i].phases.empty() && all[i].phases.front() == "queued") ++queued;
+  }
+  CHECK(queued == 3);
+}
+
+TEST_CASE("an abort while queued ends the migration before anything happens", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  pair p(1);
+  p.a.rt->add_running("first", 1);
+  p.a.rt->add_running("second", 2);
+  std::vector<std::string> mids;
+  // Aborts the second migration once the registry shows it queued.
+  auto abort_when_queued = [&p, &mids]() -> awaitable<void> {
+    asio::steady_timer t(p.io);
+    for (int i = 0; i < 5000; ++i) {
+      const auto* r = mids.size() == 2 ? p.a.registry.find(mids[1]) : nullptr;
+      if (r && r->phase() == "queued") {
+        REQUIRE(p.a.registry.abort(mids[1]));
+        co_return;
+      }
+      t.expires_after(1ms);
+      co_await t.async_wait(use_awaitable);
+    }
+    FAIL("the second migration was never queued");
+  };
+  asio::co_spawn(p.io, abort_when_queued(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  auto all = p.migrate_all({"first", "second"}, pb::COLD, [&](const std::string& mid) { mids.push_back(mid); });
+  CHECK(all[0].report.result() == pb::RESULT_OK);
+  INFO(all[1].report.error());
+  CHECK(all[1].report.result() == pb::RESULT_FAILED);
+  CHECK_THAT(all[1].report.error(), Catch::Matchers::Contains("aborted by the controller"));
+  CHECK(all[1].phases == std::vector<std::string>{"queued", "failed"});
+  p.require_one_copy("first", 1);
+  p.require_one_copy("second", 2);
+  CHECK(p.a.rt->running("second"));
+  CHECK_FALSE(p.a.registry.busy("second"));
+}
+
+TEST_CASE("a node stopping at any step of either side leaves exactly one copy", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  for (pb::Method method : {pb::COLD, pb::PRECOPY, pb::DIFF, pb::REPLAY}) {
+    std::vector<std::string> steps;
+    {
+      pair p;
+      p.a.rt->add_running("c1", initial_state);
+      REQUIRE(p.migrate("c1", method).report.result() == pb::RESULT_OK);
+      steps = p.plan.log;
+    }
+    for (const char* side : {"a", "b"}) {
+      for (int k = 1; k <= int(steps.size()); ++k) {
+        pair p;
+        p.a.rt->add_running("c1", initial_state);
+        node& stopping = std::string(side) == "a" ? p.a : p.b;
+        p.plan.on_step = [&stopping, k](int op, const std::string&) {
+          if (op == k) stopping.registry.stop_all(stopping.cfg.node_name + " is stopping");
+        };
+        auto o = p.migrate("c1", method);
+        INFO(method_name(method) << ": edge-" << side << " stops at step " << k << " (" << steps[k - 1]
+                                 << "): " << result_name(o.report.result()) << ": " << o.report.error());
+        if (o.report.result() == pb::RESULT_OK) {
+          CHECK(p.b.rt->running("c1"));
+        } else {
+          CHECK(p.a.rt->running("c1"));
+          CHECK_THAT(o.report.error(), Catch::Matchers::Contains("is stopping"));
+        }
+        p.require_one_copy("c1", expected_state(p, method, o.report));
+        CHECK(p.plan.count("a:restore") + p.plan.count("a:start") <= 1);
+        CHECK_FALSE(p.a.registry.busy("c1"));
+        CHECK_FALSE(p.b.registry.busy("c1"));
+      }
+    }
+  }
+}
+
+namespace {
+
+// A raw peer for the destination's protocol checks: handshakes as edge-a,
+// then plays the script; the destination's last answer is returned.
+struct script_result {
+  std::vector<pb::Reply> replies;
+  bool closed = false;
+};
+
+awaitable<void> play(pair& p, std::vector<pb::Envelope> script, script_result& out) {
+  transport::identity me{"edge-a", pb::ROLE_DAEMON, runc_caps()};
+  const endpoint to{"127.0.0.1", p.port};
+  auto ch = co_await transport::connect(to, p.b.ctx.psk, me, 2000ms, 2000ms);
+  REQUIRE(ch);
+  for (auto& env : script) {
+    if (!(co_await ch->send(env))) break;
+    if (env.has_file_begin() || env.has_tree_manifest()) continue;
+    auto f = co_await ch->recv(3000ms);
+    if (!f) {
+      out.closed = true;
+      break;
+    }
+    if (f->msg.has_reply()) out.replies.push_back(f->msg.reply());
+    if (f->msg.has_reply() && !f->msg.reply().ok()) break;
+  }
+  auto last = co_await ch->recv(3000ms);  // the destination hangs up after refusing
+  out.closed = out.closed || !last;
+  ch->close();
+  asio::steady_timer t(p.io);
+  while (p.b.registry.running()) {
+    t.expires_after(2ms);
+    co_await t.async_wait(use_awaitable);
+  }
+  p.server->stop();
+}
+
+pb::Envelope pull_of(const std::string& mid, bool prepare = false) {
+  pb::Envelope env;
+  env.set_request_id(1);
+  auto* m = env.mutable_pull();
+  m->set_migration_id(mid);
+  m->set_container("c9");
+  m->set_runtime("runc");
+  m->set_method(pb::COLD);
+  m->set_prepare(prepare);
+  return env;
+}
+
+pb::Envelope begin_of(const std::string& mid) {
+  pb::Envelope env;
+  env.set_request_id(2);
+  auto* m = env.mutable_migrate_begin();
+  m->set_migration_id(mid);
+  m->set_container("c9");
+  m->set_method(pb::COLD);
+  m->set_runtime("runc");
+  return env;
+}
+
+pb::Envelope round_of(std::uint32_t index, bool final) {
+  pb::Envelope env;
+  env.set_request_id(3);
+  env.mutable_round_begin()->set_index(index);
+  env.mutable_round_begin()->set_final(final);
+  return env;
+}
+
+pb::Envelope commit_of(const std::string& mid) {
+  pb::Envelope env;
+  env.set_request_id(4);
+  env.mutable_commit()->set_migration_id(mid);
+  return env;
+}
+
+pb::Envelope prepare_end_of(const std::string& mid) {
+  pb::Envelope env;
+  env.set_request_id(5);
+  env.mutable_prepare_end()->set_migration_id(mid);
+  return env;
+}
+
+}  // namespace
+
+TEST_CASE("the destination refuses messages out of order or repeated", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  const std::string mid = "m-0123456789ab";
+  struct bad_case {
+    const char* what;
+    std::vector<pb::Envelope> script;
+    std::size_t replies_ok;  // replies before the refusal
+  };
+  const std::vector<bad_case> cases{
+      {"MigrateBegin twice", {pull_of(mid), begin_of(mid), begin_of(mid)}, 2},
+      {"a round before MigrateBegin", {pull_of(mid), round_of(1, true)}, 1},
+      {"Commit before any round", {pull_of(mid), begin_of(mid), commit_of(mid)}, 2},
+      {"a second Pull", {pull_of(mid), pull_of(mid)}, 1},
+      {"round 2 first", {pull_of(mid), begin_of(mid), round_of(2, false)}, 2},
+      {"PrepareEnd ending a migration", {pull_of(mid), prepare_end_of(mid)}, 1},
+      {"MigrateBegin in a prepare", {pull_of(mid, true), begin_of(mid)}, 1},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.what) {
+      pair p;
+      script_result out;
+      asio::co_spawn(p.io, play(p, c.script, out), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+      p.io.run_for(20s);
+      REQUIRE(p.io.stopped());
+      REQUIRE(out.replies.size() == c.replies_ok + 1);
+      for (std::size_t i = 0; i < c.replies_ok; ++i) CHECK(out.replies[i].ok());
+      const auto& refusal = out.replies.back();
+      INFO(refusal.message());
+      CHECK_FALSE(refusal.ok());
+      CHECK(refusal.code() == pb::PROTOCOL);
+      CHECK(out.closed);
+      const auto* r = p.b.registry.find(mid);
+      REQUIRE(r);
+      CHECK(r->result() == pb::RESULT_FAILED);
+      CHECK_FALSE(p.b.rt->running("c9"));
+      CHECK_FALSE(p.b.registry.busy("c9"));
+    }
+  }
+}
+
+TEST_CASE("a source that goes away before Commit is a failure at the destination", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  const std::string mid = "m-00000000cafe";
+  SECTION("after MigrateBegin") {
+    pair p;
+    script_result out;
+    asio::co_spawn(p.io, play(p, {pull_of(mid), begin_of(mid)}, out), asio::detached);
+    p.io.run_for(20s);
+    REQUIRE(p.io.stopped());
+    const auto* r = p.b.registry.find(mid);
+    REQUIRE(r);
+    CHECK(r->result() == pb::RESULT_FAILED);
+  }
+  SECTION("a prepare that ends with PrepareEnd is a success") {
+    pair p;
+    script_result out;
+    asio::co_spawn(p.io, play(p, {pull_of(mid, true), prepare_end_of(mid)}, out), asio::detached);
+    p.io.run_for(20s);
+    REQUIRE(p.io.stopped());
+    REQUIRE(out.replies.size() == 2);
+    CHECK(out.replies[1].ok());
+    const auto* r = p.b.registry.find(mid);
+    REQUIRE(r);
+    CHECK(r->result() == pb::RESULT_OK);
+  }
+  SECTION("a prepare whose source vanishes is not") {
+    pair p;
+    script_result out;
+    asio::co_spawn(p.io, play(p, {pull_of(mid, true)}, out), asio::detached);
+    p.io.run_for(20s);
+    REQUIRE(p.io.stopped());
+    const auto* r = p.b.registry.find(mid);
+    REQUIRE(r);
+    CHECK(r->result() == pb::RESULT_FAILED);
+  }
+}
