@@ -53,6 +53,12 @@ wait_for() {
   done
 }
 
+# wait_log X TEXT TIMEOUT_S: waits until host X's daemon log holds TEXT.
+wait_log() {
+  local x=$1 text=$2 timeout=$3
+  wait_for grep -qF -- "$text" "$MIG_WORK/$x.log" "$timeout"
+}
+
 # --- cleanup registry -------------------------------------------------------
 
 CLEANUP=()
