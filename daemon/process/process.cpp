@@ -125,19 +125,26 @@ awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const
     pidfd_kill(w->pidfd.get());
   });
   // The reactor watches a duplicate: it closes its own descriptor however
-  // the wait ends, and the watch keeps the one the deadline signals.
+  // the wait ends, and the watch keeps the one the deadline signals. (The
+  // reactor makes the shared file description non-blocking, so waitid may
+  // say "not yet" after a wake-up that was not the exit: wait again then.)
   asio::posix::stream_descriptor exited(ex, watched);
-  boost::system::error_code ec;
-  co_await exited.async_wait(asio::posix::descriptor_base::wait_read, asio::redirect_error(use_awaitable, ec));
-  if (ec) pidfd_kill(w->pidfd.get());  // the wait was cancelled: do not block on it
   siginfo_t info{};
-  int rc = -1;
-  do {
-    rc = ::waitid(P_PIDFD, id_t(w->pidfd.get()), &info, WEXITED);
-  } while (rc != 0 && errno == EINTR);
+  for (;;) {
+    boost::system::error_code ec;
+    co_await exited.async_wait(asio::posix::descriptor_base::wait_read, asio::redirect_error(use_awaitable, ec));
+    if (ec) pidfd_kill(w->pidfd.get());  // the wait itself failed: end the child rather than lose it
+    info = siginfo_t{};
+    const int rc = ::waitid(P_PIDFD, id_t(w->pidfd.get()), &info, WEXITED | WNOHANG);
+    if (rc == 0 && info.si_pid != 0) break;
+    if (rc != 0 && errno != EAGAIN && errno != EINTR) {
+      const int e = errno;
+      pidfd_kill(w->pidfd.get());
+      co_return fail_errno(e, "waitid " + argv[0]);
+    }
+  }
   w->reaped = true;
   deadline.cancel();
-  if (rc != 0) co_return fail_errno(errno, "waitid " + argv[0]);
 
   result_of_run r;
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
