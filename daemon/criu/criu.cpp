@@ -37,7 +37,28 @@ awaitable<features> detect(const std::filesystem::path& binary) {
   args = {bin, "check", "--feature", "uffd-noncoop"};
   auto uffd = co_await process::run(args, quick);
   f.userfaultfd = uffd && uffd->ok();
+  args = {bin, "check", "--empty-ns", "none"};  // refused as "Unsupported empty namespace" without the patch
+  auto netns = co_await process::run(args, quick);
+  f.own_netns = netns && netns->ok();
   co_return f;
+}
+
+result<std::vector<std::string>> write_overrides(const std::filesystem::path& file, const features& f) {
+  if (!f.own_netns) return std::vector<std::string>{};
+  std::error_code ec;
+  std::filesystem::create_directories(file.parent_path(), ec);
+  const auto tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "# Written by migrated at start-up: options for every CRIU that runc runs for it.\n"
+           "# runc always asks CRIU to leave a container's network namespace empty;\n"
+           "# this keeps its loopback, addresses, routes and TCP connections.\n"
+           "empty-ns none\n";
+    if (!out) return fail(errc::io, "write " + tmp);
+  }
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) return fail(errc::io, "rename " + tmp + ": " + ec.message());
+  return std::vector<std::string>{"CRIU_CONFIG_FILE=" + file.string()};
 }
 
 std::string log_errors(const std::filesystem::path& log, std::size_t max_lines) {

@@ -17,10 +17,20 @@ struct features {
   bool usable = false;        // `criu check` passed
   bool dirty_tracking = false;
   bool userfaultfd = false;
+  // Accepts "empty-ns none" and reads CRIU_CONFIG_FILE after an RPC request
+  // (scripts/criu/0002): a container's own network namespace can then be
+  // dumped and restored although runc always asks to leave it empty.
+  bool own_netns = false;
   std::string problem;        // why not usable
 };
 
 awaitable<features> detect(const std::filesystem::path& binary);
+
+// Writes the options every CRIU run by an RPC client (runc) must take to
+// `file` and returns the environment that makes CRIU read it
+// ("CRIU_CONFIG_FILE=<file>"): with own_netns, "empty-ns none". Nothing to
+// write (empty) without it.
+result<std::vector<std::string>> write_overrides(const std::filesystem::path& file, const features& f);
 
 // Up to max_lines "Error (...)" lines of a CRIU log, joined with "; ",
 // followed by " (see <log>)". Empty when the log has none or is missing.

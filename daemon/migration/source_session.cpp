@@ -206,6 +206,7 @@ awaitable<result<void>> source_session::migrate() {
 
 // Cold and pre-copy: the process moves with its memory.
 awaitable<result<void>> source_session::move_process_state() {
+  if (auto ok = can_carry_network(); !ok) co_return ok;
   // While the container runs: its filesystem, then (precopy) its memory in rounds.
   if (auto ok = co_await pull(std::string()); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
@@ -315,6 +316,7 @@ awaitable<result<void>> source_session::connect() {
   const auto& rts = peer_->peer.caps().runtimes();
   if (std::find(rts.begin(), rts.end(), stats_.runtime) == rts.end())
     co_return fail(errc::unsupported, "destination " + stats_.destination + " has no " + stats_.runtime + " runtime");
+
   co_return check_cancel();
 }
 
@@ -468,6 +470,18 @@ awaitable<void> source_session::clean_up() {
 }
 
 // --- helpers ---------------------------------------------------------------------
+
+// A network namespace of the container's own moves only inside its images:
+// both CRIUs must carry it, or it would arrive with its loopback down and
+// its connections lost.
+result<void> source_session::can_carry_network() const {
+  if (!copy_->container().own_netns) return {};
+  const bool here = ctx_.me.caps.own_netns(), there = peer_->peer.caps().own_netns();
+  if (here && there) return {};
+  return fail(errc::unsupported, req_.container() + " has a network namespace of its own, which the CRIU of " +
+                                     (here ? stats_.destination : ctx_.cfg.node_name) +
+                                     " cannot carry (it lacks scripts/criu/0002): its network would be lost");
+}
 
 // Where the next dump goes, and the work directory CRIU logs into (on the pool).
 result<std::filesystem::path> source_session::next_round_dir() {

@@ -105,6 +105,7 @@ class source_session {
   awaitable<result<void>> sync_tree(const std::filesystem::path& root, const std::string& tree, round_stats& round,
                                     std::string_view phase_name);
   result<void> check_cancel() const;
+  result<void> can_carry_network() const;
   result<std::filesystem::path> next_round_dir();
   void enter(state s, std::string detail = {});
   transport::send_options stream_options(std::string_view phase_name);

@@ -5,14 +5,15 @@
 namespace migrated::runtime {
 
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
-                                                         asio::thread_pool& pool) {
+                                                         asio::thread_pool& pool,
+                                                         const std::vector<std::string>& criu_env) {
   if (name == "runc") {
-    auto rt = std::make_unique<runc_runtime>(cfg);
+    auto rt = std::make_unique<runc_runtime>(cfg, criu_env);
     if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
     co_return std::unique_ptr<runtime>(std::move(rt));
   }
   if (name == "docker") {
-    auto rt = std::make_unique<docker_runtime>(cfg, pool);
+    auto rt = std::make_unique<docker_runtime>(cfg, pool, criu_env);
     if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
     co_return std::unique_ptr<runtime>(std::move(rt));
   }

@@ -38,6 +38,17 @@ std::string last_error_line(const std::filesystem::path& log) {
   return msg;
 }
 
+// A network namespace in config.json without a path: the container's own.
+bool has_own_netns(const std::filesystem::path& config_json) {
+  std::ifstream in(config_json);
+  const json j = json::parse(in, nullptr, false);
+  if (j.is_discarded()) return false;
+  const json namespaces = j.value("linux", json::object()).value("namespaces", json::array());
+  for (const auto& ns : namespaces)
+    if (ns.value("type", "") == "network") return !ns.contains("path") || ns.value("path", "").empty();
+  return false;
+}
+
 error criu_failure(const std::string& what, const process::result_of_run& r, const std::filesystem::path& log) {
   std::string msg = what + ": " + r.summary();
   std::string lifted = criu::log_errors(log);
@@ -47,17 +58,18 @@ error criu_failure(const std::string& what, const process::result_of_run& r, con
 
 }  // namespace
 
-runc_runtime::runc_runtime(const config& cfg)
+runc_runtime::runc_runtime(const config& cfg, std::vector<std::string> criu_env)
     : cfg_(cfg.runc),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
-      criu_options_{"--tcp-established", "--file-locks"} {
+      criu_options_{"--tcp-established", "--file-locks"},
+      env_(std::move(criu_env)) {
   criu_binary_ = cfg.criu.binary.string();
 }
 
-runc_runtime::runc_runtime(const config& cfg, const std::filesystem::path& root,
+runc_runtime::runc_runtime(const config& cfg, std::vector<std::string> criu_env, const std::filesystem::path& root,
                            std::vector<std::string> criu_options)
-    : runc_runtime(cfg) {
+    : runc_runtime(cfg, std::move(criu_env)) {
   cfg_.root = root;
   criu_options_ = std::move(criu_options);
 }
@@ -82,7 +94,7 @@ awaitable<result<void>> runc_runtime::probe() {
 awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"state", id});
-  const process::options opts{.timeout = std::chrono::seconds(30)};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error());
   if (!r->ok()) {
@@ -99,6 +111,7 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
     if (j.contains("annotations") && j["annotations"].is_object())
       for (auto& [k, v] : j["annotations"].items())
         if (v.is_string()) info.labels[k] = v.get<std::string>();
+    info.own_netns = has_own_netns(info.bundle / "config.json");
     co_return info;
   } catch (const json::exception& e) {
     co_return fail(errc::runtime, "runc state " + id + ": unreadable output: " + e.what());
@@ -112,7 +125,7 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running) args.push_back("--leave-running");
   args.push_back(id);
-  const process::options opts{.timeout = checkpoint_timeout_};
+  const process::options opts{.timeout = checkpoint_timeout_, .extra_env = env_};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
   if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
@@ -136,7 +149,7 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
   args.insert(args.end(), verb.begin(), verb.end());
   args.insert(args.end(), {"--detach", "--bundle", bundle.string(), "--pid-file", pid_file.string(), id});
   const std::string label = std::string(what) + " " + id;
-  const process::options opts{.timeout = restore_timeout_, .discard_output = true};
+  const process::options opts{.timeout = restore_timeout_, .extra_env = env_, .discard_output = true};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context(label));
   if (!r->ok()) {
@@ -176,7 +189,7 @@ awaitable<result<container_info>> runc_runtime::create(const std::string& id, co
 awaitable<result<void>> runc_runtime::stop(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"kill", id, "TERM"});
-  const process::options opts{.timeout = std::chrono::seconds(30)};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("stop " + id));
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -194,7 +207,7 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
   auto args = base_args();
   args.insert(args.end(), {"exec", id});
   args.insert(args.end(), argv.begin(), argv.end());
-  const process::options opts{.timeout = timeout};
+  const process::options opts{.timeout = timeout, .extra_env = env_};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("exec in " + id));
   if (r->signal) co_return fail(errc::runtime, "exec in " + id + ": killed by signal " + std::to_string(r->signal));
@@ -204,7 +217,7 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"delete", "--force", id});
-  const process::options opts{.timeout = std::chrono::seconds(30)};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("remove " + id));
   if (!r->ok() && !mentions_missing(*r)) co_return fail(errc::runtime, "runc delete " + id + ": " + r->summary());

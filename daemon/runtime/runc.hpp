@@ -12,10 +12,12 @@ namespace migrated::runtime {
 
 class runc_runtime final : public runtime {
  public:
-  explicit runc_runtime(const config& cfg);
+  // `criu_env`: the environment every runc call gets (criu::write_overrides).
+  runc_runtime(const config& cfg, std::vector<std::string> criu_env);
   // runc on a state directory another manager owns (Docker's runc root),
   // with the CRIU options that manager's own restore will use.
-  runc_runtime(const config& cfg, const std::filesystem::path& root, std::vector<std::string> criu_options);
+  runc_runtime(const config& cfg, std::vector<std::string> criu_env, const std::filesystem::path& root,
+               std::vector<std::string> criu_options);
 
   std::string_view name() const override { return "runc"; }
   awaitable<result<container_info>> inspect(const std::string& id) override;
@@ -45,6 +47,7 @@ class runc_runtime final : public runtime {
   std::chrono::milliseconds restore_timeout_;
   std::string criu_binary_;
   std::vector<std::string> criu_options_;  // on dumps and restores alike
+  std::vector<std::string> env_;           // added to every runc call's environment
 };
 
 }  // namespace migrated::runtime

@@ -41,6 +41,9 @@ struct container_info {
   std::map<std::string, std::string> labels;  // Docker labels, OCI annotations
   std::string spec;                   // what create() needs at the destination
   std::vector<volume> volumes;        // named volumes whose data moves with it
+  // It has a network namespace of its own that no path names (runc: no
+  // `path` for it in config.json), so CRIU must carry it in the images.
+  bool own_netns = false;
 };
 
 struct checkpoint_request {
@@ -126,10 +129,12 @@ class runtime {
   std::map<std::string, std::string> cpu_limit_before_;  // container id -> CPU limit before throttling
 };
 
-// "runc" or "docker". Checks the backend can work here (binary answers,
+// "runc" or "docker", whose runc calls get `criu_env` (criu::write_overrides).
+// Checks the backend can work here (binary answers,
 // engine reachable with checkpoint support, directories usable).
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
-                                                         asio::thread_pool& pool);
+                                                         asio::thread_pool& pool,
+                                                         const std::vector<std::string>& criu_env);
 
 // The runtimes a node's configuration enables, in order (runc first).
 class runtime_set {

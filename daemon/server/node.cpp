@@ -61,6 +61,7 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
   c.set_criu_version(f.version);
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);
+  c.set_own_netns(f.own_netns);
   utsname u{};
   if (::uname(&u) == 0) {
     c.set_kernel(u.release);
@@ -122,10 +123,18 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   auto features = co_await criu::detect(cfg.criu.binary);
   if (!features.usable)
     co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
+  // runc always asks CRIU to leave a container's network namespace empty;
+  // the overrides undo that when this CRIU can (scripts/criu/0002).
+  auto criu_env = criu::write_overrides(cfg.storage_dir / "criu" / "overrides.conf", features);
+  if (!criu_env) co_return fatal(criu_env.error());
+  if (!features.own_netns)
+    logger()->warn("CRIU {} does not accept \"empty-ns none\" (scripts/criu/0002): a container with a network "
+                   "namespace of its own arrives without its network (loopback down, TCP connections refused)",
+                   features.version);
   runtime::runtime_set runtimes;
   for (std::string_view name : {"runc", "docker"}) {
     if (name == "docker" && !cfg.docker.enabled) continue;
-    auto rt = co_await runtime::make_runtime(name, cfg, pool);
+    auto rt = co_await runtime::make_runtime(name, cfg, pool, *criu_env);
     if (!rt) co_return fatal(rt.error());
     runtimes.add(std::move(*rt));
   }
@@ -173,11 +182,11 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
 
   std::string rts;
   for (auto& n : runtimes.names()) rts += (rts.empty() ? "" : ", ") + n;
-  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {}; "
+  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {}, own netns {}; "
                  "{} pool threads, {} concurrent migrations)",
                  cfg.node_name, cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "",
                  rts, features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no",
-                 cfg.pool_threads, cfg.max_concurrent_migrations);
+                 features.own_netns ? "yes" : "no", cfg.pool_threads, cfg.max_concurrent_migrations);
   sd_notify(0, "READY=1");
 
   asio::signal_set signals(ex, SIGTERM, SIGINT);
