@@ -98,17 +98,23 @@ docker_engines_down() {
   done
 }
 
-# docker_image X: imports the test image on host X's engine unless present.
+# docker_image X: imports the test image on host X's engine unless it is
+# there with the memcounter of this build (a label says which).
 docker_image() {
-  local x=$1 rootfs
-  dk "$x" image inspect "$MIG_DOCKER_IMAGE" >/dev/null 2>&1 && return 0
+  local x=$1 rootfs want have
+  want=$(sha256sum "$(bundle_build_dir)/memcounter" | cut -c1-16)
+  have=$(dk "$x" image inspect "$MIG_DOCKER_IMAGE" \
+           --format '{{index .Config.Labels "migrated.test.memcounter"}}' 2>/dev/null || true)
+  [ "$have" != "$want" ] || return 0
+  dk "$x" rmi -f "$MIG_DOCKER_IMAGE" >/dev/null 2>&1 || true
   rootfs=$(mktemp -d)
   make_rootfs "$rootfs" "$(bundle_build_dir)/memcounter"
   mkdir -p "$rootfs/www"
   printf 'hello from the edge\n' >"$rootfs/www/index.html"
   ln -sf busybox "$rootfs/bin/httpd"
   ln -sf busybox "$rootfs/bin/rm"
-  tar -C "$rootfs" -c . | dk "$x" import --change 'CMD ["/bin/memcounter","--state","/data"]' - "$MIG_DOCKER_IMAGE" >/dev/null
+  tar -C "$rootfs" -c . | dk "$x" import --change 'CMD ["/bin/memcounter","--no-net","--state","/data"]' \
+    --change "LABEL migrated.test.memcounter=$want" - "$MIG_DOCKER_IMAGE" >/dev/null
   rm -rf "$rootfs"
 }
 

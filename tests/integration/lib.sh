@@ -241,7 +241,23 @@ assert_alive_on() {
   wait_for passes_above "$x" "$id" "$p1" 5 \
     || fail "verified passes of $id on $x stuck at $p1"
   assert_eq 0 "$(field "$x" "$id" corrupt)" "corrupt pages of $id on $x"
+  assert_net_alive "$x" "$id"
 }
+
+# assert_net_alive X ID: memcounter's TCP connection over the container's
+# loopback (unless it runs --no-net) is the one it opened at start — it has
+# no code to reconnect — and carries on: no break, no lost or repeated
+# number, echoes still coming.
+assert_net_alive() {
+  local x=$1 id=$2 e1
+  [ "$(field "$x" "$id" net_port)" != 0 ] || return 0
+  assert_eq 1 "$(field "$x" "$id" net_alive)" "TCP connection of $id on $x alive"
+  assert_eq 0 "$(field "$x" "$id" net_errors)" "breaks in the TCP streams of $id on $x"
+  e1=$(field "$x" "$id" net_echoed)
+  wait_for net_echoes_above "$x" "$id" "$e1" 5 || fail "TCP echoes of $id on $x stuck at $e1"
+}
+
+net_echoes_above() { [ "$(field "$1" "$2" net_echoed)" -gt "$3" ]; }
 
 passes_above() { [ "$(field "$1" "$2" verified_passes)" -gt "$3" ]; }
 

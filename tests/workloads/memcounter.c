@@ -13,6 +13,14 @@
 // Each tick it writes STATE/status atomically (tmp + rename) and appends a
 // line to STATE/ticks.log through a descriptor held open for its lifetime, so
 // a restore must bring back open files and file data that match.
+//
+// It also has a network side (unless --no-net): a server listening on
+// 127.0.0.1 and one TCP connection to it, held for the process's lifetime.
+// Every tick the client sends the next number of a sequence, the server
+// checks that it follows the last one and echoes it, and the client checks
+// the echo. A move that loses the loopback, the connection or a byte of
+// either stream counts in net_errors; there is no code to reconnect, and
+// net_port (the client's local port) shows it is the same connection.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/random.h>
 #include <linux/io_uring.h>
 #include <sys/stat.h>
@@ -41,9 +52,20 @@ enum { CONTENT_RANDOM, CONTENT_COMPRESSIBLE };
 
 static struct {
   unsigned long mib, dirty_mib_s, tick_ms, grow_every_ms, grow_mib;
-  int dirty_mode, content;
+  int dirty_mode, content, net;
   const char *state;
-} opt = {16, 1, 100, 0, 1, MODE_PAGES, CONTENT_RANDOM, "/data"};
+} opt = {16, 1, 100, 0, 1, MODE_PAGES, CONTENT_RANDOM, 1, "/data"};
+
+// The network side (see the top of the file).
+static struct {
+  int listen_fd, client_fd, server_fd;
+  unsigned port, client_port;
+  uint64_t sent, echoed, errors;       // numbers sent, echoes verified, breaks seen
+  uint64_t server_next, client_next;  // the number each end expects next
+  unsigned char srv_buf[8], cli_buf[8];
+  size_t srv_have, cli_have;          // bytes of a partial number
+  int alive;
+} net = {-1, -1, -1, 0, 0, 0, 0, 0, 1, 1, {0}, {0}, 0, 0, 0};
 
 // Mappings added while running (--grow-every-ms): each a fresh mmap that the
 // kernel usually places below the others, so every page after it moves in a
@@ -178,11 +200,14 @@ static void write_status(uint64_t time_ms) {
   snprintf(tmp, sizeof tmp, "%s/status.tmp", opt.state);
   int n = snprintf(line, sizeof line,
                    "boot=%016llx counter=%llu corrupt=%llu verified_passes=%llu "
-                   "max_gap_ms=%llu last_gap_ms=%llu mib=%lu regions=%zu time_ms=%llu\n",
+                   "max_gap_ms=%llu last_gap_ms=%llu mib=%lu regions=%zu time_ms=%llu "
+                   "net_alive=%d net_port=%u net_sent=%llu net_echoed=%llu net_errors=%llu\n",
                    (unsigned long long)st.boot, (unsigned long long)st.counter,
                    (unsigned long long)st.corrupt, (unsigned long long)st.passes,
                    (unsigned long long)st.max_gap_ms, (unsigned long long)st.last_gap_ms,
-                   opt.mib, nregions, (unsigned long long)time_ms);
+                   opt.mib, nregions, (unsigned long long)time_ms, net.alive, net.client_port,
+                   (unsigned long long)net.sent, (unsigned long long)net.echoed,
+                   (unsigned long long)net.errors);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   ssize_t w = write(fd, line, (size_t)n);
@@ -208,12 +233,76 @@ static void sleep_ms(uint64_t ms) {
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop) {}
 }
 
+static void net_setup(void) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int one = 1;
+  net.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (net.listen_fd < 0 || bind(net.listen_fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+      listen(net.listen_fd, 4) < 0 || getsockname(net.listen_fd, (struct sockaddr *)&a, &len) < 0) {
+    perror("memcounter: listen on 127.0.0.1");
+    exit(1);
+  }
+  net.port = ntohs(a.sin_port);
+  net.client_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (net.client_fd < 0 || connect(net.client_fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    perror("memcounter: connect to 127.0.0.1");
+    exit(1);
+  }
+  net.server_fd = accept4(net.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  if (net.server_fd < 0) exit(1);
+  setsockopt(net.client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(net.server_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  len = sizeof a;
+  getsockname(net.client_fd, (struct sockaddr *)&a, &len);
+  net.client_port = ntohs(a.sin_port);
+  net.alive = 1;
+}
+
+static void net_broken(void) {
+  net.errors++;
+  net.alive = 0;
+}
+
+// Reads whole numbers from fd without blocking; each must be `*next`.
+// Returns the numbers read, or -1 when the connection broke.
+static long net_read(int fd, unsigned char *buf, size_t *have, uint64_t *next, int echo) {
+  long n = 0;
+  for (;;) {
+    ssize_t r = recv(fd, buf + *have, 8 - *have, MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return n;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;  // closed or reset: the connection is gone
+    *have += (size_t)r;
+    if (*have < 8) continue;
+    uint64_t v;
+    memcpy(&v, buf, 8);
+    *have = 0;
+    if (v != *next) net.errors++;  // a lost, repeated or corrupt number
+    *next = v + 1;
+    n++;
+    if (echo && send(fd, &v, 8, MSG_DONTWAIT | MSG_NOSIGNAL) != 8) net.errors++;
+  }
+}
+
+static void net_tick(void) {
+  if (!opt.net || !net.alive) return;
+  uint64_t v = net.sent + 1;
+  if (send(net.client_fd, &v, 8, MSG_DONTWAIT | MSG_NOSIGNAL) != 8) { net_broken(); return; }
+  net.sent = v;
+  if (net_read(net.server_fd, net.srv_buf, &net.srv_have, &net.server_next, 1) < 0) { net_broken(); return; }
+  long echoed = net_read(net.client_fd, net.cli_buf, &net.cli_have, &net.client_next, 0);
+  if (echoed < 0) { net_broken(); return; }
+  net.echoed += (uint64_t)echoed;
+}
+
 static void tick(uint64_t *prev_ms) {
   st.counter++;
   if (opt.grow_every_ms && st.counter % ((opt.grow_every_ms + opt.tick_ms - 1) / opt.tick_ms) == 0) grow();
   dirty_pages();
   verify_pages();
   verify_regions();
+  net_tick();
   uint64_t t = now_ms();
   if (*prev_ms) {
     st.last_gap_ms = t > *prev_ms ? t - *prev_ms : 0;
@@ -227,7 +316,7 @@ static void tick(uint64_t *prev_ms) {
 static void usage_exit(const char *msg) {
   fprintf(stderr, "memcounter: %s\nusage: memcounter [--hold-io-uring] [--mib N] [--dirty-mib-s R] "
           "[--dirty-mode pages|bytes] [--content random|compressible] [--tick-ms T] "
-          "[--grow-every-ms T [--grow-mib M]] [--state DIR]\n", msg);
+          "[--grow-every-ms T [--grow-mib M]] [--no-net] [--state DIR]\n", msg);
   exit(2);
 }
 
@@ -256,6 +345,7 @@ static void parse_args(int argc, char **argv) {
       {"mib", 1, 0, 'm'}, {"dirty-mib-s", 1, 0, 'r'}, {"dirty-mode", 1, 0, 'd'},
       {"content", 1, 0, 'c'}, {"tick-ms", 1, 0, 't'}, {"state", 1, 0, 's'},
       {"grow-every-ms", 1, 0, 'g'}, {"grow-mib", 1, 0, 'G'}, {"hold-io-uring", 0, 0, 'u'},
+      {"no-net", 0, 0, 'n'},
       {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -266,6 +356,7 @@ static void parse_args(int argc, char **argv) {
     else if (c == 'g') opt.grow_every_ms = number(optarg, 1);
     else if (c == 'G') opt.grow_mib = number(optarg, 1);
     else if (c == 'u') hold_io_uring();
+    else if (c == 'n') opt.net = 0;
     else if (c == 'd' && !strcmp(optarg, "pages")) opt.dirty_mode = MODE_PAGES;
     else if (c == 'd' && !strcmp(optarg, "bytes")) opt.dirty_mode = MODE_BYTES;
     else if (c == 'c' && !strcmp(optarg, "random")) opt.content = CONTENT_RANDOM;
@@ -321,6 +412,7 @@ static void setup(void) {
   snprintf(path, sizeof path, "%s/ticks.log", opt.state);
   st.log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
   if (st.log_fd < 0) exit(1);
+  if (opt.net) net_setup();
   struct sigaction sa = {.sa_handler = on_term};
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
