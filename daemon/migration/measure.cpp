@@ -1,5 +1,6 @@
 // Measurement of a container's dirty rate and the link to a peer (see
-// measure.hpp). The two dumps go to a scratch directory removed afterwards.
+// measure.hpp). The two dumps go to a scratch directory removed afterwards,
+// on the pool.
 #include "migration/measure.hpp"
 
 #include "common/auth.hpp"
@@ -14,14 +15,6 @@ constexpr std::uint32_t default_interval_ms = 1000;
 constexpr std::uint32_t max_interval_ms = 60000;
 constexpr std::uint64_t probe_bytes = 16u << 20;     // long enough to fill a 1 Gbit link for ~0.1 s
 constexpr std::uint32_t probe_frame_bytes = 1u << 20;
-
-struct scratch {
-  std::filesystem::path dir;
-  ~scratch() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
 
 // Pages of `second` that differ from `first`, over every process.
 result<images::delta_stats> compare_dumps(const std::filesystem::path& first, const std::filesystem::path& second) {
@@ -87,7 +80,11 @@ awaitable<result<double>> probe_bandwidth(node_context& ctx, const std::string& 
 
 }  // namespace
 
-awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::MeasureRequest& req) {
+namespace {
+
+// The measurement itself, with its dumps in `dir`.
+awaitable<result<pb::MeasureReply>> measure_in(node_context& ctx, const pb::MeasureRequest& req,
+                                               const std::filesystem::path& dir) {
   auto found = co_await ctx.runtimes.locate(req.container(), req.runtime());
   if (!found) co_return std::unexpected(found.error());
   runtime::runtime* rt = found->rt;
@@ -95,21 +92,24 @@ awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::Measure
   if (status != "running")
     co_return fail(errc::invalid_argument, "container " + req.container() + " is " + status + ", not running");
   const std::uint32_t interval = req.interval_ms() ? std::min(req.interval_ms(), max_interval_ms) : default_interval_ms;
-  scratch tmp{ctx.cfg.storage_dir / "measure" / ("m-" + to_hex(auth::random_bytes(6)))};
-  std::error_code ec;
-  for (auto sub : {"1", "2", "work"}) std::filesystem::create_directories(tmp.dir / sub, ec);
-  if (ec) co_return fail(errc::io, "create " + tmp.dir.string() + ": " + ec.message());
+  auto made = co_await offload(ctx.pool, [&dir]() -> result<void> {
+    std::error_code ec;
+    for (auto sub : {"1", "2", "work"}) std::filesystem::create_directories(dir / sub, ec);
+    if (ec) return fail(errc::io, "create " + dir.string() + ": " + ec.message());
+    return {};
+  });
+  if (!made) co_return std::unexpected(made.error());
 
-  const runtime::checkpoint_request first{tmp.dir / "1", tmp.dir / "work", true};
+  const runtime::checkpoint_request first{dir / "1", dir / "work", true};
   const auto t1 = stopwatch::clock::now();
   if (auto ok = co_await rt->checkpoint(req.container(), first); !ok) co_return std::unexpected(ok.error());
   asio::steady_timer wait(co_await asio::this_coro::executor, t1 + std::chrono::milliseconds(interval));
   co_await wait.async_wait(use_awaitable);
-  const runtime::checkpoint_request second{tmp.dir / "2", tmp.dir / "work", true};
+  const runtime::checkpoint_request second{dir / "2", dir / "work", true};
   const auto t2 = stopwatch::clock::now();
   if (auto ok = co_await rt->checkpoint(req.container(), second); !ok) co_return std::unexpected(ok.error());
   const double dump_ms = stopwatch::between(t2, stopwatch::clock::now());
-  auto stats = co_await offload(ctx.pool, [&] { return compare_dumps(tmp.dir / "1", tmp.dir / "2"); });
+  auto stats = co_await offload(ctx.pool, [&] { return compare_dumps(dir / "1", dir / "2"); });
   if (!stats) co_return std::unexpected(stats.error());
 
   pb::MeasureReply m;
@@ -119,9 +119,13 @@ awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::Measure
   m.set_pages_changed(stats->full + stats->xor_pages + stats->ref);
   m.set_dirty_mib_s(double(m.pages_changed()) * 4096 / 1048576.0 / (m.interval_ms() / 1000.0));
   m.set_checkpoint_ms(dump_ms);
-  std::uint64_t image_bytes = 0;
-  for (auto& e : std::filesystem::directory_iterator(tmp.dir / "2", ec))
-    if (e.is_regular_file()) image_bytes += e.file_size(ec);
+  const std::uint64_t image_bytes = co_await offload(ctx.pool, [&dir] {
+    std::uint64_t bytes = 0;
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(dir / "2", ec))
+      if (e.is_regular_file()) bytes += e.file_size(ec);
+    return bytes;
+  });
   m.set_bytes_image(image_bytes);
   if (!req.destination().empty()) {
     auto bw = co_await probe_bandwidth(ctx, req.destination());
@@ -136,6 +140,18 @@ awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::Measure
     const double final_mib = m.dirty_mib_s() * (2 * dump_ms / 1000.0);
     m.set_predicted_precopy_downtime_ms(2 * dump_ms + final_mib / mib_per_ms);
   }
+  co_return m;
+}
+
+}  // namespace
+
+awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::MeasureRequest& req) {
+  const auto dir = ctx.cfg.storage_dir / "measure" / ("m-" + to_hex(auth::random_bytes(6)));
+  auto m = co_await measure_in(ctx, req, dir);
+  co_await offload(ctx.pool, [&dir] {  // two whole dumps: not on the I/O thread
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  });
   co_return m;
 }
 
