@@ -54,20 +54,21 @@ awaitable<result<void>> source_copy::hold_restarts() {
   co_return result<void>{};
 }
 
+// (No restart policy to hold: a frozen container does not exit.)
 awaitable<result<void>> source_copy::checkpoint(const std::filesystem::path& images,
                                                 const std::filesystem::path& work) {
   if (state_ != state::running) co_return fail(errc::internal, "checkpoint: the container no longer runs here");
-  if (auto held = co_await hold_restarts(); !held) co_return held;
-  lift_throttle();  // the final dump runs at full speed; the container stays frozen
+  lift_throttle();  // the final dump runs at full speed
   images_ = images;
   stopped_at_ = stopwatch::clock::now();
-  const runtime::checkpoint_request req{images, work, false};
+  const runtime::checkpoint_request req{.image_dir = images, .work_dir = work, .keep_frozen = true};
   auto ok = co_await rt_.checkpoint(container_.id, req);
   if (ok) {
     state_ = state::stopped;
+    frozen_ = true;
     co_return result<void>{};
   }
-  co_await after_failed_stop();
+  co_await after_failed_stop();  // frozen still: a thaw is the way back
   co_return ok;
 }
 
@@ -86,11 +87,13 @@ awaitable<result<void>> source_copy::stop() {
   co_return ok;
 }
 
-// A dump or stop that failed half-way may have ended the container: ask.
+// A dump or stop that failed half-way may have ended the container (or,
+// a final dump, left it frozen): ask.
 awaitable<void> source_copy::after_failed_stop() {
   auto still = co_await rt_.inspect(container_.id);
   if (still && still->status == "running") co_return;
   state_ = state::stopped;
+  frozen_ = still && still->status == "paused";
   log::warn(*logger(), id_, phase::checkpoint, "{} stopped although its {} failed ({})", container_.id,
             images_.empty() ? "stop" : "checkpoint",
             still ? "it is " + still->status : still.error().message);
@@ -128,6 +131,20 @@ awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work
     co_return result<void>{};
   }
   if (state_ != state::stopped) co_return result<void>{};
+  if (frozen_) {
+    auto thawed = co_await rt_.thaw(container_.id);
+    if (thawed) {
+      state_ = state::restored;
+      frozen_ = false;
+      log::warn(*logger(), id_, phase::rollback, "{} runs on here (thawed)", container_.id);
+      co_return result<void>{};
+    }
+    // A copy that will not thaw is no copy: end it, bring the images back.
+    log::error(*logger(), id_, phase::rollback, "{}; restoring its images instead", thawed.error().message);
+    if (auto gone = co_await rt_.remove(container_.id); !gone)
+      log::error(*logger(), id_, phase::rollback, "{}", gone.error().message);
+    frozen_ = false;
+  }
   result<runtime::container_info> back = std::unexpected(error{});
   if (!images_.empty()) {
     const runtime::restore_request req{container_.bundle, images_, work};

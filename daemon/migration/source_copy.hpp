@@ -4,17 +4,21 @@
 // this object, so "nothing is lost" is checked in one file:
 //
 //   running    untouched (perhaps throttled by auto-converge, never left so)
-//   stopped    checkpointed (its images are its state) or stopped (the
-//              filesystem methods); the runtime's restart policy is held
-//              meanwhile, so Docker does not start a fresh copy on its own
+//   stopped    checkpointed: frozen here, whole, its images taken (cold,
+//              precopy); or stopped (the filesystem methods), with the
+//              runtime's restart policy held so that Docker does not start
+//              a fresh copy on its own
 //   committed  the destination acknowledged Commit: it owns the container,
 //              and the copy here is only released
 //   restored   brought back here after a failure (rolled back)
 //   lost       could not be brought back: its images stay where they are
 //
-// roll_back() is the only code that brings a container back. It restores
-// the images of the final checkpoint, or starts the container fresh when a
-// filesystem method stopped it, and gives the restart policy back.
+// roll_back() is the only code that brings a container back. A checkpointed
+// container was never killed: the final dump left it frozen, so rolling
+// back is a thaw — it cannot fail for the reason the restore at the
+// destination failed, keeps its sockets and costs milliseconds. Only when
+// the thaw fails are the images restored here. A container a filesystem
+// method stopped is started fresh, its restart policy given back.
 #pragma once
 
 #include <filesystem>
@@ -47,9 +51,9 @@ class source_copy {
   void unthrottle_for_dump();
   std::uint32_t throttle_pct() const { return throttle_pct_; }
 
-  // running → stopped, its state in `images` (the container stops here:
-  // downtime begins). A dump that failed half-way may still have stopped
-  // it: the runtime is asked, and the state says what it found.
+  // running → stopped, its state in `images` (the container freezes here:
+  // downtime begins; it stays frozen). A dump that failed half-way may still
+  // have stopped it: the runtime is asked, and the state says what it found.
   awaitable<result<void>> checkpoint(const std::filesystem::path& images, const std::filesystem::path& work);
   // running → stopped without process state (diff, full).
   awaitable<result<void>> stop();
@@ -72,6 +76,7 @@ class source_copy {
   std::string id_;  // the migration's, for the log
   state state_ = state::running;
   bool held_ = false;
+  bool frozen_ = false;             // frozen here, whole: a thaw brings it back
   bool running_at_commit_ = false;
   std::uint32_t throttle_pct_ = 0;
   double cpus_used_ = 0;

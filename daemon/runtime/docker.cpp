@@ -151,7 +151,28 @@ awaitable<result<container_info>> docker_runtime::inspect(const std::string& id)
   co_return describe_container(*j);
 }
 
+// keep_frozen: the engine pauses the container (it knows it is paused, so
+// its restart policy never sees an exit), then a dump that leaves it running.
 awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  if (!req.keep_frozen) co_return co_await dump(id, req);
+  const json none;
+  auto paused = co_await call(verb::post, "/containers/" + query_escape(id) + "/pause", none, std::chrono::seconds(30));
+  if (!paused) co_return std::unexpected(paused.error().context("checkpoint " + id + ": pause"));
+  checkpoint_request dump_req = req;
+  dump_req.leave_running = true;
+  dump_req.keep_frozen = false;
+  auto ok = co_await dump(id, dump_req);
+  if (!ok) co_await thaw(id);  // a failed dump leaves it running
+  co_return ok;
+}
+
+awaitable<result<void>> docker_runtime::thaw(const std::string& id) {
+  const json none;
+  auto r = co_await call(verb::post, "/containers/" + query_escape(id) + "/unpause", none, std::chrono::seconds(30));
+  co_return with_context(done(r), "thaw " + id);
+}
+
+awaitable<result<void>> docker_runtime::dump(const std::string& id, const checkpoint_request& req) {
   const json none;
   auto j = co_await call(verb::get, "/containers/" + query_escape(id) + "/json", none, std::chrono::seconds(30));
   if (!j) co_return std::unexpected(j.error().context("checkpoint " + id));

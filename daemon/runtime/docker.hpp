@@ -34,6 +34,7 @@ class docker_runtime final : public runtime {
   awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) override;
   awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) override;
   awaitable<result<void>> remove(const std::string& id) override;
+  awaitable<result<void>> thaw(const std::string& id) override;
   awaitable<result<container_info>> create(const std::string& id, const std::string& spec) override;
   awaitable<result<container_info>> start(const std::string& id, const std::filesystem::path& bundle,
                                           const std::filesystem::path& work_dir) override;
@@ -60,6 +61,8 @@ class docker_runtime final : public runtime {
   awaitable<result<docker::json>> call(docker::http::verb method, const std::string& target,
                                        const docker::json& body, std::chrono::milliseconds timeout);
 
+  // One dump, by runc under the engine's runc root when the container is there.
+  awaitable<result<void>> dump(const std::string& id, const checkpoint_request& req);
   awaitable<result<void>> checkpoint_with_runc(const std::string& id, const std::string& full_id,
                                                const checkpoint_request& req);
 

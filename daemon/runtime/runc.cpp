@@ -118,17 +118,39 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
   }
 }
 
+// keep_frozen: `runc pause`, then a dump that leaves it running — CRIU
+// gives a cgroup back in the freezer state it found it in, so it stays
+// frozen, its memory and sockets intact, until thaw() or remove().
 awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  if (req.keep_frozen) {
+    if (auto paused = co_await freezer("pause", id); !paused) co_return std::unexpected(paused.error().context("checkpoint " + id));
+  }
   auto args = base_args();
   args.insert(args.end(), {"checkpoint", "--image-path", req.image_dir.string(), "--work-path",
                            req.work_dir.string()});
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
-  if (req.leave_running) args.push_back("--leave-running");
+  if (req.leave_running || req.keep_frozen) args.push_back("--leave-running");
   args.push_back(id);
   const process::options opts{.timeout = checkpoint_timeout_, .extra_env = env_};
   auto r = co_await process::run(args, opts);
-  if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
-  if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
+  result<void> outcome;
+  if (!r) outcome = std::unexpected(r.error().context("checkpoint " + id));
+  else if (!r->ok()) outcome = std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
+  if (!outcome && req.keep_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
+  co_return outcome;
+}
+
+awaitable<result<void>> runc_runtime::thaw(const std::string& id) {
+  co_return with_context(co_await freezer("resume", id), "thaw " + id);
+}
+
+awaitable<result<void>> runc_runtime::freezer(const std::string& verb, const std::string& id) {
+  auto args = base_args();
+  args.insert(args.end(), {verb, id});
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
+  auto r = co_await process::run(args, opts);
+  if (!r) co_return std::unexpected(r.error());
+  if (!r->ok()) co_return fail(errc::runtime, "runc " + verb + " " + id + ": " + r->summary());
   co_return result<void>{};
 }
 

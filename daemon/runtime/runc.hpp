@@ -24,6 +24,7 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> checkpoint(const std::string& id, const checkpoint_request& req) override;
   awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) override;
   awaitable<result<void>> remove(const std::string& id) override;
+  awaitable<result<void>> thaw(const std::string& id) override;
   awaitable<result<container_info>> create(const std::string& id, const std::string& spec) override;
   awaitable<result<container_info>> start(const std::string& id, const std::filesystem::path& bundle,
                                           const std::filesystem::path& work_dir) override;
@@ -38,6 +39,8 @@ class runc_runtime final : public runtime {
 
  private:
   std::vector<std::string> base_args() const;
+  // `runc pause|resume ID`.
+  awaitable<result<void>> freezer(const std::string& verb, const std::string& id);
   awaitable<result<container_info>> launch(const std::string& id, const std::vector<std::string>& verb,
                                            const std::filesystem::path& bundle,
                                            const std::filesystem::path& work_dir, std::string_view what);

@@ -49,7 +49,11 @@ struct container_info {
 struct checkpoint_request {
   std::filesystem::path image_dir;
   std::filesystem::path work_dir;     // CRIU logs land here
-  bool leave_running = false;
+  bool leave_running = false;         // a warm-up dump: it runs on
+  // The final dump of a move: the container stays here frozen, whole, until
+  // thaw() (the move failed: it runs on as if nothing happened) or remove()
+  // (the move succeeded). A failed dump leaves it running.
+  bool keep_frozen = false;
 };
 
 struct restore_request {
@@ -81,8 +85,10 @@ class runtime {
   // Brings back the process state of `req.image_dir` in container `id`
   // (runc: from its bundle; Docker: a created or exited container).
   virtual awaitable<result<container_info>> restore(const std::string& id, const restore_request& req) = 0;
-  // Kills and deletes; success when the container does not exist.
+  // Kills and deletes (also a frozen one); success when it does not exist.
   virtual awaitable<result<void>> remove(const std::string& id) = 0;
+  // Lets a container frozen by checkpoint(keep_frozen) run on.
+  virtual awaitable<result<void>> thaw(const std::string& id) = 0;
 
   // Destination: makes container `id` ready to receive its filesystem tree
   // and returns it (`bundle` is where the tree goes). runc: an empty bundle

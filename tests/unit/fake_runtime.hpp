@@ -61,6 +61,7 @@ class fake_runtime final : public runtime::runtime {
   std::map<std::string, container> containers;
   int stops = 0;       // final checkpoints and stops that ended a container
   int warm_dumps = 0;  // checkpoints that left it running (its state moved on by one each)
+  int comebacks = 0;   // thaws, restores and starts that brought a container back here
 
   // A running container with a bundle of a few files.
   void add_running(const std::string& id, std::uint64_t state) {
@@ -106,10 +107,22 @@ class fake_runtime final : public runtime::runtime {
     if (req.leave_running) {
       ++it->second.state;  // it runs on and changes
       ++warm_dumps;
+    } else if (req.keep_frozen) {
+      it->second.status = "paused";  // frozen here, whole
+      ++stops;
     } else {
-      containers.erase(it);  // runc: a final checkpoint ends the container
+      containers.erase(it);  // a final checkpoint ends the container
       ++stops;
     }
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> thaw(const std::string& id) override {
+    if (plan_.step(side_ + ":thaw")) co_return fail(errc::runtime, "injected: thaw");
+    auto it = containers.find(id);
+    if (it == containers.end() || it->second.status != "paused") co_return fail(errc::runtime, id + " is not frozen");
+    it->second.status = "running";
+    ++comebacks;
     co_return result<void>{};
   }
 
@@ -127,6 +140,7 @@ class fake_runtime final : public runtime::runtime {
     c.bundle = req.bundle;
     c.pid = 200 + int(plan_.ops);
     containers[id] = c;
+    ++comebacks;
     co_return info_of(id);
   }
 
@@ -152,6 +166,7 @@ class fake_runtime final : public runtime::runtime {
     c.state = 0;  // a fresh start has no memory state
     c.bundle = bundle;
     containers[id] = c;
+    ++comebacks;
     co_return info_of(id);
   }
 
