@@ -121,7 +121,11 @@ awaitable<result<void>> source_session::send_changes(round_stats& round, bool wi
 
 awaitable<result<void>> source_session::sync_tree(const std::filesystem::path& root, const std::string& tree,
                                                   round_stats& round, std::string_view phase_name) {
-  auto st = co_await send_tree(*peer_, root, stream_options(phase_name), tree);
+  // While the container runs its files change under the sync: that is
+  // normal, and the sync after it stops carries their final content.
+  auto opts = stream_options(phase_name);
+  opts.live = copy_->current() == source_copy::state::running;
+  auto st = co_await send_tree(*peer_, root, opts, tree);
   if (!st) co_return std::unexpected(st.error());
   stats_.bytes_rootfs += st->files.bytes_raw;
   round.add(st->files);

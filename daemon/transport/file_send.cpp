@@ -63,7 +63,8 @@ void pack(std::span<const std::uint8_t> data, zstd_compressor* zc, adaptive_comp
 }
 
 // Reads [offset, offset+len) of fd, feeds the hash, compresses if worth it.
-result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t len,
+// A file that ends early fails unless `live`; then the chunk is what was read.
+result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t len, bool live,
                                      xxh128_stream& hash, zstd_compressor* zc, adaptive_compression& policy,
                                      std::vector<std::uint8_t>& raw) {
   raw.resize(len);
@@ -72,9 +73,11 @@ result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t
     ssize_t n = ::pread(fd, raw.data() + got, len - got, off_t(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail_errno(errno, "read");
-    if (n == 0) return fail(errc::io, "file shrank while being sent");
+    if (n == 0 && !live) return fail(errc::io, "file shrank while being sent");
+    if (n == 0) break;
     got += std::size_t(n);
   }
+  raw.resize(got);
   hash.update(raw);
   prepared_chunk c;
   pack(raw, zc, policy, c);
@@ -90,6 +93,8 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
     if (fd && ::fstat(fd->get(), &sb) != 0) return fail_errno(errno, "stat " + f.path.string());
     return fd;
   });
+  // A file of a running container that is gone now: the next sync says so.
+  if (!opened && opts.live && opened.error().code == errc::not_found) co_return result<void>{};
   if (!opened) co_return std::unexpected(opened.error());
   unique_fd fd = std::move(*opened);
   const std::uint64_t size = std::uint64_t(sb.st_size);
@@ -105,28 +110,37 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
 
   xxh128_stream hash;
   std::vector<std::uint8_t> raw;
-  for (std::uint64_t off = 0; off < size;) {
-    auto len = std::uint32_t(std::min<std::uint64_t>(opts.chunk_bytes, size - off));
-    auto c = co_await offload(*opts.pool, [&] { return prepare_chunk(fd.get(), off, len, hash, zc, policy, raw); });
+  std::uint64_t sent = 0;
+  while (sent < size) {
+    const auto want = std::uint32_t(std::min<std::uint64_t>(opts.chunk_bytes, size - sent));
+    auto c = co_await offload(*opts.pool,
+                              [&] { return prepare_chunk(fd.get(), sent, want, opts.live, hash, zc, policy, raw); });
     if (!c) co_return std::unexpected(c.error().context(f.path.string()));
-    if (opts.cut_connection && opts.cut_connection()) {
-      ch.close();
-      co_return fail(errc::peer, "connection dropped (fault source.transfer.cut)");
+    if (c->raw > 0) {
+      if (opts.cut_connection && opts.cut_connection()) {
+        ch.close();
+        co_return fail(errc::peer, "connection dropped (fault source.transfer.cut)");
+      }
+      const pb::Envelope chunk = chunk_header(id, sent, c->raw, c->compressed);
+      const auto t0 = clock::now();
+      if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
+      policy.sent(c->wire.size(), ms_since(t0));
+      sent += c->raw;
+      raw_total += c->raw;
+      st.bytes_wire += c->wire.size();
+      if (opts.on_progress) opts.on_progress(raw_total);
     }
-    const pb::Envelope chunk = chunk_header(id, off, c->raw, c->compressed);
-    const auto t0 = clock::now();
-    if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
-    policy.sent(c->wire.size(), ms_since(t0));
-    off += len;
-    raw_total += len;
-    st.bytes_wire += c->wire.size();
-    if (opts.on_progress) opts.on_progress(raw_total);
+    if (c->raw < want) break;  // (live) it ended before its announced size
   }
   pb::Envelope end;
   end.mutable_file_end()->set_file_id(id);
   auto d = hash.digest();
   end.mutable_file_end()->set_xxh128(d.data(), d.size());
-  st.bytes_raw += size;
+  if (sent < size) {
+    end.mutable_file_end()->set_shrank(true);
+    end.mutable_file_end()->set_size(sent);
+  }
+  st.bytes_raw += sent;
   st.files += 1;
   co_return co_await ch.send(end);
 }

@@ -47,6 +47,11 @@ struct send_options {
   std::uint32_t chunk_bytes = 1u << 20;
   std::function<void(std::uint64_t raw_done)> on_progress;
   std::function<bool()> cut_connection;  // fault hook: true = drop the link now
+  // The files may change while they are read (the tree of a running
+  // container): one that vanished is skipped, one that shrank is sent as it
+  // was read (FileEnd.shrank). The sync after the stop carries their final
+  // content. Otherwise either is an error.
+  bool live = false;
 };
 
 awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoing_file>& files,
