@@ -25,6 +25,20 @@ make_rootfs() {
   install -m 0755 "$memcounter" "$rootfs/bin/memcounter"
 }
 
+# add_binaries ROOTFS PROGRAM...: copies Debian programs into a rootfs with
+# the shared libraries they load (as ldd lists them), for containers that
+# run real services (redis-server, ...) next to busybox.
+add_binaries() {
+  local rootfs=$1 prog lib; shift
+  for prog in "$@"; do
+    prog=$(command -v "$prog") || { printf 'add_binaries: %s is not installed\n' "$1" >&2; return 1; }
+    cp -L --parents "$prog" "$rootfs"
+    for lib in $(ldd "$prog" | awk '/=> \// { print $3 } /^[[:space:]]*\// { print $1 }'); do
+      [ -e "$rootfs$lib" ] || cp -L --parents "$lib" "$rootfs"
+    done
+  done
+}
+
 # Edits runc's default spec: our args, no terminal, a writable root, the
 # cgroup path of this host, and a fresh network namespace of its own.
 edit_spec() {
