@@ -160,7 +160,7 @@ measure() {
   RES_STATUS=ok RES_DOWN='' RES_TOTAL='' RES_GAP='' RES_GAP_BEFORE='' RES_PHASES='{}' RES_REPORT=null
   RES_WIRE_AB='' RES_WIRE_BA='' RES_SWITCH_GAP='' RES_CAPPED=0 FAIL_REASON='' RES_HOST=b
   DK_OPTS=(--network "$MIG_DOCKER_NET" --ip "172.30.0.$((20 + $2))")
-  DK_CMD=(/bin/memcounter --no-net --mib "$BENCH_MIB" --dirty-mib-s "$BENCH_DIRTY" --content random --state /data)
+  DK_CMD=(/bin/memcounter --mib "$BENCH_MIB" --dirty-mib-s "$BENCH_DIRTY" --content random --state /data)
   [ "$WAIT_IDLE" = 0 ] || wait_idle
   say "$method: $BENCH_MIB MiB container $name on engine A"
   if ! dk_start_workload "$name"; then

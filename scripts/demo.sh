@@ -101,7 +101,7 @@ docker_leg() {
   docker_no_image b
   dk a run -d --name "$DK" --network "$MIG_DOCKER_NET" --ip 172.30.0.50 -p 18090:8080 \
     --label migrated.ready.tcp=18090 "$MIG_DOCKER_IMAGE" \
-    sh -c 'httpd -p 8080 -h /data; exec /bin/memcounter --no-net --mib 32 --dirty-mib-s 4 --state /data' >/dev/null
+    sh -c 'httpd -p 8080 -h /data; exec /bin/memcounter --mib 32 --dirty-mib-s 4 --state /data' >/dev/null
   sleep 2
   say "its service answers on edge-a: $(in_host a busybox wget -qO- "http://$MIG_ADDR_A:18090/status" | cut -d' ' -f1-3)"
   say "migratectl migrate $DK --to edge-b --method precopy (the image goes peer to peer)"

@@ -43,22 +43,47 @@ awaitable<features> detect(const std::filesystem::path& binary) {
   co_return f;
 }
 
-result<std::vector<std::string>> write_overrides(const std::filesystem::path& file, const features& f) {
-  if (!f.own_netns) return std::vector<std::string>{};
-  std::error_code ec;
-  std::filesystem::create_directories(file.parent_path(), ec);
+namespace {
+
+result<void> write_file(const std::filesystem::path& file, const std::string& text) {
   const auto tmp = file.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "# Written by migrated at start-up: options for every CRIU that runc runs for it.\n"
-           "# runc always asks CRIU to leave a container's network namespace empty;\n"
-           "# this keeps its loopback, addresses, routes and TCP connections.\n"
-           "empty-ns none\n";
+    out << text;
     if (!out) return fail(errc::io, "write " + tmp);
   }
+  std::error_code ec;
   std::filesystem::rename(tmp, file, ec);
   if (ec) return fail(errc::io, "rename " + tmp + ": " + ec.message());
-  return std::vector<std::string>{"CRIU_CONFIG_FILE=" + file.string()};
+  return {};
+}
+
+}  // namespace
+
+result<overrides> write_overrides(const std::filesystem::path& dir, const features& f) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(errc::io, "create " + dir.string() + ": " + ec.message());
+  const std::string common =
+      "# Written by migrated at start-up: options for the CRIU that runc runs, on\n"
+      "# dumps and restores alike. Docker's engine reads engine.conf too when dockerd\n"
+      "# runs with CRIU_CONFIG_FILE naming it: its own restores pass neither option.\n"
+      "tcp-established\n"
+      "file-locks\n";
+  overrides o;
+  o.engine_file = dir / "engine.conf";
+  if (auto ok = write_file(o.engine_file, common); !ok) return std::unexpected(ok.error());
+  o.engine = {"CRIU_CONFIG_FILE=" + o.engine_file.string()};
+  if (f.own_netns) {
+    const auto file = dir / "netns.conf";
+    const std::string text = common +
+                             "# runc always asks CRIU to leave a container's network namespace empty;\n"
+                             "# this keeps its loopback, addresses, routes and connections (scripts/criu/0002).\n"
+                             "empty-ns none\n";
+    if (auto ok = write_file(file, text); !ok) return std::unexpected(ok.error());
+    o.with_netns = {"CRIU_CONFIG_FILE=" + file.string()};
+  }
+  return o;
 }
 
 std::string log_errors(const std::filesystem::path& log, std::size_t max_lines) {

@@ -26,11 +26,19 @@ struct features {
 
 awaitable<features> detect(const std::filesystem::path& binary);
 
-// Writes the options every CRIU run by an RPC client (runc) must take to
-// `file` and returns the environment that makes CRIU read it
-// ("CRIU_CONFIG_FILE=<file>"): with own_netns, "empty-ns none". Nothing to
-// write (empty) without it.
-result<std::vector<std::string>> write_overrides(const std::filesystem::path& file, const features& f);
+// The options migrated gives every CRIU that an RPC client (runc) runs for
+// it, as environments naming a configuration file (CRIU_CONFIG_FILE):
+// - engine: tcp-established and file-locks, on dumps and restores alike;
+//   Docker's engine needs the same file for its own restores
+//   (docs/operations.md, "Docker");
+// - with_netns: those, and "empty-ns none": a container's own network
+//   namespace travels in its images (empty when this CRIU cannot).
+struct overrides {
+  std::filesystem::path engine_file;
+  std::vector<std::string> engine;
+  std::vector<std::string> with_netns;
+};
+result<overrides> write_overrides(const std::filesystem::path& dir, const features& f);
 
 // Up to max_lines "Error (...)" lines of a CRIU log, joined with "; ",
 // followed by " (see <log>)". Empty when the log has none or is missing.

@@ -475,7 +475,15 @@ awaitable<void> source_session::clean_up() {
 // both CRIUs must carry it, or it would arrive with its loopback down and
 // its connections lost.
 result<void> source_session::can_carry_network() const {
-  if (!copy_->container().own_netns) return {};
+  const auto& c = copy_->container();
+  if (!c.own_netns) return {};
+  if (!c.netns_links.empty()) {
+    std::string links;
+    for (const auto& l : c.netns_links) links += (links.empty() ? "" : ", ") + l;
+    return fail(errc::unsupported, req_.container() + "'s network namespace has interfaces CRIU cannot recreate (" +
+                                       links + "): give it a named network namespace (docs/operations.md, "
+                                       "\"Networks\"), or move it with diff or replay");
+  }
   const bool here = ctx_.me.caps.own_netns(), there = peer_->peer.caps().own_netns();
   if (here && there) return {};
   return fail(errc::unsupported, req_.container() + " has a network namespace of its own, which the CRIU of " +

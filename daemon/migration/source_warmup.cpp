@@ -33,7 +33,8 @@ awaitable<result<void>> source_session::warm_up() {
     auto dir = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
     if (!dir) co_return std::unexpected(dir.error());
     const auto started = stopwatch::clock::now();
-    const runtime::checkpoint_request req{*dir, dir_ / "work", true};
+    const runtime::checkpoint_request req{
+        .image_dir = *dir, .work_dir = dir_ / "work", .leave_running = true, .carry_netns = runtime::carries_netns(container)};
     // CRIU's parasite works inside the container's cgroup: a throttle
     // would slow the dump itself. The container is frozen meanwhile anyway.
     copy_->unthrottle_for_dump();

@@ -110,10 +110,10 @@ json create_spec(const json& inspected) {
   return spec;
 }
 
-docker_runtime::docker_runtime(const config& cfg, asio::thread_pool& pool, std::vector<std::string> criu_env)
+docker_runtime::docker_runtime(const config& cfg, asio::thread_pool& pool, const criu::overrides& criu)
     : engine_(cfg.docker.socket),
       cfg_(cfg.docker),
-      engine_runc_(cfg, std::move(criu_env), cfg.docker.runc_root, {}),
+      engine_runc_(cfg, criu, cfg.docker.runc_root, {}),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       pool_(pool) {}

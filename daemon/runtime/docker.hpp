@@ -27,7 +27,7 @@ namespace migrated::runtime {
 
 class docker_runtime final : public runtime {
  public:
-  docker_runtime(const config& cfg, asio::thread_pool& pool, std::vector<std::string> criu_env);
+  docker_runtime(const config& cfg, asio::thread_pool& pool, const criu::overrides& criu);
 
   std::string_view name() const override { return "docker"; }
   awaitable<result<container_info>> inspect(const std::string& id) override;

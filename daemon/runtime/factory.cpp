@@ -5,15 +5,14 @@
 namespace migrated::runtime {
 
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
-                                                         asio::thread_pool& pool,
-                                                         const std::vector<std::string>& criu_env) {
+                                                         asio::thread_pool& pool, const criu::overrides& criu) {
   if (name == "runc") {
-    auto rt = std::make_unique<runc_runtime>(cfg, criu_env);
+    auto rt = std::make_unique<runc_runtime>(cfg, criu);
     if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
     co_return std::unique_ptr<runtime>(std::move(rt));
   }
   if (name == "docker") {
-    auto rt = std::make_unique<docker_runtime>(cfg, pool, criu_env);
+    auto rt = std::make_unique<docker_runtime>(cfg, pool, criu);
     if (auto ok = co_await rt->probe(); !ok) co_return std::unexpected(ok.error());
     co_return std::unique_ptr<runtime>(std::move(rt));
   }

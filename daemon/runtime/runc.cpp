@@ -38,6 +38,30 @@ std::string last_error_line(const std::filesystem::path& log) {
   return msg;
 }
 
+// CRIU writes netdev-<ns>.img only when it dumped a network namespace whole.
+bool holds_netns(const std::filesystem::path& images) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(images, ec))
+    if (e.path().filename().string().rfind("netdev-", 0) == 0) return true;
+  return false;
+}
+
+// The interfaces of process `pid`'s network namespace but loopback, from
+// /proc/<pid>/net/dev ("  eth0: 1234 ...").
+std::vector<std::string> links_of(int pid) {
+  std::vector<std::string> links;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/net/dev");
+  std::string line;
+  for (int n = 0; std::getline(in, line); ++n) {
+    const auto colon = line.find(':');
+    if (n < 2 || colon == std::string::npos) continue;  // two header lines
+    auto name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    if (name != "lo") links.push_back(name);
+  }
+  return links;
+}
+
 // A network namespace in config.json without a path: the container's own.
 bool has_own_netns(const std::filesystem::path& config_json) {
   std::ifstream in(config_json);
@@ -58,18 +82,19 @@ error criu_failure(const std::string& what, const process::result_of_run& r, con
 
 }  // namespace
 
-runc_runtime::runc_runtime(const config& cfg, std::vector<std::string> criu_env)
+runc_runtime::runc_runtime(const config& cfg, criu::overrides criu)
     : cfg_(cfg.runc),
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       criu_options_{"--tcp-established", "--file-locks"},
-      env_(std::move(criu_env)) {
+      criu_(std::move(criu)) {
   criu_binary_ = cfg.criu.binary.string();
 }
 
-runc_runtime::runc_runtime(const config& cfg, std::vector<std::string> criu_env, const std::filesystem::path& root,
+runc_runtime::runc_runtime(const config& cfg, criu::overrides criu, const std::filesystem::path& root,
                            std::vector<std::string> criu_options)
-    : runc_runtime(cfg, std::move(criu_env)) {
+    : runc_runtime(cfg, std::move(criu)) {
+  criu_.with_netns.clear();
   cfg_.root = root;
   criu_options_ = std::move(criu_options);
 }
@@ -94,7 +119,7 @@ awaitable<result<void>> runc_runtime::probe() {
 awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"state", id});
-  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = criu_.engine};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error());
   if (!r->ok()) {
@@ -112,6 +137,7 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
       for (auto& [k, v] : j["annotations"].items())
         if (v.is_string()) info.labels[k] = v.get<std::string>();
     info.own_netns = has_own_netns(info.bundle / "config.json");
+    if (info.own_netns && info.pid > 0) info.netns_links = links_of(info.pid);
     co_return info;
   } catch (const json::exception& e) {
     co_return fail(errc::runtime, "runc state " + id + ": unreadable output: " + e.what());
@@ -131,7 +157,8 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running || req.keep_frozen) args.push_back("--leave-running");
   args.push_back(id);
-  const process::options opts{.timeout = checkpoint_timeout_, .extra_env = env_};
+  const bool netns = req.carry_netns && !criu_.with_netns.empty();
+  const process::options opts{.timeout = checkpoint_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine};
   auto r = co_await process::run(args, opts);
   result<void> outcome;
   if (!r) outcome = std::unexpected(r.error().context("checkpoint " + id));
@@ -147,7 +174,7 @@ awaitable<result<void>> runc_runtime::thaw(const std::string& id) {
 awaitable<result<void>> runc_runtime::freezer(const std::string& verb, const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {verb, id});
-  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = criu_.engine};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error());
   if (!r->ok()) co_return fail(errc::runtime, "runc " + verb + " " + id + ": " + r->summary());
@@ -161,7 +188,7 @@ awaitable<result<void>> runc_runtime::freezer(const std::string& verb, const std
 awaitable<result<container_info>> runc_runtime::launch(const std::string& id, const std::vector<std::string>& verb,
                                                        const std::filesystem::path& bundle,
                                                        const std::filesystem::path& work_dir,
-                                                       std::string_view what) {
+                                                       std::string_view what, bool netns) {
   const auto runc_log = work_dir / "runc.log";
   const auto pid_file = work_dir / "started.pid";
   std::error_code ec;
@@ -171,7 +198,8 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
   args.insert(args.end(), verb.begin(), verb.end());
   args.insert(args.end(), {"--detach", "--bundle", bundle.string(), "--pid-file", pid_file.string(), id});
   const std::string label = std::string(what) + " " + id;
-  const process::options opts{.timeout = restore_timeout_, .extra_env = env_, .discard_output = true};
+  const process::options opts{.timeout = restore_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine,
+                              .discard_output = true};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context(label));
   if (!r->ok()) {
@@ -189,13 +217,15 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
   std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
                                 req.work_dir.string()};
   verb.insert(verb.end(), criu_options_.begin(), criu_options_.end());
-  co_return co_await launch(id, verb, req.bundle, req.work_dir, "restore");
+  // Images that hold the network namespace restore it (they were dumped with it).
+  co_return co_await launch(id, verb, req.bundle, req.work_dir, "restore",
+                            !criu_.with_netns.empty() && holds_netns(req.image_dir));
 }
 
 awaitable<result<container_info>> runc_runtime::start(const std::string& id, const std::filesystem::path& bundle,
                                                       const std::filesystem::path& work_dir) {
   const std::vector<std::string> verb{"run"};
-  co_return co_await launch(id, verb, bundle, work_dir, "start");
+  co_return co_await launch(id, verb, bundle, work_dir, "start", false);
 }
 
 awaitable<result<container_info>> runc_runtime::create(const std::string& id, const std::string&) {
@@ -211,7 +241,7 @@ awaitable<result<container_info>> runc_runtime::create(const std::string& id, co
 awaitable<result<void>> runc_runtime::stop(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"kill", id, "TERM"});
-  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = criu_.engine};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("stop " + id));
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -229,7 +259,7 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
   auto args = base_args();
   args.insert(args.end(), {"exec", id});
   args.insert(args.end(), argv.begin(), argv.end());
-  const process::options opts{.timeout = timeout, .extra_env = env_};
+  const process::options opts{.timeout = timeout, .extra_env = criu_.engine};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("exec in " + id));
   if (r->signal) co_return fail(errc::runtime, "exec in " + id + ": killed by signal " + std::to_string(r->signal));
@@ -239,7 +269,7 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"delete", "--force", id});
-  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = env_};
+  const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = criu_.engine};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("remove " + id));
   if (!r->ok() && !mentions_missing(*r)) co_return fail(errc::runtime, "runc delete " + id + ": " + r->summary());

@@ -12,11 +12,12 @@ namespace migrated::runtime {
 
 class runc_runtime final : public runtime {
  public:
-  // `criu_env`: the environment every runc call gets (criu::write_overrides).
-  runc_runtime(const config& cfg, std::vector<std::string> criu_env);
+  // `criu`: the options every CRIU that runc runs gets (criu::write_overrides).
+  runc_runtime(const config& cfg, criu::overrides criu);
   // runc on a state directory another manager owns (Docker's runc root),
-  // with the CRIU options that manager's own restore will use.
-  runc_runtime(const config& cfg, std::vector<std::string> criu_env, const std::filesystem::path& root,
+  // with the CRIU options that manager's own restore will use; a network
+  // namespace of the container's own is that manager's to set up.
+  runc_runtime(const config& cfg, criu::overrides criu, const std::filesystem::path& root,
                std::vector<std::string> criu_options);
 
   std::string_view name() const override { return "runc"; }
@@ -43,14 +44,14 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> freezer(const std::string& verb, const std::string& id);
   awaitable<result<container_info>> launch(const std::string& id, const std::vector<std::string>& verb,
                                            const std::filesystem::path& bundle,
-                                           const std::filesystem::path& work_dir, std::string_view what);
+                                           const std::filesystem::path& work_dir, std::string_view what, bool netns);
 
   config::runc_config cfg_;
   std::chrono::milliseconds checkpoint_timeout_;
   std::chrono::milliseconds restore_timeout_;
   std::string criu_binary_;
   std::vector<std::string> criu_options_;  // on dumps and restores alike
-  std::vector<std::string> env_;           // added to every runc call's environment
+  criu::overrides criu_;                   // CRIU_CONFIG_FILE for runc's CRIU
 };
 
 }  // namespace migrated::runtime

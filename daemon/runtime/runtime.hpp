@@ -21,6 +21,7 @@
 #include "asio.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "criu/criu.hpp"
 
 namespace migrated::runtime {
 
@@ -42,9 +43,15 @@ struct container_info {
   std::string spec;                   // what create() needs at the destination
   std::vector<volume> volumes;        // named volumes whose data moves with it
   // It has a network namespace of its own that no path names (runc: no
-  // `path` for it in config.json), so CRIU must carry it in the images.
+  // `path` for it in config.json), so CRIU must carry it in the images ...
   bool own_netns = false;
+  // ... which it can for loopback only: the other interfaces in it (a veth
+  // on a bridge, say), which CRIU cannot recreate.
+  std::vector<std::string> netns_links;
 };
+
+// CRIU takes the container's own network namespace into its images.
+inline bool carries_netns(const container_info& c) { return c.own_netns && c.netns_links.empty(); }
 
 struct checkpoint_request {
   std::filesystem::path image_dir;
@@ -54,6 +61,8 @@ struct checkpoint_request {
   // thaw() (the move failed: it runs on as if nothing happened) or remove()
   // (the move succeeded). A failed dump leaves it running.
   bool keep_frozen = false;
+  // Its own network namespace goes into the images (carries_netns()).
+  bool carry_netns = false;
 };
 
 struct restore_request {
@@ -135,12 +144,11 @@ class runtime {
   std::map<std::string, std::string> cpu_limit_before_;  // container id -> CPU limit before throttling
 };
 
-// "runc" or "docker", whose runc calls get `criu_env` (criu::write_overrides).
+// "runc" or "docker", whose runc calls point CRIU at `criu` (criu::write_overrides).
 // Checks the backend can work here (binary answers,
 // engine reachable with checkpoint support, directories usable).
 awaitable<result<std::unique_ptr<runtime>>> make_runtime(std::string_view name, const config& cfg,
-                                                         asio::thread_pool& pool,
-                                                         const std::vector<std::string>& criu_env);
+                                                         asio::thread_pool& pool, const criu::overrides& criu);
 
 // The runtimes a node's configuration enables, in order (runc first).
 class runtime_set {

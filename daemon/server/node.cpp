@@ -125,7 +125,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
   // runc always asks CRIU to leave a container's network namespace empty;
   // the overrides undo that when this CRIU can (scripts/criu/0002).
-  auto criu_env = criu::write_overrides(cfg.storage_dir / "criu" / "overrides.conf", features);
+  auto criu_env = criu::write_overrides(cfg.storage_dir / "criu", features);
   if (!criu_env) co_return fatal(criu_env.error());
   if (!features.own_netns)
     logger()->warn("CRIU {} does not accept \"empty-ns none\" (scripts/criu/0002): a container with a network "

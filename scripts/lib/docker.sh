@@ -40,7 +40,10 @@ docker_engine_start() {
   docker_engine_stop "$x"
   # nsenter execs dockerd: $! is the engine itself (a function in the
   # background would be a subshell whose death leaves the engine running).
-  nsenter --net="/run/netns/$(host_ns "$x")" dockerd --config-file "$MIG_DOCKER_RUN/$name.json" --data-root "$(docker_data_root "$x")" \
+  # The engine's own restores (start --checkpoint) take CRIU's options from
+  # the file host X's daemon writes (docs/operations.md, "Docker").
+  CRIU_CONFIG_FILE=$MIG_WORK/$x/storage/criu/engine.conf \
+    nsenter --net="/run/netns/$(host_ns "$x")" dockerd --config-file "$MIG_DOCKER_RUN/$name.json" --data-root "$(docker_data_root "$x")" \
     --exec-root "$MIG_DOCKER_RUN/$name" -H "unix://$(docker_sock "$x")" --pidfile "$MIG_DOCKER_RUN/$name.pid" \
     --bridge=none --iptables=false $experimental </dev/null >>"$MIG_DOCKER_RUN/$name.log" 2>&1 &
   MIG_DOCKERD_PID[$x]=$!
@@ -113,7 +116,7 @@ docker_image() {
   printf 'hello from the edge\n' >"$rootfs/www/index.html"
   ln -sf busybox "$rootfs/bin/httpd"
   ln -sf busybox "$rootfs/bin/rm"
-  tar -C "$rootfs" -c . | dk "$x" import --change 'CMD ["/bin/memcounter","--no-net","--state","/data"]' \
+  tar -C "$rootfs" -c . | dk "$x" import --change 'CMD ["/bin/memcounter","--state","/data"]' \
     --change "LABEL migrated.test.memcounter=$want" - "$MIG_DOCKER_IMAGE" >/dev/null
   rm -rf "$rootfs"
 }

@@ -172,6 +172,14 @@ assert_docker_alive_on() {
   sleep 1
   assert_ge "$(docker_field "$x" "$name" counter)" "$((c1 + 1))" "counter of $name on $x a second later"
   assert_eq 0 "$(docker_field "$x" "$name" corrupt)" "corrupt pages of $name on $x"
+  if [ "$(docker_field "$x" "$name" net_port)" != 0 ]; then
+    assert_eq 1 "$(docker_field "$x" "$name" net_alive)" "TCP connection of $name on $x alive"
+    assert_eq 0 "$(docker_field "$x" "$name" net_errors)" "breaks in the TCP streams of $name on $x"
+    local e1
+    e1=$(docker_field "$x" "$name" net_echoed)
+    sleep 0.5
+    assert_ge "$(docker_field "$x" "$name" net_echoed)" "$((e1 + 1))" "TCP echoes of $name on $x"
+  fi
 }
 
 # Prints the daemons' log tails when the test is failing (runs from cleanup).

@@ -17,7 +17,7 @@ docker_no_image b
 dk a volume create dk-vol >/dev/null
 dk a run -d --name "$NAME" --network "$MIG_DOCKER_NET" --ip 172.30.0.20 -p 18081:8080 -v dk-vol:/vol \
   -e MODE=edge --label app=counter --restart unless-stopped "$MIG_DOCKER_IMAGE" \
-  /bin/memcounter --no-net --mib 16 --dirty-mib-s 4 --state /data >/dev/null
+  /bin/memcounter --mib 16 --dirty-mib-s 4 --state /data >/dev/null
 wait_for docker_counter_at_least a "$NAME" 2 10 || fail "the counter never started on A"
 dk a exec "$NAME" sh -c 'echo kept > /vol/v.txt; echo layer > /data/layer.txt'
 

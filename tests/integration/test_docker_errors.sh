@@ -36,7 +36,7 @@ assert_contains "$out" "container nosuch does not exist" "unknown container erro
 
 dk a run -d --name "$NAME" --network "$MIG_DOCKER_NET" --label migrated.ready.tcp=19999 \
   --label migrated.ready.timeout_ms=1500 --restart always "$MIG_DOCKER_IMAGE" \
-  /bin/memcounter --no-net --mib 8 --state /data >/dev/null
+  /bin/memcounter --mib 8 --state /data >/dev/null
 wait_for docker_counter_at_least a "$NAME" 2 10 || fail "the counter never started on A"
 
 log "the destination refuses images from peers"

@@ -62,7 +62,7 @@ b_lacks_image() {
 
 # start NAME: a memcounter container on A, waited for until it ticks.
 start() {
-  dk a run -d --name "$1" --network "$MIG_DOCKER_NET" "$MIG_DOCKER_IMAGE" /bin/memcounter --no-net --mib 8 --state /data >/dev/null
+  dk a run -d --name "$1" --network "$MIG_DOCKER_NET" "$MIG_DOCKER_IMAGE" /bin/memcounter --mib 8 --state /data >/dev/null
   wait_for docker_counter_at_least a "$1" 2 10 || fail "the counter $1 never started on A"
 }
 
