@@ -64,6 +64,7 @@ json to_json(const pb::Report& r) {
       {"image_ms", ms3(r.image_ms())},
       {"bytes_engine_image", r.bytes_engine_image()},
       {"rollback_ms", ms3(r.rollback_ms())},
+      {"warmup_frozen_ms", ms3(r.warmup_frozen_ms())},
       {"bytes_image", r.bytes_image()},
       {"bytes_rootfs", r.bytes_rootfs()},
       {"bytes_wire", r.bytes_wire()},
@@ -95,6 +96,8 @@ std::string report_table(const pb::Report& r) {
   if (r.bytes_engine_image() > 0)
     out += fmt::format("  image       {} sent peer to peer in {:.1f} ms\n", human_bytes(r.bytes_engine_image()), r.image_ms());
   if (r.rollback_ms() > 0) out += fmt::format("  rollback    {:10.3f} ms\n", r.rollback_ms());
+  if (r.warmup_frozen_ms() > 0)
+    out += fmt::format("  frozen      {:10.3f} ms  before the final checkpoint (warm-up, measuring)\n", r.warmup_frozen_ms());
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
   if (!r.convergence().empty()) out += fmt::format("  warm-up     {}\n", r.convergence());
@@ -119,16 +122,18 @@ std::string status_json(const pb::StatusReply& s) {
                {"kernel", s.caps().kernel()},
                {"arch", s.caps().arch()},
                {"dirty_tracking", s.caps().dirty_tracking()},
-               {"userfaultfd", s.caps().userfaultfd()}};
+               {"userfaultfd", s.caps().userfaultfd()},
+               {"own_netns", s.caps().own_netns()}};
   json j = {{"node", s.node()}, {"uptime_s", ms3(s.uptime_s())}, {"capabilities", caps}, {"migrations", migrations}};
   return j.dump(2);
 }
 
 std::string status_table(const pb::StatusReply& s) {
   const auto& c = s.caps();
-  std::string out = fmt::format("node {}  up {:.0f} s  criu {}  kernel {} {}  dirty tracking {}  userfaultfd {}\n",
+  std::string out = fmt::format("node {}  up {:.0f} s  criu {}  kernel {} {}  dirty tracking {}  userfaultfd {}  own netns {}\n",
                                 s.node(), s.uptime_s(), c.criu_version(), c.kernel(), c.arch(),
-                                c.dirty_tracking() ? "yes" : "no", c.userfaultfd() ? "yes" : "no");
+                                c.dirty_tracking() ? "yes" : "no", c.userfaultfd() ? "yes" : "no",
+                                c.own_netns() ? "yes" : "no");
   if (s.migrations_size() == 0) return out + "no migrations\n";
   out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12}\n", "id", "container", "source",
                      "dest", "method", "result", "phase", "downtime ms");
@@ -149,7 +154,8 @@ std::string measure_json(const pb::MeasureReply& m) {
             {"bytes_image", m.bytes_image()},
             {"bandwidth_mib_s", ms3(m.bandwidth_mib_s())},
             {"predicted_cold_downtime_ms", ms3(m.predicted_cold_downtime_ms())},
-            {"predicted_precopy_downtime_ms", ms3(m.predicted_precopy_downtime_ms())}};
+            {"predicted_precopy_downtime_ms", ms3(m.predicted_precopy_downtime_ms())},
+            {"preflight", m.preflight()}};
   return j.dump(2);
 }
 
@@ -165,6 +171,7 @@ std::string measure_table(const pb::MeasureReply& m) {
   if (m.bandwidth_mib_s() > 0)
     out += fmt::format("  link        {:.1f} MiB/s\n  predicted downtime: cold {:.0f} ms, precopy {:.0f} ms\n",
                        m.bandwidth_mib_s(), m.predicted_cold_downtime_ms(), m.predicted_precopy_downtime_ms());
+  if (!m.preflight().empty()) out += fmt::format("  cannot move its process state: {}\n", m.preflight());
   return out;
 }
 

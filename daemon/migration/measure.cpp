@@ -82,6 +82,18 @@ awaitable<result<double>> probe_bandwidth(node_context& ctx, const std::string& 
 
 namespace {
 
+// What would keep the process state from moving, though the dumps work.
+std::string preflight(const runtime::container_info& c, bool criu_keeps_netns) {
+  if (!c.own_netns) return {};
+  if (!c.netns_links.empty()) {
+    std::string links;
+    for (const auto& l : c.netns_links) links += (links.empty() ? "" : ", ") + l;
+    return "its network namespace has interfaces CRIU cannot recreate (" + links + ")";
+  }
+  if (!criu_keeps_netns) return "this node's CRIU cannot carry its network namespace (scripts/criu/0002)";
+  return {};
+}
+
 // The measurement itself, with its dumps in `dir`.
 awaitable<result<pb::MeasureReply>> measure_in(node_context& ctx, const pb::MeasureRequest& req,
                                                const std::filesystem::path& dir) {
@@ -117,6 +129,7 @@ awaitable<result<pb::MeasureReply>> measure_in(node_context& ctx, const pb::Meas
 
   pb::MeasureReply m;
   m.set_container(req.container());
+  m.set_preflight(preflight(found->container, ctx.me.caps.own_netns()));
   m.set_interval_ms(stopwatch::between(t1, t2));
   m.set_pages(stats->pages);
   m.set_pages_changed(stats->full + stats->xor_pages + stats->ref);

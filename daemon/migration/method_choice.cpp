@@ -40,7 +40,11 @@ awaitable<result<void>> source_session::choose_method() {
   mr.set_container(req_.container());
   mr.set_runtime(stats_.runtime);
   mr.set_destination(req_.destination());
-  auto m = co_await measure(ctx_, mr);
+  // What cannot move with the process (its network) needs no measuring.
+  const auto carried = can_carry_network();
+  result<pb::MeasureReply> m = std::unexpected(carried ? error{} : carried.error());
+  if (carried) m = co_await measure(ctx_, mr);  // (not in ?:, see design.md)
+  if (m) stats_.warmup_frozen_ms += 2 * m->checkpoint_ms();  // its two dumps froze the service
   std::string why;
   if (m) {
     const bool pre = m->predicted_precopy_downtime_ms() < precopy_advantage * m->predicted_cold_downtime_ms();
@@ -49,7 +53,7 @@ awaitable<result<void>> source_session::choose_method() {
                       "predicted downtime precopy {:.0f} ms vs cold {:.0f} ms",
                       m->checkpoint_ms(), double(m->bytes_image()) / 1048576.0, m->dirty_mib_s(),
                       m->bandwidth_mib_s(), m->predicted_precopy_downtime_ms(), m->predicted_cold_downtime_ms());
-  } else if (m.error().code == errc::criu || m.error().code == errc::runtime) {
+  } else if (m.error().code == errc::criu || m.error().code == errc::runtime || m.error().code == errc::unsupported) {
     const bool hook = c.labels.contains("migrated.replay");
     const auto root = c.bundle;
     const double layer_mib = double(co_await offload(ctx_.pool, [&root] { return tree_bytes(root); })) / 1048576.0;

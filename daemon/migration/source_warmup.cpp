@@ -40,6 +40,7 @@ awaitable<result<void>> source_session::warm_up() {
     copy_->unthrottle_for_dump();
     auto dumped = co_await rt.checkpoint(container.id, req);
     const double dump_ms = stopwatch::between(started, stopwatch::clock::now());
+    stats_.warmup_frozen_ms += dump_ms;  // CRIU freezes it for the whole dump
     if (pct) throttle(pct, cpus_used);
     if (!dumped) co_return std::unexpected(dumped.error().context("warm-up round"));
     auto& round = stats_.add_round("warmup");

@@ -50,6 +50,7 @@ pb::Report to_report(const migration_stats& s) {
   r.set_ready_ms(s.ready_ms);
   r.set_downtime_ms(s.downtime_ms);
   r.set_rollback_ms(s.rollback_ms);
+  r.set_warmup_frozen_ms(s.warmup_frozen_ms);
   r.set_bytes_image(s.bytes_image);
   r.set_bytes_rootfs(s.bytes_rootfs);
   r.set_bytes_engine_image(s.bytes_engine_image);

@@ -42,6 +42,7 @@ struct migration_stats {
 
   double total_ms = 0, pull_ms = 0, image_ms = 0, checkpoint_ms = 0, transfer_ms = 0, restore_ms = 0,
          ready_ms = 0, downtime_ms = 0, rollback_ms = 0;
+  double warmup_frozen_ms = 0;           // frozen before the final checkpoint (warm-up, auto's measure)
   std::uint64_t bytes_image = 0;         // the final dump's files
   std::uint64_t bytes_rootfs = 0;        // filesystem trees (bundle, layer, volumes)
   std::uint64_t bytes_engine_image = 0;  // an image sent peer to peer

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -59,6 +60,7 @@ std::vector<std::string> links_of(int pid) {
     name.erase(0, name.find_first_not_of(' '));
     if (name != "lo") links.push_back(name);
   }
+  std::sort(links.begin(), links.end());
   return links;
 }
 
