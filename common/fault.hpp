@@ -7,6 +7,7 @@
 //   dest.restore.fail      destination's restore fails inside CRIU
 //   dest.checksum.corrupt  destination corrupts a received image byte
 //   source.transfer.cut    source drops the connection mid-transfer
+//   source.rollback.fail   source's rollback fails: no thaw, no restore
 //   <place>.pause|throw|die  at a place of a session (migration/fault_point.hpp)
 #pragma once
 

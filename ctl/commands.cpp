@@ -63,6 +63,8 @@ pb::Envelope make_request(const command_line& cl) {
     env.mutable_status()->set_migration_id(cl.target);
   } else if (cl.command == "abort") {
     env.mutable_abort_request()->set_migration_id(cl.target);
+  } else if (cl.command == "recover") {
+    env.mutable_recover()->set_migration_id(cl.target);
   }
   return env;
 }
@@ -107,7 +109,9 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
   if (!ch) co_return print_error(ch.error());
   auto req = make_request(cl);
   if (auto ok = co_await ch->send(req); !ok) co_return print_error(ok.error());
-  auto f = co_await ch->recv();
+  // A recovery is a restore of the whole container: give it the daemon's restore deadline.
+  const std::chrono::milliseconds wait = cl.command == "recover" ? std::chrono::minutes(3) : ch->io_timeout();
+  auto f = co_await ch->recv(wait);
   if (!f) co_return print_error(f.error());
   if (f->msg.has_status_reply()) {
     std::fputs((cl.json ? status_json(f->msg.status_reply()) + "\n" : status_table(f->msg.status_reply())).c_str(), stdout);
@@ -123,6 +127,7 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
   if (!r.ok()) co_return print_reply(r, cl.json, "");
   if (cl.command == "migrate") co_return co_await follow(*ch, cl);
   if (cl.command == "prepare") co_return co_await wait_for(*ch, r.migration_id(), cl.json);
+  if (cl.command == "recover") co_return print_reply(r, cl.json, "recovered the container of");
   co_return print_reply(r, cl.json, "ok");
 }
 

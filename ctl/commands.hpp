@@ -10,7 +10,7 @@
 namespace migrated::ctl {
 
 struct command_line {
-  std::string command;             // migrate | prepare | measure | status | abort
+  std::string command;             // migrate | prepare | measure | status | abort | recover
   std::uint32_t interval_ms = 0;   // measure --interval-ms
   std::string target;              // container or migration id
   std::string to;                  // --to

@@ -20,6 +20,8 @@ constexpr const char* usage =
     "                                                         dirty rate, link bandwidth, predicted downtime\n"
     "  status [ID] [--json]                                   the daemon, its capabilities and migrations\n"
     "  abort ID                                               stop a migration; the container stays at the source\n"
+    "  recover ID                                             restore here a container whose rollback failed,\n"
+    "                                                         from the images migration ID kept\n"
     "exit status: 0 success, 1 failed or refused, 2 usage\n";
 
 int usage_error(const char* why) {
@@ -71,11 +73,13 @@ int main(int argc, char** argv) {
     }
   }
   if (cl.command != "migrate" && cl.command != "prepare" && cl.command != "status" && cl.command != "abort" &&
-      cl.command != "measure")
+      cl.command != "measure" && cl.command != "recover")
     return usage_error(cl.command.empty() ? "no command given" : ("unknown command " + cl.command).c_str());
   if ((cl.command == "migrate" || cl.command == "prepare") && (cl.target.empty() || cl.to.empty()))
     return usage_error((cl.command + " needs CONTAINER and --to PEER").c_str());
   if (cl.command == "abort" && cl.target.empty()) return usage_error("abort needs a migration id");
+  if (cl.command == "recover" && cl.target.empty()) return usage_error("recover needs a migration id");
+  if (cl.command == "recover" && cl.udp) return usage_error("recover runs over TCP only");
   if (cl.command == "measure" && cl.target.empty()) return usage_error("measure needs a container");
   if (parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
     return usage_error(("unknown method " + cl.method).c_str());

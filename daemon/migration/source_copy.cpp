@@ -1,6 +1,7 @@
 // The source's copy of a container during a migration (see source_copy.hpp).
 #include "migration/source_copy.hpp"
 
+#include "common/fault.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
 
@@ -24,6 +25,14 @@ std::string_view name(source_copy::state s) {
 
 source_copy::source_copy(runtime::runtime& rt, runtime::container_info container, std::string migration_id)
     : rt_(rt), container_(std::move(container)), id_(std::move(migration_id)) {}
+
+source_copy source_copy::lost_one(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
+                                  std::filesystem::path images) {
+  source_copy c(rt, std::move(container), std::move(migration_id));
+  c.state_ = state::lost;
+  c.images_ = std::move(images);
+  return c;
+}
 
 result<void> source_copy::throttle(std::uint32_t pct, double cpus_used) {
   if (state_ != state::running) return fail(errc::internal, "throttle: the container no longer runs here");
@@ -131,9 +140,13 @@ awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work
     lift_throttle();
     co_return result<void>{};
   }
-  if (state_ != state::stopped) co_return result<void>{};
+  if (state_ != state::stopped && state_ != state::lost) co_return result<void>{};
+  // (Fault point for the tests of a rollback that fails: neither a thaw nor
+  // the images bring it back.)
+  const bool fault = fault_injected("source.rollback.fail");
   if (frozen_) {
-    auto thawed = co_await rt_.thaw(container_.id);
+    result<void> thawed = fail(errc::runtime, "fault point source.rollback.fail");
+    if (!fault) thawed = co_await rt_.thaw(container_.id);
     if (thawed) {
       state_ = state::restored;
       frozen_ = false;
@@ -147,7 +160,9 @@ awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work
     frozen_ = false;
   }
   result<runtime::container_info> back = std::unexpected(error{});
-  if (!images_.empty()) {
+  if (fault) {
+    back = fail(errc::runtime, "fault point source.rollback.fail");
+  } else if (!images_.empty()) {
     const runtime::restore_request req{container_.bundle, images_, work};
     back = co_await rt_.restore(container_.id, req);
   } else {  // no process state was taken: start it again

@@ -34,6 +34,10 @@ class source_copy {
   enum class state { running, stopped, committed, restored, lost };
 
   source_copy(runtime::runtime& rt, runtime::container_info container, std::string migration_id);
+  // A copy that a rollback could not bring back (recovery.hpp): only its
+  // images are left, and roll_back() tries them again.
+  static source_copy lost_one(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
+                              std::filesystem::path images);
 
   state current() const { return state_; }
   const runtime::container_info& container() const { return container_; }
@@ -63,7 +67,8 @@ class source_copy {
   // A failure loses nothing — a stopped container is left behind — and is logged.
   awaitable<void> release();
   // The migration failed. stopped → restored (or lost); running → the
-  // throttle lifted; committed → nothing. `work` holds the runtime's logs.
+  // throttle lifted; committed → nothing; lost → its images tried again.
+  // `work` holds the runtime's logs.
   awaitable<result<void>> roll_back(const std::filesystem::path& work);
 
  private:

@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "migration/fault_point.hpp"
+#include "migration/recovery.hpp"
 
 namespace migrated::migration {
 namespace {
@@ -452,9 +453,16 @@ awaitable<void> source_session::roll_back(const error& cause) {
     co_return;
   }
   stats_.result = pb::RESULT_FAILED;
-  stats_.error += "; rollback failed: " + back.error().message +
-                  (copy_->images().empty() ? "" : " (images kept in " + copy_->images().string() + ")");
-  log::error(*logger(), id_, phase::rollback, "{}", back.error().message);
+  // It runs nowhere now: say so in one sentence, with the way back.
+  std::string lost = req_.container() + " runs nowhere: its rollback failed (" + back.error().message + ")";
+  if (!copy_->images().empty()) {
+    const lost_record record{id_, stats_.runtime, copy_->container(), copy_->images()};
+    auto kept = co_await offload(ctx_.pool, [this, &record] { return write_lost(dir_, record); });
+    lost += "; its images are kept in " + copy_->images().string() +
+            (kept ? "; `migratectl recover " + id_ + "` restores it here" : " (" + kept.error().message + ")");
+  }
+  stats_.error += "; " + lost;
+  log::error(*logger(), id_, phase::rollback, "{}", lost);
 }
 
 awaitable<void> source_session::clean_up() {

@@ -5,6 +5,7 @@
 #include "common/log.hpp"
 #include "migration/destination_session.hpp"
 #include "migration/measure.hpp"
+#include "migration/recovery.hpp"
 #include "server/outbox.hpp"
 
 namespace migrated::server {
@@ -83,6 +84,16 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
       }
       *env.mutable_measure_reply() = std::move(*m);
       co_await ch.send(env);
+      continue;
+    }
+    if (f->msg.has_recover()) {
+      if (ch.peer.role() != pb::ROLE_CONTROLLER) {
+        co_await ch.reply(f->msg.request_id(), fail(errc::invalid_argument, "Recover is for controllers"));
+        continue;
+      }
+      auto pid = co_await migration::recover(ctx_, f->msg.recover().migration_id());
+      const result<void> outcome = pid ? result<void>{} : std::unexpected(pid.error());
+      co_await ch.reply(f->msg.request_id(), outcome, f->msg.recover().migration_id());
       continue;
     }
     if (f->msg.has_migrate() && f->msg.migrate().follow()) {

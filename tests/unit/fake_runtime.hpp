@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -28,12 +29,14 @@ struct fault_plan {
   std::vector<std::string> log;  // "a:checkpoint", "b:restore", ...
   // Called at every operation (its 1-based number and name), before it runs.
   std::function<void(int, const std::string&)> on_step;
+  std::set<std::string> always_fail;  // operations that fail every time ("a:thaw")
 
   // Counts one operation; true when it is the one to fail.
   bool step(const std::string& what) {
     log.push_back(what);
     ++ops;
     if (on_step) on_step(ops, what);
+    if (always_fail.contains(what)) return true;
     if (ops != fail_at) return false;
     if (throw_instead) throw std::runtime_error("injected exception in " + what);
     return true;

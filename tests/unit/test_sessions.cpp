@@ -22,6 +22,7 @@
 #include "common/names.hpp"
 #include "fake_runtime.hpp"
 #include "migration/context.hpp"
+#include "migration/recovery.hpp"
 #include "server/commands.hpp"
 #include "server/tcp_server.hpp"
 #include "temp_dir.hpp"
@@ -524,4 +525,46 @@ TEST_CASE("a source that goes away before Commit is a failure at the destination
     REQUIRE(r);
     CHECK(r->result() == pb::RESULT_FAILED);
   }
+}
+
+TEST_CASE("a rollback that fails keeps the images, says how to recover, and recover brings it back",
+          "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  pair p;
+  p.a.rt->add_running("c1", initial_state);
+  // The restore fails at the destination, and neither a thaw nor the images bring it back here.
+  p.plan.always_fail = {"b:restore", "a:thaw", "a:restore"};
+  auto o = p.migrate("c1", pb::COLD);
+  INFO(o.report.error());
+  CHECK(o.report.result() == pb::RESULT_FAILED);
+  CHECK_THAT(o.report.error(), Catch::Matchers::Contains("c1 runs nowhere: its rollback failed") &&
+                                   Catch::Matchers::Contains("migratectl recover " + o.report.id()));
+  CHECK_FALSE(p.a.rt->running("c1"));
+  CHECK_FALSE(p.b.rt->running("c1"));
+  const auto kept = p.a.cfg.storage_dir / "outgoing" / o.report.id();
+  REQUIRE(std::filesystem::exists(kept / "lost.json"));
+
+  p.plan.always_fail.clear();
+  std::optional<result<int>> recovered;
+  asio::io_context io2;  // the pair's io has stopped; recovery runs on its own
+  migration::node_context ctx{p.a.cfg, p.a.ctx.psk, p.a.ctx.me, p.pool, p.a.runtimes, p.a.registry, p.a.slots};
+  asio::co_spawn(io2, migration::recover(ctx, o.report.id()), [&](std::exception_ptr e, result<int> r) {
+    if (e) std::rethrow_exception(e);
+    recovered = std::move(r);
+  });
+  io2.run_for(10s);
+  REQUIRE(recovered.has_value());
+  INFO((recovered->has_value() ? std::string() : recovered->error().message));
+  REQUIRE(recovered->has_value());
+  p.require_one_copy("c1", initial_state);
+  CHECK(p.a.rt->running("c1"));
+  CHECK_FALSE(std::filesystem::exists(kept));
+  // There is nothing left to recover.
+  std::optional<result<int>> again;
+  asio::co_spawn(io2, migration::recover(ctx, o.report.id()), [&](std::exception_ptr, result<int> r) { again = std::move(r); });
+  io2.restart();
+  io2.run_for(10s);
+  REQUIRE(again.has_value());
+  CHECK_FALSE(again->has_value());
 }
