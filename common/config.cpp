@@ -163,6 +163,8 @@ const key_rule rules[] = {
     {"runtime.runc.bundles", [](auto& c, auto k, auto& v) { return read(c.runc.bundles, k, v); }},
     {"runtime.runc.cgroup_parent",
      [](auto& c, auto k, auto& v) { return read(c.runc.cgroup_parent, k, v); }},
+    {"runtime.runc.cni.conf_dir", [](auto& c, auto k, auto& v) { return read(c.runc.cni_conf_dir, k, v); }},
+    {"runtime.runc.cni.bin_dir", [](auto& c, auto k, auto& v) { return read(c.runc.cni_bin_dir, k, v); }},
     {"runtime.docker.enabled", [](auto& c, auto k, auto& v) { return read(c.docker.enabled, k, v); }},
     {"runtime.docker.socket", [](auto& c, auto k, auto& v) { return read(c.docker.socket, k, v); }},
     {"runtime.docker.accept_images",
@@ -299,6 +301,8 @@ void check_paths(const config& cfg, problems& out) {
   absolute_dir("storage", cfg.storage_dir);
   absolute_dir("runtime.runc.root", cfg.runc.root);
   absolute_dir("runtime.runc.bundles", cfg.runc.bundles);
+  absolute_dir("runtime.runc.cni.conf_dir", cfg.runc.cni_conf_dir);
+  absolute_dir("runtime.runc.cni.bin_dir", cfg.runc.cni_bin_dir);
   if (cfg.psk_file.empty()) out.push_back("psk_file: required");
   if (cfg.runc.binary.empty()) out.push_back("runtime.runc.binary: required");
   if (cfg.criu.binary.empty()) out.push_back("criu.binary: required");

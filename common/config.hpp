@@ -48,6 +48,10 @@ struct config {
     std::filesystem::path root = "/run/migrated/runc";           // runtime.runc.root
     std::filesystem::path bundles = "/var/lib/migrated/bundles"; // runtime.runc.bundles
     std::string cgroup_parent = "migrated";                      // runtime.runc.cgroup_parent
+    // Containers on a CNI network (annotation migrated.network = a file
+    // <conf_dir>/<name>.conf): where those files and the plugins are.
+    std::filesystem::path cni_conf_dir = "/etc/cni/net.d";     // runtime.runc.cni.conf_dir
+    std::filesystem::path cni_bin_dir = "/usr/lib/cni";        // runtime.runc.cni.bin_dir
   } runc;
 
   // The Docker backend (runtime.docker.*): off unless enabled.

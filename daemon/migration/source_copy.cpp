@@ -71,7 +71,11 @@ awaitable<result<void>> source_copy::checkpoint(const std::filesystem::path& ima
   images_ = images;
   stopped_at_ = stopwatch::clock::now();
   const runtime::checkpoint_request req{
-      .image_dir = images, .work_dir = work, .keep_frozen = true, .carry_netns = runtime::carries_netns(container_)};
+      .image_dir = images,
+      .work_dir = work,
+      .keep_frozen = true,
+      .carry_netns = runtime::carries_netns(container_),
+      .bundle = container_.bundle};
   auto ok = co_await rt_.checkpoint(container_.id, req);
   if (ok) {
     state_ = state::stopped;

@@ -45,10 +45,11 @@ struct watch {
   bool killed = false;
 };
 
-result<pid_t> spawn(const std::vector<std::string>& argv, const options& opts, int out, int err) {
+result<pid_t> spawn(const std::vector<std::string>& argv, const options& opts, int in, int out, int err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (in >= 0) posix_spawn_file_actions_adddup2(&actions, in, 0);
+  else posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   if (opts.discard_output) {
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
@@ -104,8 +105,15 @@ awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const
   unique_fd err(::memfd_create("child-stderr", MFD_CLOEXEC));
   if (!out || !err) co_return fail_errno(errno, "memfd_create");
 
+  unique_fd in;  // the input, in a memory file read from its start
+  if (!opts.input.empty()) {
+    in.reset(::memfd_create("child-stdin", MFD_CLOEXEC));
+    if (!in || ::write(in.get(), opts.input.data(), opts.input.size()) != ssize_t(opts.input.size()) ||
+        ::lseek(in.get(), 0, SEEK_SET) != 0)
+      co_return fail_errno(errno, "stdin for " + argv[0]);
+  }
   const auto t0 = std::chrono::steady_clock::now();
-  auto pid = spawn(argv, opts, out.get(), err.get());
+  auto pid = spawn(argv, opts, in ? in.get() : -1, out.get(), err.get());
   if (!pid) co_return std::unexpected(pid.error());
   auto w = std::make_shared<watch>();
   w->pidfd.reset(pidfd_open(*pid));

@@ -4,7 +4,7 @@
 // through the same pidfd. No thread of the pool waits for a child, so a
 // long dump never holds up another migration's compression or hashing.
 //
-// stdin is /dev/null; stdout and stderr go to anonymous memory files rather
+// stdin is /dev/null (or options.input); stdout and stderr go to anonymous memory files rather
 // than pipes, so a restored container that inherits them can never make us
 // wait for an EOF.
 #pragma once
@@ -36,6 +36,7 @@ struct options {
   // stdout/stderr to /dev/null instead of captured: for commands whose
   // descendants (a restored container) may inherit them and outlive us.
   bool discard_output = false;
+  std::string input;  // the child's stdin (a CNI plugin's configuration); empty: /dev/null
 };
 
 // Runs argv[0] (searched in PATH) with argv on the caller's executor.
@@ -43,7 +44,8 @@ struct options {
 // deadline passed (the child was killed). A non-zero exit is not an error
 // here: callers judge the result. (Arguments are references — callers
 // await at once — because g++ 12 mishandles non-trivial by-value parameters
-// of coroutines.)
-awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const options& opts = {});
+// of coroutines; and there is no default for `opts`: a default argument is
+// a temporary that spans the co_await, which g++ 12 destroys twice.)
+awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const options& opts);
 
 }  // namespace migrated::process

@@ -89,7 +89,9 @@ runc_runtime::runc_runtime(const config& cfg, criu::overrides criu)
       checkpoint_timeout_(cfg.timeouts.checkpoint),
       restore_timeout_(cfg.timeouts.restore),
       criu_options_{"--tcp-established", "--file-locks"},
-      criu_(std::move(criu)) {
+      criu_(std::move(criu)),
+      node_(cfg.node_name),
+      cni_(cfg.runc) {
   criu_binary_ = cfg.criu.binary.string();
 }
 
@@ -107,7 +109,8 @@ std::vector<std::string> runc_runtime::base_args() const {
 
 awaitable<result<void>> runc_runtime::probe() {
   std::vector<std::string> args{cfg_.binary.string(), "--version"};
-  auto r = co_await process::run(args);
+  const process::options opts{.timeout = std::chrono::seconds(30)};
+  auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("runc runtime"));
   if (!r->ok()) co_return fail(errc::runtime, "runc runtime: `" + cfg_.binary.string() + " --version` failed: " + r->summary());
   std::error_code ec;
@@ -148,11 +151,31 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
 
 // keep_frozen: `runc pause`, then a dump that leaves it running — CRIU
 // gives a cgroup back in the freezer state it found it in, so it stays
-// frozen, its memory and sockets intact, until thaw() or remove().
+// frozen, its memory and sockets intact, until thaw() or remove(). A
+// container on a CNI network is described first (address, MAC: they go
+// with the images) and, once frozen and dumped, taken off its bridge.
 awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  const auto net = req.keep_frozen ? network_of(req.bundle) : std::nullopt;
+  std::optional<cni::attachment> attached;
+  if (net) {
+    auto a = co_await cni_.describe(net->netns, net->name, "eth0");
+    if (!a) co_return std::unexpected(a.error().context("checkpoint " + id));
+    attached = *a;
+  }
   if (req.keep_frozen) {
     if (auto paused = co_await freezer("pause", id); !paused) co_return std::unexpected(paused.error().context("checkpoint " + id));
   }
+  auto outcome = co_await dump(id, req);
+  if (outcome && attached) {
+    std::ofstream(req.image_dir / cni::image_file) << attached->to_json() << "\n";
+    outcome = co_await cni_.isolate(net->netns, attached->ifname, true);
+    if (outcome) isolated_[id] = {*net, *attached};
+  }
+  if (!outcome && req.keep_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
+  co_return outcome;
+}
+
+awaitable<result<void>> runc_runtime::dump(const std::string& id, const checkpoint_request& req) {
   auto args = base_args();
   args.insert(args.end(), {"checkpoint", "--image-path", req.image_dir.string(), "--work-path",
                            req.work_dir.string()});
@@ -162,14 +185,22 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   const bool netns = req.carry_netns && !criu_.with_netns.empty();
   const process::options opts{.timeout = checkpoint_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine};
   auto r = co_await process::run(args, opts);
-  result<void> outcome;
-  if (!r) outcome = std::unexpected(r.error().context("checkpoint " + id));
-  else if (!r->ok()) outcome = std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
-  if (!outcome && req.keep_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
-  co_return outcome;
+  if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
+  if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
+  co_return result<void>{};
 }
 
 awaitable<result<void>> runc_runtime::thaw(const std::string& id) {
+  const auto it = isolated_.find(id);
+  if (it != isolated_.end()) {
+    const auto [net, attached] = it->second;
+    isolated_.erase(it);
+    if (auto on = co_await cni_.isolate(net.netns, attached.ifname, false); !on)
+      co_return std::unexpected(on.error().context("thaw " + id));
+    if (auto ok = co_await freezer("resume", id); !ok) co_return std::unexpected(ok.error().context("thaw " + id));
+    co_await cni_.announce(net.netns, attached);
+    co_return result<void>{};
+  }
   co_return with_context(co_await freezer("resume", id), "thaw " + id);
 }
 
@@ -215,13 +246,32 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
   co_return info;
 }
 
+// A container on a CNI network gets its namespace set up first, with the
+// address and MAC it had (network.json beside the images), and announced
+// once it runs; a restore that fails takes the namespace down again.
 awaitable<result<container_info>> runc_runtime::restore(const std::string& id, const restore_request& req) {
+  std::optional<cni::attachment> attached;
+  const auto net = network_of(req.bundle);
+  if (net) {
+    std::ifstream in(req.image_dir / cni::image_file);
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    auto a = cni::attachment::from_json(text);
+    if (!a) co_return std::unexpected(a.error().context("restore " + id + ": " + cni::image_file));
+    if (auto ok = co_await cni_.attach(net->netns, id, *a); !ok) {
+      co_await cni_.detach(net->netns, id, *a);
+      co_return std::unexpected(ok.error().context("restore " + id));
+    }
+    attached = *a;
+  }
   std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
                                 req.work_dir.string()};
   verb.insert(verb.end(), criu_options_.begin(), criu_options_.end());
   // Images that hold the network namespace restore it (they were dumped with it).
-  co_return co_await launch(id, verb, req.bundle, req.work_dir, "restore",
-                            !criu_.with_netns.empty() && holds_netns(req.image_dir));
+  auto restored = co_await launch(id, verb, req.bundle, req.work_dir, "restore",
+                                  !criu_.with_netns.empty() && holds_netns(req.image_dir));
+  if (attached && !restored) co_await cni_.detach(net->netns, id, *attached);
+  if (attached && restored) co_await cni_.announce(net->netns, *attached);
+  co_return restored;
 }
 
 awaitable<result<container_info>> runc_runtime::start(const std::string& id, const std::filesystem::path& bundle,
@@ -253,7 +303,7 @@ awaitable<result<void>> runc_runtime::stop(const std::string& id) {
     timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(use_awaitable);
   }
-  co_return co_await remove(id);
+  co_return co_await delete_container(id);  // its network stays: a fresh start needs it
 }
 
 awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vector<std::string>& argv,
@@ -268,7 +318,23 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
   co_return r->exit_code;
 }
 
+// Gone for good: a container on a CNI network gives its address back and
+// its namespace goes.
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
+  isolated_.erase(id);
+  auto known = co_await inspect(id);
+  const auto bundle = known ? known->bundle : bundle_path(id);
+  const auto net = network_of(bundle);
+  if (auto ok = co_await delete_container(id); !ok) co_return ok;
+  if (net) {
+    cni::attachment a;
+    a.network = net->name;
+    if (auto ok = co_await cni_.detach(net->netns, id, a); !ok) co_return std::unexpected(ok.error().context("remove " + id));
+  }
+  co_return result<void>{};
+}
+
+awaitable<result<void>> runc_runtime::delete_container(const std::string& id) {
   auto args = base_args();
   args.insert(args.end(), {"delete", "--force", id});
   const process::options opts{.timeout = std::chrono::seconds(30), .extra_env = criu_.engine};
@@ -279,6 +345,19 @@ awaitable<result<void>> runc_runtime::remove(const std::string& id) {
 }
 
 std::filesystem::path runc_runtime::bundle_path(const std::string& id) const { return cfg_.bundles / id; }
+
+std::optional<runc_runtime::network> runc_runtime::network_of(const std::filesystem::path& bundle) const {
+  if (bundle.empty()) return std::nullopt;
+  std::ifstream in(bundle / "config.json");
+  const json j = json::parse(in, nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  const json notes = j.value("annotations", json::object());
+  if (!notes.is_object() || !notes.contains(cni::annotation) || !notes[cni::annotation].is_string()) return std::nullopt;
+  for (const auto& ns : j.value("linux", json::object()).value("namespaces", json::array()))
+    if (ns.value("type", "") == "network" && !ns.value("path", "").empty())
+      return network{notes[cni::annotation].get<std::string>(), ns.value("path", "")};
+  return std::nullopt;
+}
 
 result<void> runc_runtime::adapt_bundle(const std::filesystem::path& bundle, const std::string& id) const {
   auto file = bundle / "config.json";
@@ -291,6 +370,13 @@ result<void> runc_runtime::adapt_bundle(const std::filesystem::path& bundle, con
     return fail(errc::invalid_argument, file.string() + ": " + e.what());
   }
   j["linux"]["cgroupsPath"] = "/" + cfg_.cgroup_parent + "/" + id;
+  // A container on a CNI network gets a namespace of this node's naming (two
+  // nodes may share one /run/netns, as the test hosts do).
+  const bool on_cni = j.value("annotations", json::object()).contains(cni::annotation);
+  if (on_cni && j["linux"].contains("namespaces"))
+    for (auto& ns : j["linux"]["namespaces"])
+      if (ns.value("type", "") == "network" && ns.contains("path"))
+        ns["path"] = (std::filesystem::path(cni::netns_dir) / ("migrated-" + node_ + "-" + id)).string();
   auto tmp = file;
   tmp += ".tmp";
   {

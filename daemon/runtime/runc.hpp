@@ -5,7 +5,9 @@
 #pragma once
 
 #include <map>
+#include <optional>
 
+#include "runtime/cni.hpp"
 #include "runtime/runtime.hpp"
 
 namespace migrated::runtime {
@@ -42,6 +44,15 @@ class runc_runtime final : public runtime {
   std::vector<std::string> base_args() const;
   // `runc pause|resume ID`.
   awaitable<result<void>> freezer(const std::string& verb, const std::string& id);
+  // `runc delete --force ID` (its network stays).
+  awaitable<result<void>> delete_container(const std::string& id);
+  // The container's CNI network (cni.hpp), when its bundle names one.
+  struct network {
+    std::string name;                // annotation migrated.network
+    std::filesystem::path netns;     // the named namespace in config.json
+  };
+  std::optional<network> network_of(const std::filesystem::path& bundle) const;
+  awaitable<result<void>> dump(const std::string& id, const checkpoint_request& req);
   awaitable<result<container_info>> launch(const std::string& id, const std::vector<std::string>& verb,
                                            const std::filesystem::path& bundle,
                                            const std::filesystem::path& work_dir, std::string_view what, bool netns);
@@ -52,6 +63,10 @@ class runc_runtime final : public runtime {
   std::string criu_binary_;
   std::vector<std::string> criu_options_;  // on dumps and restores alike
   criu::overrides criu_;                   // CRIU_CONFIG_FILE for runc's CRIU
+  std::string node_;                       // names the namespaces of containers restored here
+  cni::plugins cni_;
+  // Frozen containers whose interface is off its bridge: they get it back on thaw().
+  std::map<std::string, std::pair<network, cni::attachment>> isolated_;
 };
 
 }  // namespace migrated::runtime

@@ -63,6 +63,7 @@ struct checkpoint_request {
   bool keep_frozen = false;
   // Its own network namespace goes into the images (carries_netns()).
   bool carry_netns = false;
+  std::filesystem::path bundle;       // runc: where its config.json is (its network)
 };
 
 struct restore_request {

@@ -114,6 +114,11 @@ awaitable<result<void>> channel::reply(std::uint64_t request_id, const result<vo
   co_return co_await send(env);
 }
 
+awaitable<result<void>> channel::reply(std::uint64_t request_id, const result<void>& outcome) {
+  const std::string none;
+  co_return co_await reply(request_id, outcome, none);
+}
+
 pb::Envelope make_reply(std::uint64_t request_id, const result<void>& outcome, const std::string& migration_id) {
   pb::Envelope env;
   env.set_request_id(request_id);

@@ -38,8 +38,11 @@ class channel {
   awaitable<result<frame>> recv(std::chrono::milliseconds timeout);
 
   // Sends a Reply for `request_id`, ok or carrying `err`.
+  // (No defaulted argument: it would be a temporary spanning the caller's
+  // co_await, which g++ 12 mishandles; see docs/design.md.)
   awaitable<result<void>> reply(std::uint64_t request_id, const result<void>& outcome,
-                                const std::string& migration_id = {});
+                                const std::string& migration_id);
+  awaitable<result<void>> reply(std::uint64_t request_id, const result<void>& outcome);
 
   // Switches both directions to session keys (after the handshake).
   void rekey(auth::bytes send_key, auth::bytes recv_key);

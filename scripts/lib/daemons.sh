@@ -51,6 +51,8 @@ write_config() {
   [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
   # MIG_DOCKER=1: the Docker backend too, on host X's engine (docker.sh).
   [ -z "${MIG_DOCKER:-}" ] || docker=", docker: {enabled: true, socket: $(docker_sock "$x"), runc_root: $(docker_runc_root "$x"), accept_images: true}"
+  # The CNI networks of host X (cni_conf in hosts.sh) live in WORK/X/cni.
+  local cni=", cni: {conf_dir: $MIG_WORK/$x/cni}"
   peer=$(other_host "$x")
   addr=$(host_addr "$x")
   peer_addr=$(host_addr "$peer")
@@ -61,7 +63,7 @@ listen: {tcp: "$addr:$MIG_TCP_PORT", udp: "$addr:$MIG_UDP_PORT"}
 peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
 psk_file: $psk
 storage: $MIG_WORK/$x/storage
-runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")}$docker}
+runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")$cni}$docker}
 log: {sink: $sink, level: debug$log_file}
 YAML
 }

@@ -105,3 +105,62 @@ tbf_burst() {
   [ "$bytes" -ge 16384 ] || bytes=16384
   printf '%s\n' "$bytes"
 }
+
+# --- a network that spans both hosts (tests of containers on a bridge) -----
+#
+# Each host gets a bridge mig-br0 (10.88.0.1 on A, 10.88.0.2 on B), the two
+# bridges joined by a veth pair into one L2 segment, as two edge sites on one
+# VLAN would be; a client namespace (10.88.0.100) hangs off A's bridge. CNI's
+# bridge plugin puts containers on mig-br0 (see cni_conf).
+MIG_BRIDGE=${MIG_NS_PREFIX}-br0
+MIG_NS_CLIENT=${MIG_NS_PREFIX}-c
+MIG_LAN_PREFIX=10.88.0
+MIG_LAN_CLIENT=$MIG_LAN_PREFIX.100
+
+lan_up() {
+  local x ns i=1
+  for x in a b; do
+    ns=$(host_ns "$x")
+    ip -n "$ns" link add "$MIG_BRIDGE" type bridge
+    ip -n "$ns" addr add "$MIG_LAN_PREFIX.$i/24" dev "$MIG_BRIDGE"
+    ip -n "$ns" link set "$MIG_BRIDGE" up
+    i=$((i + 1))
+  done
+  # The segment between the sites.
+  ip link add "${MIG_NS_PREFIX}-lan-a" netns "$MIG_NS_A" type veth peer name "${MIG_NS_PREFIX}-lan-b" netns "$MIG_NS_B"
+  ip -n "$MIG_NS_A" link set "${MIG_NS_PREFIX}-lan-a" master "$MIG_BRIDGE" up
+  ip -n "$MIG_NS_B" link set "${MIG_NS_PREFIX}-lan-b" master "$MIG_BRIDGE" up
+  # A client at site A.
+  ip netns add "$MIG_NS_CLIENT"
+  ip link add "${MIG_NS_PREFIX}-cl" netns "$MIG_NS_A" type veth peer name eth0 netns "$MIG_NS_CLIENT"
+  ip -n "$MIG_NS_A" link set "${MIG_NS_PREFIX}-cl" master "$MIG_BRIDGE" up
+  ip -n "$MIG_NS_CLIENT" addr add "$MIG_LAN_CLIENT/24" dev eth0
+  ip -n "$MIG_NS_CLIENT" link set eth0 up
+  ip -n "$MIG_NS_CLIENT" link set lo up
+}
+
+lan_down() {
+  if [ -e "/run/netns/$MIG_NS_CLIENT" ]; then ip netns delete "$MIG_NS_CLIENT" 2>/dev/null || true; fi
+}
+
+# cni_conf DIR: the CNI network "edge" on mig-br0, host-local addresses
+# 10.88.0.10-50 (leases under DIR/ipam), a fixed address and MAC allowed.
+cni_conf() {
+  local dir=$1
+  mkdir -p "$dir/ipam"
+  cat >"$dir/edge.conf" <<JSON
+{"cniVersion": "0.4.0", "name": "edge", "type": "bridge", "bridge": "$MIG_BRIDGE",
+ "isGateway": false, "ipMasq": false, "capabilities": {"ips": true, "mac": true},
+ "ipam": {"type": "host-local", "dataDir": "$dir/ipam",
+          "ranges": [[{"subnet": "$MIG_LAN_PREFIX.0/24", "rangeStart": "$MIG_LAN_PREFIX.10", "rangeEnd": "$MIG_LAN_PREFIX.50"}]]}}
+JSON
+}
+
+# cni_add X CONF_DIR NETNS_NAME ID ADDRESS: the plugin, run on host X, puts
+# the namespace's eth0 on X's bridge with ADDRESS (a /24).
+cni_add() {
+  local x=$1 dir=$2 netns=$3 id=$4 address=$5
+  jq --arg ip "$address/24" '. + {runtimeConfig: {ips: [$ip]}}' "$dir/edge.conf" |
+    in_host "$x" env CNI_COMMAND=ADD CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$netns" CNI_IFNAME=eth0 \
+      CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge >/dev/null
+}

@@ -15,7 +15,7 @@ good_config() {
 unknown_key() {
   local bad=$MIG_WORK/bad.yaml out rc=0
   cp "$MIG_WORK/a.yaml" "$bad"
-  sed -i 's/\(cgroup_parent: [^,}]*\)}}/\1, colour: blue}}/' "$bad"
+  sed -i 's/runtime: {runc: {/runtime: {runc: {colour: blue, /' "$bad"
   grep -q 'colour: blue' "$bad" || fail "could not write the bad config"
   out=$(check_config "$bad") || rc=$?
   [ "$rc" != 0 ] || fail "--check-config accepts an unknown key"
