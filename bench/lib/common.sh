@@ -72,11 +72,15 @@ poll() {
 
 # start_workload ID DIRTY_MODE: a fresh memcounter container on host A
 # (BENCH_MIB MiB of random content, BENCH_DIRTY MiB/s rewritten), running
-# for BENCH_SETTLE_S seconds past its first ticks.
+# for BENCH_SETTLE_S seconds past its first ticks. Without its network side
+# (--no-net): the seeds' scripts cannot move a container with an
+# established connection at all (their checkpoint has no
+# --tcp-established, and their restore would lose the loopback), so the
+# benchmark compares memory moves only.
 start_workload() {
   local id=$1 mode=$2 bundle
   bundle=$(bench_bundle a "$id")
-  make_bundle "$bundle" "$id" "$(host_cgroup_parent a)" -- /bin/memcounter \
+  make_bundle "$bundle" "$id" "$(host_cgroup_parent a)" -- /bin/memcounter --no-net \
     --mib "$BENCH_MIB" --dirty-mib-s "$BENCH_DIRTY" --dirty-mode "$mode" --content random \
     >/dev/null || return 1
   start_container "$(host_runc_root a)" "$bundle" "$id" || return 1

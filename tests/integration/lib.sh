@@ -203,6 +203,9 @@ start_counter() {
 
 remove_counter() {
   local id=$1 x
+  # A daemon still running might restore the container (a rollback) after
+  # it was removed: the daemons stop first (once; later calls do nothing).
+  daemons_stop
   for x in a b; do
     remove_container "$(host_runc_root "$x")" "$id"
     remove_cgroups "$(host_cgroup_parent "$x")" "$id"
