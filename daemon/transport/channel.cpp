@@ -87,6 +87,10 @@ awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
   }
   auto p = wire::decode_prefix(pre);
   if (!p) co_return std::unexpected(p.error().context("receive from " + remote_));
+  if (frame_limit_ && std::size_t(p->header_len) + p->payload_len > frame_limit_)
+    co_return fail(errc::protocol, "receive from " + remote_ + ": a frame of " +
+                                       std::to_string(std::size_t(p->header_len) + p->payload_len) +
+                                       " bytes before authentication (at most " + std::to_string(frame_limit_) + ")");
   buf_.resize(std::size_t(p->header_len) + p->payload_len + wire::tag_bytes);
   stream_.expires_after(timeout);
   co_await asio::async_read(stream_, asio::buffer(buf_), asio::redirect_error(use_awaitable, ec));

@@ -46,6 +46,10 @@ class channel {
 
   // Switches both directions to session keys (after the handshake).
   void rekey(auth::bytes send_key, auth::bytes recv_key);
+  // Frames larger than this (header + payload) are refused before anything
+  // is allocated for them; 0: only the protocol's maxima. Before a peer has
+  // proven its key it may cost us no more than a few KiB.
+  void limit_frames(std::size_t max_bytes) { frame_limit_ = max_bytes; }
 
   void close();
   // Ends the pending read or write (errc::cancelled) and refuses every
@@ -66,6 +70,7 @@ class channel {
   std::string remote_;
   std::vector<std::uint8_t> buf_;
   bool reads_cancelled_ = false;
+  std::size_t frame_limit_ = 0;
 };
 
 // An Envelope holding the Reply to `request_id`: ok, or carrying the error.

@@ -40,9 +40,14 @@ pb::Envelope make_proof(const auth::mac& m) {
   return env;
 }
 
+// A Hello with its capabilities, a proof or a Reply is well under 1 KiB:
+// before the peer has proven its key, no frame may make us allocate more.
+constexpr std::size_t handshake_frame_bytes = 16 * 1024;
+
 }  // namespace
 
 awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, const identity& me) {
+  ch.limit_frames(handshake_frame_bytes);
   auto nonce_c = auth::random_bytes(auth::nonce_bytes);
   if (auto ok = co_await ch.send(make_hello(me, nonce_c)); !ok) co_return std::unexpected(ok.error().context("handshake"));
   auto f = co_await ch.recv();
@@ -79,10 +84,12 @@ awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, cons
   auto keys = auth::derive_session_keys(key, nonce_c, bytes_of(nonce_s));
   ch.rekey(keys.client_to_server, keys.server_to_client);
   ch.peer = *peer;
+  ch.limit_frames(0);
   co_return result<void>{};
 }
 
 awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, const identity& me) {
+  ch.limit_frames(handshake_frame_bytes);
   auto f = co_await ch.recv();
   if (!f) co_return std::unexpected(f.error().context("handshake"));
   auto peer = check_hello(*f);
@@ -114,6 +121,7 @@ awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, cons
   auto keys = auth::derive_session_keys(key, bytes_of(nonce_c), nonce_s);
   ch.rekey(keys.server_to_client, keys.client_to_server);
   ch.peer = *peer;
+  ch.limit_frames(0);
   co_return result<void>{};
 }
 

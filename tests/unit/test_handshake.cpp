@@ -446,6 +446,7 @@ TEST_CASE("bytes that are not a Hello end the handshake without a crash", "[hand
   bytes garbage;
   errc expected = errc::protocol;
   bool told_why = false;
+  std::string expected_words;
 
   SECTION("text whose first bytes announce an oversized frame") {
     const std::string text = "GET / HTTP/1.1\r\nHost: node-a\r\n\r\n";
@@ -456,6 +457,14 @@ TEST_CASE("bytes that are not a Hello end the handshake without a crash", "[hand
     const auto pre = wire::encode_prefix({10, 20});
     garbage.insert(garbage.begin(), pre.begin(), pre.end());
     expected = errc::auth;
+  }
+  SECTION("a prefix announcing a frame of 4 MiB before authentication") {
+    // Within the protocol's maxima, but nobody has proven a key yet: refused
+    // before the daemon allocates anything for it.
+    const auto pre = wire::encode_prefix({1024, 4u << 20});
+    garbage.assign(pre.begin(), pre.end());
+    garbage.resize(garbage.size() + 64, 0);
+    expected_words = "before authentication";
   }
   SECTION("a correctly sealed frame whose header is not a message") {
     wire::sealer s;
@@ -483,6 +492,7 @@ TEST_CASE("bytes that are not a Hello end the handshake without a crash", "[hand
 
   const error& server_error = failure(server);
   CHECK(server_error.code == expected);
+  if (!expected_words.empty()) CHECK_THAT(server_error.message, Catch::Contains(expected_words));
   CHECK(server.finished - start < io_timeout / 2);  // refused at once, not by a timeout
 
   if (told_why) {
