@@ -64,18 +64,6 @@ void sweep_expired(seen_map& seen, clock::time_point now) {
   std::erase_if(seen, [&](const auto& entry) { return expired(entry.second, now); });
 }
 
-// Drops the oldest eighth in one pass, so a full memory is not rescanned
-// for every new nonce.
-void drop_oldest(seen_map& seen) {
-  std::vector<clock::time_point> times;
-  times.reserve(seen.size());
-  for (const auto& entry : seen) times.push_back(entry.second);
-  const std::size_t drop = std::max<std::size_t>(1, seen.size() / 8);
-  std::nth_element(times.begin(), times.begin() + (drop - 1), times.end());
-  const clock::time_point cutoff = times[drop - 1];
-  std::erase_if(seen, [&](const auto& entry) { return entry.second <= cutoff; });
-}
-
 }  // namespace
 
 std::vector<std::uint8_t> seal(const auth::psk& key, std::string_view sender,
@@ -92,15 +80,15 @@ std::vector<std::uint8_t> seal(const auth::psk& key, std::string_view sender,
   return out;
 }
 
-bool replay_guard::accept(std::uint64_t nonce, clock::time_point sent, clock::time_point now) {
+replay_guard::verdict replay_guard::accept(std::uint64_t nonce, clock::time_point sent, clock::time_point now) {
   if (auto it = seen_.find(nonce); it != seen_.end()) {
-    if (!expired(it->second, now)) return false;
+    if (!expired(it->second, now)) return verdict::replay;
     seen_.erase(it);
   }
   if (seen_.size() < eager_sweep_below || seen_.size() >= max_entries) sweep_expired(seen_, now);
-  if (seen_.size() >= max_entries) drop_oldest(seen_);
+  if (seen_.size() >= max_entries) return verdict::full;
   seen_.emplace(nonce, sent);
-  return true;
+  return verdict::fresh;
 }
 
 result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
@@ -138,9 +126,15 @@ result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
   opened out;
   if (!out.body.ParseFromString(d.body()))
     return fail(errc::protocol, "datagram from " + d.sender() + " has a malformed body");
-  if (!guard.accept(d.nonce(), sent, now))
-    return fail(errc::already_exists, "replay of datagram " + std::to_string(d.nonce()) +
-                                          " from " + d.sender());
+  switch (guard.accept(d.nonce(), sent, now)) {
+    case replay_guard::verdict::fresh: break;
+    case replay_guard::verdict::replay:
+      return fail(errc::already_exists, "replay of datagram " + std::to_string(d.nonce()) + " from " + d.sender());
+    case replay_guard::verdict::full:
+      return fail(errc::busy, "datagram from " + d.sender() + " refused: " + std::to_string(replay_guard::max_entries) +
+                                  " datagrams arrived within " + std::to_string(replay_window.count() / 1000) +
+                                  " s, and none may be forgotten before it expires");
+  }
   out.sender = d.sender();
   return out;
 }

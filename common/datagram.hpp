@@ -27,13 +27,16 @@ using clock = std::chrono::system_clock;
 std::vector<std::uint8_t> seal(const auth::psk& key, std::string_view sender,
                                const pb::Envelope& body, clock::time_point now);
 
-// Remembers accepted nonces for 2 * max_skew; bounded in size (oldest dropped
-// first, never more than max_entries).
+// Remembers accepted nonces for 2 * max_skew, never more than max_entries.
+// A full memory refuses new nonces until old ones expire: forgetting one
+// still inside the window would let its datagram be replayed. (Filling it
+// takes max_entries datagrams under the key within the window.)
 class replay_guard {
  public:
   static constexpr std::size_t max_entries = 100000;
-  // true when (nonce) is fresh: remembers it. false when seen before.
-  bool accept(std::uint64_t nonce, clock::time_point sent, clock::time_point now);
+  enum class verdict { fresh, replay, full };
+  // fresh: remembered now; replay: seen before; full: refused, nothing forgotten.
+  verdict accept(std::uint64_t nonce, clock::time_point sent, clock::time_point now);
   std::size_t size() const { return seen_.size(); }
 
  private:
