@@ -4,6 +4,7 @@
 #include "common/unique_fd.hpp"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,9 @@
 
 namespace migrated::migration {
 namespace {
+
+// One process's pages file of more than 1 TiB is a lie, not a container.
+constexpr std::uint64_t max_pages_per_file = std::uint64_t(1) << 28;
 
 void add(images::delta_stats& into, const images::delta_stats& s) {
   into.pages += s.pages;
@@ -199,6 +203,11 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
     if (b.pagemap().find('/') != std::string::npos) return fail(errc::invalid_argument, "bad pagemap name");
     auto set = images::read_page_set(current_->dir, b.pagemap());
     if (!set) return std::unexpected(set.error());
+    // A pagemap is a few bytes that may claim any number of pages: bound the
+    // claim before anything (hash tables, the rebuilt file) is sized from it.
+    if (set->stored_pages > max_pages_per_file)
+      return fail(errc::protocol, b.pagemap() + " claims " + std::to_string(set->stored_pages) +
+                                      " pages (at most " + std::to_string(max_pages_per_file) + ")");
     if (set->pages_name != b.path() || set->stored_pages * images::page_bytes != b.size())
       return fail(errc::protocol, b.path() + " does not match " + b.pagemap());
     unique_fd prev_fd;
@@ -225,6 +234,13 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
           staged_.erase(st);
         }
       }
+    }
+    if (!in_place) {  // (patched in place, the file has its size already)
+      struct statvfs fs {};
+      if (::statvfs(current_->dir.c_str(), &fs) == 0 && b.size() > std::uint64_t(fs.f_bavail) * fs.f_frsize)
+        return fail(errc::no_space, b.path() + " needs " + std::to_string(b.size()) + " bytes; " +
+                                        current_->dir.string() + " has " +
+                                        std::to_string(std::uint64_t(fs.f_bavail) * fs.f_frsize) + " free");
     }
     unique_fd out(::open(file.c_str(), O_RDWR | O_CREAT | (in_place ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!out) return fail_errno(errno, "create " + file.string());
