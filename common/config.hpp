@@ -94,6 +94,17 @@ struct config {
     std::uint32_t throttle_max_pct = 90;      // precopy.throttle_max_pct: 1..99
   } precopy;
 
+  // What a flood of connections may cost (limits.*). A connection that has
+  // not proven its key yet is pending: the oldest pending one makes room for
+  // a new one, so idle or slow connections never lock a controller out.
+  struct limits_config {
+    std::uint32_t pending_connections = 64;     // limits.pending_connections: 1..4096
+    std::uint32_t pending_per_source = 8;       // limits.pending_per_source: 1..4096 (one source address)
+    std::uint32_t connections = 256;            // limits.connections: 1..65536 authenticated at once
+    std::chrono::milliseconds handshake{3000};  // limits.handshake_ms: to prove the key
+    std::chrono::milliseconds idle{60000};      // limits.idle_ms: a controller between commands
+  } limits;
+
   struct timeout_config {
     std::chrono::milliseconds connect{5000};      // timeouts.connect_ms
     std::chrono::milliseconds io{15000};          // timeouts.io_ms (one frame read/write)

@@ -13,13 +13,19 @@ namespace {
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("server"); }
 
-// A controller connection may sit idle between commands this long.
-constexpr auto idle_timeout = std::chrono::minutes(10);
+// Out of descriptors (or memory) the accept fails at once, again and again:
+// wait this long before the next one, and say so at most this often.
+constexpr auto accept_backoff = std::chrono::milliseconds(100);
+constexpr auto accept_warning_every = std::chrono::seconds(10);
+
+connections::limits limits_of(const config& cfg) {
+  return {cfg.limits.pending_connections, cfg.limits.pending_per_source, cfg.limits.connections};
+}
 
 }  // namespace
 
 tcp_server::tcp_server(migration::node_context& ctx, commands& cmds, tcp::acceptor acceptor)
-    : ctx_(ctx), cmds_(cmds), acceptor_(std::move(acceptor)) {}
+    : ctx_(ctx), cmds_(cmds), acceptor_(std::move(acceptor)), conns_(limits_of(ctx.cfg)) {}
 
 void tcp_server::stop() {
   boost::system::error_code ec;
@@ -27,12 +33,23 @@ void tcp_server::stop() {
 }
 
 awaitable<void> tcp_server::run() {
+  asio::steady_timer backoff(acceptor_.get_executor());
+  auto last_warning = std::chrono::steady_clock::time_point{};
+  std::uint64_t failures = 0;
   for (;;) {
     boost::system::error_code ec;
     tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
     if (ec) {
-      logger()->warn("accept: {}", ec.message());
+      ++failures;
+      if (std::chrono::steady_clock::now() - last_warning >= accept_warning_every) {
+        logger()->warn("accept: {} ({} times since the last warning); retrying every {} ms", ec.message(), failures,
+                       accept_backoff.count());
+        last_warning = std::chrono::steady_clock::now();
+        failures = 0;
+      }
+      backoff.expires_after(accept_backoff);
+      co_await backoff.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
     asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), [](std::exception_ptr e) {
@@ -47,15 +64,32 @@ awaitable<void> tcp_server::run() {
 }
 
 awaitable<void> tcp_server::serve(tcp::socket socket) {
-  transport::channel ch(std::move(socket), ctx_.cfg.timeouts.io);
+  boost::system::error_code ec;
+  const std::string source = socket.remote_endpoint(ec).address().to_string();
+  // Until the key is proven: limits.handshake_ms for each read, 16 KiB a frame.
+  transport::channel ch(std::move(socket), ctx_.cfg.limits.handshake);
+  const auto cid = conns_.arrive(source, [&ch] { ch.close(); });
+  struct leaving {
+    connections& all;
+    connections::id id;
+    ~leaving() { all.leave(id); }
+  } on_end{conns_, cid};
   if (auto ok = co_await transport::handshake_server(ch, ctx_.psk, ctx_.me); !ok) {
     logger()->warn("connection from {} refused: {}", ch.remote(), ok.error().message);
     co_return;
   }
+  if (!conns_.authenticate(cid)) {
+    const result<void> busy = fail(errc::busy, ctx_.cfg.node_name + " holds " + std::to_string(conns_.authenticated()) +
+                                                   " connections (limits.connections)");
+    co_await ch.reply(0, busy);
+    logger()->warn("{} ({}) refused: {}", ch.peer.node(), ch.remote(), busy.error().message);
+    co_return;
+  }
+  ch.set_io_timeout(ctx_.cfg.timeouts.io);
   logger()->debug("{} ({}) connected from {}", ch.peer.node(),
                   ch.peer.role() == pb::ROLE_CONTROLLER ? "controller" : "daemon", ch.remote());
   for (;;) {
-    auto f = co_await ch.recv(idle_timeout);
+    auto f = co_await ch.recv(ctx_.cfg.limits.idle);
     if (!f) {
       if (f.error().code != errc::peer) logger()->warn("{}: {}", ch.peer.node(), f.error().message);
       co_return;

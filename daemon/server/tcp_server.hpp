@@ -1,10 +1,12 @@
-// The TCP listener: accepts connections, runs the handshake, then serves
+// The TCP listener: accepts connections (within the limits of
+// connections.hpp), runs the handshake, then serves
 // either a peer daemon (a Pull opens a destination session that owns the
 // rest of the connection) or a controller (commands, and for a followed
 // Migrate the progress frames and the final Report).
 #pragma once
 
 #include "server/commands.hpp"
+#include "server/connections.hpp"
 
 namespace migrated::server {
 
@@ -25,6 +27,7 @@ class tcp_server {
   commands& cmds_;
   tcp::acceptor acceptor_;
   std::size_t following_ = 0;
+  connections conns_;
 };
 
 }  // namespace migrated::server

@@ -58,6 +58,7 @@ class channel {
   bool is_open() const;
   std::string remote() const { return remote_; }
   std::chrono::milliseconds io_timeout() const { return io_timeout_; }
+  void set_io_timeout(std::chrono::milliseconds t) { io_timeout_ = t; }
 
   // Set by the handshake.
   pb::Hello peer;
