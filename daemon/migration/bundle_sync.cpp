@@ -83,7 +83,8 @@ awaitable<result<sync_stats>> receive_tree(transport::channel& ch, const std::fi
   if (!entries) co_return std::unexpected(entries.error());
   auto plan = co_await offload(pool, [&] { return fs::plan(root, *entries); });
   if (!plan) {
-    co_await ch.reply(0, std::unexpected(plan.error()));
+    const result<void> refused = std::unexpected(plan.error());
+    co_await ch.reply(0, refused);
     co_return std::unexpected(plan.error().context("tree sync into " + root.string()));
   }
   pb::Envelope wants;

@@ -63,17 +63,24 @@ awaitable<void> tcp_server::run() {
   }
 }
 
+// The connection is registered (connections.hpp) for exactly as long as
+// this coroutine holds its channel: the entry's close action refers to it.
 awaitable<void> tcp_server::serve(tcp::socket socket) {
   boost::system::error_code ec;
   const std::string source = socket.remote_endpoint(ec).address().to_string();
   // Until the key is proven: limits.handshake_ms for each read, 16 KiB a frame.
   transport::channel ch(std::move(socket), ctx_.cfg.limits.handshake);
   const auto cid = conns_.arrive(source, [&ch] { ch.close(); });
-  struct leaving {
-    connections& all;
-    connections::id id;
-    ~leaving() { all.leave(id); }
-  } on_end{conns_, cid};
+  try {
+    co_await converse(ch, cid);
+  } catch (...) {
+    conns_.leave(cid);
+    throw;
+  }
+  conns_.leave(cid);
+}
+
+awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid) {
   if (auto ok = co_await transport::handshake_server(ch, ctx_.psk, ctx_.me); !ok) {
     logger()->warn("connection from {} refused: {}", ch.remote(), ok.error().message);
     co_return;
@@ -96,7 +103,8 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
     }
     if (f->msg.has_pull()) {
       if (ch.peer.role() != pb::ROLE_DAEMON) {
-        co_await ch.reply(f->msg.request_id(), fail(errc::invalid_argument, "Pull is for peer daemons"));
+        const result<void> refused = fail(errc::invalid_argument, "Pull is for peer daemons");
+        co_await ch.reply(f->msg.request_id(), refused);
         continue;
       }
       migration::destination_session session(ctx_, ch);
@@ -113,7 +121,8 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
       env.set_request_id(f->msg.request_id());
       auto m = co_await migration::measure(ctx_, f->msg.measure());
       if (!m) {
-        co_await ch.reply(f->msg.request_id(), std::unexpected(m.error()));
+        const result<void> failed = std::unexpected(m.error());
+        co_await ch.reply(f->msg.request_id(), failed);
         continue;
       }
       *env.mutable_measure_reply() = std::move(*m);
@@ -122,7 +131,8 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
     }
     if (f->msg.has_recover()) {
       if (ch.peer.role() != pb::ROLE_CONTROLLER) {
-        co_await ch.reply(f->msg.request_id(), fail(errc::invalid_argument, "Recover is for controllers"));
+        const result<void> refused = fail(errc::invalid_argument, "Recover is for controllers");
+        co_await ch.reply(f->msg.request_id(), refused);
         continue;
       }
       auto pid = co_await migration::recover(ctx_, f->msg.recover().migration_id());
@@ -157,7 +167,8 @@ awaitable<void> tcp_server::follow_migration(transport::channel& ch, const pb::E
   };
   auto id = cmds_.start_migrate(req.migrate(), progress, done);
   if (!id) {
-    co_await ch.reply(rid, std::unexpected(id.error()));
+    const result<void> refused = std::unexpected(id.error());
+    co_await ch.reply(rid, refused);
     co_return;
   }
   ++following_;

@@ -21,6 +21,7 @@ class tcp_server {
 
  private:
   awaitable<void> serve(tcp::socket socket);
+  awaitable<void> converse(transport::channel& ch, connections::id cid);
   awaitable<void> follow_migration(transport::channel& ch, const pb::Envelope& req);
 
   migration::node_context& ctx_;

@@ -70,7 +70,8 @@ awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, cons
   if (!auth::equal(want, bytes_of(server_proof->msg.auth().mac()))) {
     // Tell the server, so its operator sees an authentication failure too.
     auto err = error{errc::auth, "authentication failed: " + me.node + " refused the pre-shared key of " + peer->node()};
-    co_await ch.reply(0, std::unexpected(err));
+    const result<void> refused = std::unexpected(err);
+    co_await ch.reply(0, refused);
     co_return fail(errc::auth, "authentication failed: " + peer->node() + " at " + ch.remote() +
                                    " does not hold our pre-shared key");
   }
@@ -94,7 +95,8 @@ awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, cons
   if (!f) co_return std::unexpected(f.error().context("handshake"));
   auto peer = check_hello(*f);
   if (!peer) {
-    co_await ch.reply(f->msg.request_id(), std::unexpected(peer.error()));
+    const result<void> refused = std::unexpected(peer.error());
+    co_await ch.reply(f->msg.request_id(), refused);
     co_return std::unexpected(peer.error());
   }
   auto nonce_s = auth::random_bytes(auth::nonce_bytes);
@@ -113,7 +115,8 @@ awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, cons
   if (!auth::equal(want, bytes_of(client_proof->msg.auth().mac()))) {
     auto err = error{errc::auth, "authentication failed: " + me.node +
                                      " refused the pre-shared key of " + peer->node()};
-    co_await ch.reply(0, std::unexpected(err));
+    const result<void> refused = std::unexpected(err);
+    co_await ch.reply(0, refused);
     co_return std::unexpected(error{errc::auth, "authentication failed: " + peer->node() + " at " +
                                                     ch.remote() + " does not hold our pre-shared key"});
   }
