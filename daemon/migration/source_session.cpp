@@ -38,6 +38,9 @@ std::uint64_t dir_bytes(const std::filesystem::path& dir) {
   return bytes;
 }
 
+// pull()'s argument when the container's own image (or bundle) goes.
+const std::string own_image;
+
 std::string_view phase_of(source_session::state s) {
   using st = source_session::state;
   switch (s) {
@@ -209,7 +212,7 @@ awaitable<result<void>> source_session::migrate() {
 awaitable<result<void>> source_session::move_process_state() {
   if (auto ok = can_carry_network(); !ok) co_return ok;
   // While the container runs: its filesystem, then (precopy) its memory in rounds.
-  if (auto ok = co_await pull(std::string()); !ok) co_return ok;
+  if (auto ok = co_await pull(own_image); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
   if (req_.method() == pb::PRECOPY) {
     if (auto ok = co_await warm_up(); !ok) co_return ok;
@@ -243,13 +246,14 @@ awaitable<result<void>> source_session::move_process_state() {
 awaitable<result<void>> source_session::move_filesystem() {
   switch (req_.method()) {
     case pb::DIFF: {
-      if (auto ok = co_await pull(std::string()); !ok) co_return ok;
+      if (auto ok = co_await pull(own_image); !ok) co_return ok;
       if (auto ok = co_await begin(); !ok) co_return ok;
       if (auto ok = co_await stop_here(); !ok) co_return ok;
       enter(state::transferring, "filesystem changes");
       stopwatch sw;
-      if (auto ok = co_await send_changes(stats_.add_round("final"), true); !ok) co_return ok;
-      stats_.transfer_ms = stats_.rounds.back().duration_ms = sw.ms();
+      auto& final_round = stats_.add_round("final");
+      if (auto ok = co_await send_changes(final_round, true); !ok) co_return ok;
+      stats_.transfer_ms = final_round.duration_ms = sw.ms();
       break;
     }
     case pb::FULL: {
@@ -263,7 +267,7 @@ awaitable<result<void>> source_session::move_filesystem() {
     }
     case pb::REPLAY:
       // Make before break: this copy serves until the destination is ready.
-      if (auto ok = co_await pull(std::string()); !ok) co_return ok;
+      if (auto ok = co_await pull(own_image); !ok) co_return ok;
       if (auto ok = co_await begin(); !ok) co_return ok;
       break;
     default: co_return fail(errc::internal, "not a filesystem method");
@@ -284,7 +288,7 @@ awaitable<result<void>> source_session::prepare() {
   enter(state::accepted, "prepare " + req_.destination());
   if (auto ok = co_await find_container(); !ok) co_return ok;
   if (auto ok = co_await connect(); !ok) co_return ok;
-  if (auto ok = co_await pull(std::string()); !ok) co_return ok;
+  if (auto ok = co_await pull(own_image); !ok) co_return ok;
   pb::Envelope env;
   env.mutable_prepare_end()->set_migration_id(id_);
   co_return co_await call(env, "prepare");

@@ -86,7 +86,8 @@ psk_file: /p
 storage: /s
 pool_threads: 8
 max_concurrent_migrations: 16
-runtime: {runc: {binary: /bin/runc, root: /r, bundles: /b, cgroup_parent: cg}}
+limits: {pending_connections: 5, pending_per_source: 2, connections: 9, handshake_ms: 700, idle_ms: 800}
+runtime: {runc: {binary: /bin/runc, root: /r, bundles: /b, cgroup_parent: cg, cni: {conf_dir: /c, bin_dir: /p}}}
 criu: {binary: /bin/criu}
 log: {sink: file, level: debug, file: /l.log}
 transfer: {zstd_level: 0, chunk_kib: 64}
@@ -103,6 +104,13 @@ timeouts: {connect_ms: 1, io_ms: 2, checkpoint_ms: 3, restore_ms: 4, commit_ms: 
   CHECK(cfg->timeouts.restore == std::chrono::milliseconds(4));
   CHECK(cfg->pool_threads == 8);
   CHECK(cfg->max_concurrent_migrations == 16);
+  CHECK(cfg->limits.pending_connections == 5);
+  CHECK(cfg->limits.pending_per_source == 2);
+  CHECK(cfg->limits.connections == 9);
+  CHECK(cfg->limits.handshake == std::chrono::milliseconds(700));
+  CHECK(cfg->limits.idle == std::chrono::milliseconds(800));
+  CHECK(cfg->runc.cni_conf_dir == "/c");
+  CHECK(cfg->runc.cni_bin_dir == "/p");
   CHECK(validate(*cfg));
 }
 
@@ -137,6 +145,9 @@ TEST_CASE("config: parse errors name the origin and the key path", "[config]") {
     CHECK_THAT(parse_error("pool_threads: many"), Contains("pool_threads: expected an integer 1..64"));
     CHECK_THAT(parse_error("max_concurrent_migrations: 257"),
                Contains("max_concurrent_migrations: expected an integer 1..256, got '257'"));
+    CHECK_THAT(parse_error("limits: {pending_connections: 0}"),
+               Contains("limits.pending_connections: expected an integer 1..4096, got '0'"));
+    CHECK_THAT(parse_error("limits: {handshake_ms: soon}"), Contains("limits.handshake_ms"));
   }
   SECTION("bad endpoint") {
     CHECK_THAT(parse_error("peers:\n  edge-b: 10.0.0.2\n"),
