@@ -153,7 +153,16 @@ const key_rule rules[] = {
     {"listen.tcp", [](auto& c, auto k, auto& v) { return read(c.listen_tcp, k, v); }},
     {"listen.udp", set_listen_udp},
     {"peers.*", set_peer},
-    {"psk_file", [](auto& c, auto k, auto& v) { return read(c.psk_file, k, v); }},
+    {"psk_file",
+     [](auto&, auto k, auto&) -> result<void> {
+       return fail(errc::config, std::string(k) + ": links use per-node certificates now; replace it with "
+                                                  "tls.ca, tls.cert and tls.key (scripts/migrated-ca makes them)");
+     }},
+    {"tls.ca", [](auto& c, auto k, auto& v) { return read(c.tls.ca, k, v); }},
+    {"tls.cert", [](auto& c, auto k, auto& v) { return read(c.tls.cert, k, v); }},
+    {"tls.key", [](auto& c, auto k, auto& v) { return read(c.tls.key, k, v); }},
+    {"allow_unlisted_destinations",
+     [](auto& c, auto k, auto& v) { return read(c.allow_unlisted_destinations, k, v); }},
     {"storage", [](auto& c, auto k, auto& v) { return read(c.storage_dir, k, v); }},
     {"pool_threads", [](auto& c, auto k, auto& v) { return read_in<1, 64>(c.pool_threads, k, v); }},
     {"max_concurrent_migrations",
@@ -310,7 +319,8 @@ void check_paths(const config& cfg, problems& out) {
   absolute_dir("runtime.runc.bundles", cfg.runc.bundles);
   absolute_dir("runtime.runc.cni.conf_dir", cfg.runc.cni_conf_dir);
   absolute_dir("runtime.runc.cni.bin_dir", cfg.runc.cni_bin_dir);
-  if (cfg.psk_file.empty()) out.push_back("psk_file: required");
+  for (auto [key, file] : {std::pair{"tls.ca", &cfg.tls.ca}, {"tls.cert", &cfg.tls.cert}, {"tls.key", &cfg.tls.key}})
+    if (file->empty()) out.push_back(std::string(key) + ": required");
   if (cfg.runc.binary.empty()) out.push_back("runtime.runc.binary: required");
   if (cfg.criu.binary.empty()) out.push_back("criu.binary: required");
   if (cfg.docker.enabled && !cfg.docker.socket.is_absolute())
@@ -363,6 +373,8 @@ void check_numbers(const config& cfg, problems& out) {
 }
 
 }  // namespace
+
+bool valid_node_name(std::string_view name) { return valid_name(name); }
 
 result<endpoint> parse_endpoint(std::string_view text) {
   auto bad = [&](std::string_view why) {

@@ -22,6 +22,10 @@ struct endpoint {
   std::string to_string() const;  // "host:port", IPv6 in brackets
 };
 
+// 1..63 characters from [A-Za-z0-9._-], not "." or "..": node names, which
+// also become file names.
+bool valid_node_name(std::string_view name);
+
 // "10.0.0.1:7450", "[::1]:7450", "localhost:7450"; port required, 1..65535.
 result<endpoint> parse_endpoint(std::string_view text);
 
@@ -35,7 +39,15 @@ struct config {
   endpoint listen_tcp{"0.0.0.0", 7450};      // listen.tcp
   std::optional<endpoint> listen_udp;        // listen.udp (absent: no UDP)
   std::vector<peer_config> peers;            // peers: {name: host:port}
-  std::filesystem::path psk_file = "/etc/migrated/psk";   // psk_file:
+  // Migrate to a host:port that `peers:` does not list (its certificate must
+  // still be a peer's of this fleet). Off: only listed peers.
+  bool allow_unlisted_destinations = false;  // allow_unlisted_destinations:
+  // This node's identity (credentials.hpp): tls.ca, tls.cert, tls.key.
+  struct tls_config {
+    std::filesystem::path ca = "/etc/migrated/tls/ca.crt";
+    std::filesystem::path cert = "/etc/migrated/tls/node.crt";
+    std::filesystem::path key = "/etc/migrated/tls/node.key";
+  } tls;
   std::filesystem::path storage_dir = "/var/lib/migrated"; // storage:
   // Threads for blocking work (hashing, compression, file I/O, Docker API
   // calls); child processes need none.

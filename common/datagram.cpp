@@ -1,17 +1,20 @@
 // Sealed UDP command datagrams.
 //
 // A datagram has no connection and so no handshake: everything the receiver
-// needs to trust it travels inside it. The tag covers the sender, nonce,
-// timestamp and body as length-prefixed fields under their own domain label,
-// so a datagram tag can never be mistaken for a handshake proof or a frame
-// tag made with the same key. Checks run cheapest-first and in an order that
-// leaks nothing: size and shape, then the tag (constant-time), and only for
-// authentic datagrams the clock and the replay memory — an attacker without
-// the key can neither fill the replay memory nor learn our clock.
+// needs to trust it travels inside it, the sender's certificate included.
+// The signature covers the sender, nonce, timestamp and body as
+// length-prefixed fields under their own domain label, so it can never be
+// mistaken for a signature made for anything else with the same key. Checks
+// run cheapest-first and in an order that leaks nothing: size and shape,
+// then certificate and signature, and only for authentic datagrams the clock
+// and the replay memory — an outsider can neither fill the replay memory
+// nor learn our clock.
 //
 // The replay memory only has to cover the window in which a timestamp is
 // accepted (± max_skew); it keeps twice that to survive a clock step.
 #include "common/datagram.hpp"
+
+#include "common/auth.hpp"
 
 #include <algorithm>
 #include <string>
@@ -20,8 +23,9 @@
 namespace migrated::datagram {
 namespace {
 
-constexpr std::string_view datagram_label = "migrated-v1 datagram";
+constexpr std::string_view datagram_label = "migrated-v2 datagram";
 constexpr std::chrono::milliseconds replay_window = 2 * max_skew;
+constexpr std::size_t max_signature_bytes = 512;  // Ed25519: 64, ECDSA P-521: < 140
 // Below this many entries expired ones are swept on every accept (cheap);
 // above it, sweeps happen only when the memory is full, so a burst of
 // commands costs amortised O(1) each.
@@ -38,8 +42,8 @@ void append_field(std::string& out, std::string_view field) {
   out.append(field);
 }
 
-auth::mac tag(const auth::psk& key, std::string_view sender, std::uint64_t nonce,
-              std::int64_t timestamp_ms, std::string_view body) {
+std::string signed_part(std::string_view sender, std::uint64_t nonce, std::int64_t timestamp_ms,
+                        std::string_view body) {
   std::string message;
   message.reserve(4 * 3 + datagram_label.size() + sender.size() + 16 + body.size());
   append_field(message, datagram_label);
@@ -47,7 +51,7 @@ auth::mac tag(const auth::psk& key, std::string_view sender, std::uint64_t nonce
   append_u64(message, nonce);
   append_u64(message, static_cast<std::uint64_t>(timestamp_ms));
   append_field(message, body);
-  return auth::hmac_sha256(key.key, {auth::as_bytes(message)});
+  return message;
 }
 
 std::int64_t unix_ms(clock::time_point t) {
@@ -66,15 +70,16 @@ void sweep_expired(seen_map& seen, clock::time_point now) {
 
 }  // namespace
 
-std::vector<std::uint8_t> seal(const auth::psk& key, std::string_view sender,
-                               const pb::Envelope& body, clock::time_point now) {
+std::vector<std::uint8_t> seal(const credentials& me, const pb::Envelope& body, clock::time_point now) {
   pb::Datagram d;
-  d.set_sender(std::string(sender));
+  d.set_sender(me.self().name);
   d.set_nonce(auth::random_u64());
   d.set_timestamp_ms(unix_ms(now));
   d.set_body(body.SerializeAsString());
-  const auth::mac m = tag(key, d.sender(), d.nonce(), d.timestamp_ms(), d.body());
-  d.set_mac(m.data(), m.size());
+  const auto der = me.certificate_der();
+  d.set_certificate(der.data(), der.size());
+  const auto signature = me.sign(auth::as_bytes(signed_part(d.sender(), d.nonce(), d.timestamp_ms(), d.body())));
+  d.set_signature(signature.data(), signature.size());
   std::vector<std::uint8_t> out(d.ByteSizeLong());
   d.SerializeWithCachedSizesToArray(out.data());
   return out;
@@ -91,7 +96,7 @@ replay_guard::verdict replay_guard::accept(std::uint64_t nonce, clock::time_poin
   return verdict::fresh;
 }
 
-result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
+result<opened> open(const credentials& trust, std::span<const std::uint8_t> bytes,
                     replay_guard& guard, clock::time_point now) {
   if (bytes.size() > max_datagram_bytes)
     return fail(errc::protocol, "datagram of " + std::to_string(bytes.size()) +
@@ -99,13 +104,16 @@ result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
   pb::Datagram d;
   if (!d.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     return fail(errc::protocol, "datagram is not a valid Datagram message");
-  if (d.mac().size() != auth::mac_bytes)
-    return fail(errc::protocol, "datagram carries no " + std::to_string(auth::mac_bytes) +
-                                    "-byte tag");
+  if (d.certificate().empty() || d.signature().empty())
+    return fail(errc::protocol, "datagram carries no certificate or no signature");
+  if (d.signature().size() > max_signature_bytes)
+    return fail(errc::protocol, "datagram signature of " + std::to_string(d.signature().size()) + " bytes");
 
-  const auth::mac expected = tag(key, d.sender(), d.nonce(), d.timestamp_ms(), d.body());
-  if (!auth::equal(expected, auth::as_bytes(d.mac())))
-    return fail(errc::auth, "datagram tag does not verify (wrong key or tampered)");
+  const std::string part = signed_part(d.sender(), d.nonce(), d.timestamp_ms(), d.body());
+  auto who = trust.verify_signed(auth::as_bytes(d.certificate()), auth::as_bytes(part), auth::as_bytes(d.signature()));
+  if (!who) return std::unexpected(who.error().context("datagram"));
+  if (who->name != d.sender())
+    return fail(errc::auth, "datagram names its sender '" + d.sender() + "' but carries the certificate of " + who->name);
 
   // Compared in milliseconds first: a far-off timestamp would overflow the
   // clock's nanosecond representation.
@@ -135,7 +143,7 @@ result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
                                   " datagrams arrived within " + std::to_string(replay_window.count() / 1000) +
                                   " s, and none may be forgotten before it expires");
   }
-  out.sender = d.sender();
+  out.sender = std::move(*who);
   return out;
 }
 

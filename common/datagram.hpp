@@ -1,9 +1,11 @@
 // Commands as single UDP datagrams, for controllers that fire commands the
 // way seed D's does. A Datagram (proto) carries sender, a random nonce, a
-// timestamp and the serialized Envelope, sealed with HMAC-SHA256 under the
-// psk. The receiver refuses a bad tag, a timestamp more than max_skew away
-// from its clock, and any nonce it has already accepted within the window.
-// Replies travel the same way. Bulk data never goes over UDP.
+// timestamp and the serialized Envelope, with the sender's certificate and
+// its signature over all of them (common/credentials.hpp). The receiver
+// refuses a certificate not of its fleet, a bad signature, a timestamp more
+// than max_skew away from its clock, and any nonce it has already accepted
+// within the window; what the sender may ask is the caller's check (its
+// role). Replies travel the same way. Bulk data never goes over UDP.
 #pragma once
 
 #include <chrono>
@@ -13,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/auth.hpp"
+#include "common/credentials.hpp"
 #include "common/error.hpp"
 #include "migrated.pb.h"
 
@@ -24,13 +26,13 @@ constexpr std::chrono::milliseconds max_skew{30000};
 
 using clock = std::chrono::system_clock;
 
-std::vector<std::uint8_t> seal(const auth::psk& key, std::string_view sender,
-                               const pb::Envelope& body, clock::time_point now);
+// Signed by `me`, who is named as the sender.
+std::vector<std::uint8_t> seal(const credentials& me, const pb::Envelope& body, clock::time_point now);
 
 // Remembers accepted nonces for 2 * max_skew, never more than max_entries.
 // A full memory refuses new nonces until old ones expire: forgetting one
 // still inside the window would let its datagram be replayed. (Filling it
-// takes max_entries datagrams under the key within the window.)
+// takes max_entries datagrams signed by members of the fleet within the window.)
 class replay_guard {
  public:
   static constexpr std::size_t max_entries = 100000;
@@ -44,13 +46,14 @@ class replay_guard {
 };
 
 struct opened {
-  std::string sender;
+  node_identity sender;  // as its certificate proves
   pb::Envelope body;
 };
 
-// Verifies and decodes. Errors: errc::protocol (garbage, oversize),
-// errc::auth (bad tag), errc::timeout (stale), errc::already_exists (replay).
-result<opened> open(const auth::psk& key, std::span<const std::uint8_t> bytes,
+// Verifies against `trust`'s fleet CA and decodes. Errors: errc::protocol
+// (garbage, oversize), errc::auth (certificate or signature), errc::timeout
+// (stale), errc::already_exists (replay), errc::busy (replay memory full).
+result<opened> open(const credentials& trust, std::span<const std::uint8_t> bytes,
                     replay_guard& guard, clock::time_point now);
 
 }  // namespace migrated::datagram

@@ -22,6 +22,7 @@ std::string_view to_string(errc code) {
     case errc::no_space: return "no_space";
     case errc::internal: return "internal";
     case errc::busy: return "busy";
+    case errc::denied: return "denied";
   }
   return "unknown";
 }

@@ -34,6 +34,7 @@ enum class errc {
   no_space = 15,
   internal = 16,
   busy = 17,
+  denied = 18,  // not permitted to this identity (its role, or not in peers:)
 };
 
 std::string_view to_string(errc code);

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "common/auth.hpp"
 #include "ctl/output.hpp"
 #include "common/names.hpp"
 

@@ -10,7 +10,11 @@
 namespace {
 
 constexpr const char* usage =
-    "usage: migratectl [--daemon HOST:PORT] [--udp-port PORT] [--psk-file F] [--udp] [--timeout-ms N] COMMAND\n"
+    "usage: migratectl [--daemon HOST:PORT] [--node NAME] [--udp-port PORT] [--udp] [--timeout-ms N]\n"
+    "                  [--ca F] [--cert F] [--key F] COMMAND\n"
+    "  --ca, --cert, --key: the fleet CA and this controller's certificate and key\n"
+    "        (default /etc/migrated/tls/ca.crt, controller.crt, controller.key)\n"
+    "  --node: the daemon's name, which its certificate must state\n"
     "commands:\n"
     "  migrate CONTAINER --to PEER [--method M] [--runtime runc|docker] [--auto-converge off|force] [--json]\n"
     "                                                         move a container (PEER: name or host:port)\n"
@@ -42,7 +46,9 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") { std::fputs(usage, stdout); return 0; }
     else if (a == "--json") cl.json = true;
     else if (a == "--udp") cl.udp = true;
-    else if (a == "--daemon" || a == "--psk-file" || a == "--to" || a == "--method" || a == "--udp-port" ||
+    else if (a == "--psk-file")
+      return usage_error("--psk-file: links use certificates now; give --ca, --cert and --key");
+    else if (a == "--daemon" || a == "--ca" || a == "--cert" || a == "--key" || a == "--node" || a == "--to" || a == "--method" || a == "--udp-port" ||
              a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms" || a == "--runtime") {
       const char* v = value();
       if (!v) return usage_error(("missing value for " + a).c_str());
@@ -50,7 +56,10 @@ int main(int argc, char** argv) {
         auto ep = parse_endpoint(v);
         if (!ep) return usage_error(ep.error().message.c_str());
         opts.daemon = *ep;
-      } else if (a == "--psk-file") opts.psk_file = v;
+      } else if (a == "--ca") opts.tls.ca = v;
+      else if (a == "--cert") opts.tls.cert = v;
+      else if (a == "--key") opts.tls.key = v;
+      else if (a == "--node") opts.node = v;
       else if (a == "--to") cl.to = v;
       else if (a == "--method") cl.method = v;
       else if (a == "--runtime") cl.runtime = v;
@@ -85,13 +94,13 @@ int main(int argc, char** argv) {
     return usage_error(("unknown method " + cl.method).c_str());
   opts.daemon_udp = {opts.daemon.host, std::uint16_t(udp_port ? udp_port : opts.daemon.port + 1)};
 
-  auto key = auth::load_psk(opts.psk_file);
-  if (!key) {
-    std::fprintf(stderr, "migratectl: %s\n", key.error().message.c_str());
+  auto made = ctl::client::make(opts);
+  if (!made) {
+    std::fprintf(stderr, "migratectl: %s\n", made.error().message.c_str());
     return 1;
   }
   asio::io_context io(1);
-  ctl::client c(opts, std::move(*key));
+  ctl::client& c = *made;
   int code = 1;
   asio::co_spawn(io, ctl::run_command(c, cl), [&](std::exception_ptr e, int rc) {
     code = e ? 1 : rc;

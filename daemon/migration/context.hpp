@@ -1,11 +1,11 @@
-// What a migration session needs from its node: configuration, key,
-// identity, the thread pool, the runtimes, the registry of migrations and
+// What a migration session needs from its node: configuration, credentials
+// and TLS context, identity, the thread pool, the runtimes, the registry of migrations and
 // the queue of migrations waiting for a slot.
 // Built once in main and passed by reference; sessions own nothing of it.
 #pragma once
 
 #include "asio.hpp"
-#include "common/auth.hpp"
+#include "common/credentials.hpp"
 #include "common/config.hpp"
 #include "migration/admission.hpp"
 #include "migration/registry.hpp"
@@ -16,7 +16,8 @@ namespace migrated::migration {
 
 struct node_context {
   const config& cfg;
-  auth::psk psk;
+  credentials creds;
+  std::shared_ptr<transport::ssl::context> tls;
   transport::identity me;
   asio::thread_pool& pool;
   runtime::runtime_set& runtimes;

@@ -1,6 +1,7 @@
 // Rounds of image sets on both sides (see image_rounds.hpp).
 #include "migration/image_rounds.hpp"
 
+#include "common/auth.hpp"
 #include "common/unique_fd.hpp"
 
 #include <fcntl.h>

@@ -6,6 +6,7 @@
 #include "common/auth.hpp"
 #include "common/unique_fd.hpp"
 #include "images/delta.hpp"
+#include "migration/destination.hpp"
 #include "migration/stopwatch.hpp"
 
 namespace migrated::migration {
@@ -55,15 +56,7 @@ result<images::delta_stats> compare_dumps(const std::filesystem::path& first, co
 }
 
 awaitable<result<double>> probe_bandwidth(node_context& ctx, const std::string& destination) {
-  endpoint to;
-  if (auto* p = ctx.cfg.find_peer(destination)) {
-    to = p->address;
-  } else {
-    auto ep = parse_endpoint(destination);
-    if (!ep) co_return fail(errc::not_found, "unknown destination '" + destination + "'");
-    to = *ep;
-  }
-  auto ch = co_await transport::connect(to, ctx.psk, ctx.me, ctx.cfg.timeouts.connect, ctx.cfg.timeouts.io);
+  auto ch = co_await connect_destination(ctx, destination);
   if (!ch) co_return std::unexpected(ch.error());
   const auto payload = auth::random_bytes(probe_frame_bytes);  // random: compression cannot help
   stopwatch sw;

@@ -8,6 +8,7 @@
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "migration/destination.hpp"
 #include "migration/fault_point.hpp"
 #include "migration/recovery.hpp"
 
@@ -20,15 +21,6 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 // answer to arrive, before it restores its own copy (the destination also
 // drops its copy on its own when the connection ends or Commit does not come).
 constexpr auto abort_timeout = std::chrono::seconds(2);
-
-result<endpoint> resolve_destination(const config& cfg, const std::string& dest) {
-  if (auto* p = cfg.find_peer(dest)) return p->address;
-  if (dest.find(':') != std::string::npos) return parse_endpoint(dest);
-  std::string known;
-  for (auto& p : cfg.peers) known += (known.empty() ? "" : ", ") + p.name;
-  return fail(errc::not_found, "unknown destination '" + dest + "' (peers: " + (known.empty() ? "none" : known) +
-                                   "; or give host:port)");
-}
 
 std::uint64_t dir_bytes(const std::filesystem::path& dir) {
   std::uint64_t bytes = 0;
@@ -311,9 +303,7 @@ awaitable<result<void>> source_session::find_container() {
 awaitable<result<void>> source_session::connect() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   enter(state::connecting, req_.destination());
-  auto to = resolve_destination(ctx_.cfg, req_.destination());
-  if (!to) co_return std::unexpected(to.error());
-  auto ch = co_await transport::connect(*to, ctx_.psk, ctx_.me, ctx_.cfg.timeouts.connect, ctx_.cfg.timeouts.io);
+  auto ch = co_await connect_destination(ctx_, req_.destination());
   if (!ch) co_return std::unexpected(ch.error().context("destination " + req_.destination()));
   peer_.emplace(std::move(*ch));
   if (cancelled_) peer_->close();  // cancelled while connecting

@@ -10,6 +10,7 @@
 #include "criu/criu.hpp"
 #include "migration/context.hpp"
 #include "server/tcp_server.hpp"
+#include "transport/tls.hpp"
 #include "server/udp_server.hpp"
 
 namespace migrated::server {
@@ -72,6 +73,21 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
 
 // Images of an outgoing migration that survived a crash may be the only
 // copy of a container's state: never delete them, tell the operator.
+// This node's certificate must name it, as a peer: a daemon started with
+// another node's or a controller's certificate would be somebody else.
+result<credentials> load_identity(const config& cfg) {
+  auto creds = credentials::load({cfg.tls.ca, cfg.tls.cert, cfg.tls.key});
+  if (!creds) return std::unexpected(creds.error());
+  const auto& self = creds->self();
+  if (self.name != cfg.node_name)
+    return fail(errc::config, "tls.cert " + cfg.tls.cert.string() + " is the certificate of " + self.name +
+                                  ", but this node is " + cfg.node_name + " (node:)");
+  if (self.role != node_role::peer)
+    return fail(errc::config, "tls.cert " + cfg.tls.cert.string() + " is a controller's certificate; a daemon needs "
+                                  "a peer's (scripts/migrated-ca issue DIR " + cfg.node_name + ")");
+  return creds;
+}
+
 void report_leftovers(const config& cfg) {
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator(cfg.storage_dir / "outgoing", ec))
@@ -114,8 +130,10 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     logger()->critical("{}", e.message);
     return 1;
   };
-  auto psk = auth::load_psk(cfg.psk_file);
-  if (!psk) co_return fatal(psk.error());
+  auto creds = load_identity(cfg);
+  if (!creds) co_return fatal(creds.error());
+  auto tls = transport::make_tls_context(*creds);
+  if (!tls) co_return fatal(tls.error());
   std::error_code ec;
   std::filesystem::create_directories(cfg.storage_dir, ec);
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
@@ -151,8 +169,13 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
 
   migration::registry registry;
   migration::admission slots(ex, cfg.max_concurrent_migrations);
-  migration::node_context ctx{cfg,     std::move(*psk), {cfg.node_name, pb::ROLE_DAEMON, capabilities(features, runtimes)},
-                              pool,    runtimes,        registry,
+  migration::node_context ctx{cfg,
+                              std::move(*creds),
+                              std::move(*tls),
+                              {cfg.node_name, pb::ROLE_DAEMON, capabilities(features, runtimes)},
+                              pool,
+                              runtimes,
+                              registry,
                               slots};
   commands cmds(ctx, ex);
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));

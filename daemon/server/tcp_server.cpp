@@ -2,11 +2,15 @@
 // handshake is logged once and dropped; nothing it sent is acted upon.
 #include "server/tcp_server.hpp"
 
+#include <algorithm>
+#include <optional>
+
 #include "common/log.hpp"
 #include "migration/destination_session.hpp"
 #include "migration/measure.hpp"
 #include "migration/recovery.hpp"
 #include "server/outbox.hpp"
+#include "server/permissions.hpp"
 
 namespace migrated::server {
 namespace {
@@ -68,11 +72,24 @@ awaitable<void> tcp_server::run() {
 awaitable<void> tcp_server::serve(tcp::socket socket) {
   boost::system::error_code ec;
   const std::string source = socket.remote_endpoint(ec).address().to_string();
-  // Until the key is proven: limits.handshake_ms for each read, 16 KiB a frame.
-  transport::channel ch(std::move(socket), ctx_.cfg.limits.handshake);
-  const auto cid = conns_.arrive(source, [&ch] { ch.close(); });
+  // No TLS state until the ClientHello is all there (tls.hpp); then, until
+  // the handshake is done, limits.handshake_ms in all and 16 KiB a frame.
+  std::optional<transport::channel> ch;
+  const auto cid = conns_.arrive(source, [&ch, &socket] {
+    boost::system::error_code ignored;
+    if (ch) ch->close();
+    else socket.close(ignored);
+  });
   try {
-    co_await converse(ch, cid);
+    const auto arrived = std::chrono::steady_clock::now();
+    auto hello = co_await transport::await_client_hello(socket, ctx_.cfg.limits.handshake);
+    if (hello) {
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - arrived);
+      ch.emplace(std::move(socket), ctx_.tls, ctx_.cfg.limits.handshake);
+      co_await converse(*ch, cid, std::max(ctx_.cfg.limits.handshake - waited, std::chrono::milliseconds(1)));
+    } else if (hello.error().code != errc::cancelled) {
+      logger()->warn("connection from {} refused: {}", source, hello.error().message);
+    }
   } catch (...) {
     conns_.leave(cid);
     throw;
@@ -80,8 +97,9 @@ awaitable<void> tcp_server::serve(tcp::socket socket) {
   conns_.leave(cid);
 }
 
-awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid) {
-  if (auto ok = co_await transport::handshake_server(ch, ctx_.psk, ctx_.me); !ok) {
+awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid,
+                                     std::chrono::milliseconds handshake_left) {
+  if (auto ok = co_await transport::handshake_server(ch, ctx_.me, handshake_left); !ok) {
     logger()->warn("connection from {} refused: {}", ch.remote(), ok.error().message);
     co_return;
   }
@@ -101,12 +119,12 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       if (f.error().code != errc::peer) logger()->warn("{}: {}", ch.peer.node(), f.error().message);
       co_return;
     }
+    if (auto allowed = permitted(f->msg, ch.who, ctx_.cfg); !allowed) {
+      logger()->warn("{} ({}) refused: {}", ch.who.name, ch.remote(), allowed.error().message);
+      co_await ch.reply(f->msg.request_id(), allowed);
+      continue;
+    }
     if (f->msg.has_pull()) {
-      if (ch.peer.role() != pb::ROLE_DAEMON) {
-        const result<void> refused = fail(errc::invalid_argument, "Pull is for peer daemons");
-        co_await ch.reply(f->msg.request_id(), refused);
-        continue;
-      }
       migration::destination_session session(ctx_, ch);
       co_await session.run(f->msg);
       co_return;
@@ -130,11 +148,6 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       continue;
     }
     if (f->msg.has_recover()) {
-      if (ch.peer.role() != pb::ROLE_CONTROLLER) {
-        const result<void> refused = fail(errc::invalid_argument, "Recover is for controllers");
-        co_await ch.reply(f->msg.request_id(), refused);
-        continue;
-      }
       auto pid = co_await migration::recover(ctx_, f->msg.recover().migration_id());
       const result<void> outcome = pid ? result<void>{} : std::unexpected(pid.error());
       co_await ch.reply(f->msg.request_id(), outcome, f->msg.recover().migration_id());

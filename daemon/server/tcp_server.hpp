@@ -21,7 +21,8 @@ class tcp_server {
 
  private:
   awaitable<void> serve(tcp::socket socket);
-  awaitable<void> converse(transport::channel& ch, connections::id cid);
+  // The handshake gets what is left of limits.handshake_ms; then the conversation.
+  awaitable<void> converse(transport::channel& ch, connections::id cid, std::chrono::milliseconds handshake_left);
   awaitable<void> follow_migration(transport::channel& ch, const pb::Envelope& req);
 
   migration::node_context& ctx_;

@@ -2,6 +2,7 @@
 #include "server/udp_server.hpp"
 
 #include "common/log.hpp"
+#include "server/permissions.hpp"
 
 namespace migrated::server {
 namespace {
@@ -18,7 +19,8 @@ void udp_server::stop() {
   socket_.close(ec);
 }
 
-pb::Envelope udp_server::handle(const pb::Envelope& req) {
+pb::Envelope udp_server::handle(const pb::Envelope& req, const node_identity& sender) {
+  if (auto allowed = permitted(req, sender, ctx_.cfg); !allowed) return transport::make_reply(req.request_id(), allowed);
   if (!commands::is_command(req))
     return transport::make_reply(req.request_id(),
                                  fail(errc::unsupported, "this command is not accepted over UDP (use TCP)"));
@@ -26,7 +28,9 @@ pb::Envelope udp_server::handle(const pb::Envelope& req) {
   // Keep the answer inside one datagram: the newest migrations first.
   if (out.has_status_reply()) {
     auto* status = out.mutable_status_reply();
-    while (out.ByteSizeLong() > datagram::max_datagram_bytes - 512 && status->migrations_size() > 0)
+    // Room for the certificate and signature around it.
+    constexpr std::size_t room = datagram::max_datagram_bytes - credentials::max_certificate_bytes - 1024;
+    while (out.ByteSizeLong() > room && status->migrations_size() > 0)
       status->mutable_migrations()->DeleteSubrange(0, 1);
   }
   return out;
@@ -45,16 +49,19 @@ awaitable<void> udp_server::run() {
       continue;
     }
     auto now = datagram::clock::now();
-    auto opened = datagram::open(ctx_.psk, std::span(buf.data(), n), guard_, now);
+    auto opened = datagram::open(ctx_.creds, std::span(buf.data(), n), guard_, now);
     if (!opened) {
       logger()->warn("udp datagram from {}:{} refused: {}", from.address().to_string(), from.port(),
                      opened.error().message);
       continue;
     }
-    logger()->debug("udp command #{} from {} ({})", opened->body.body_case(), opened->sender,
+    logger()->debug("udp command #{} from {} ({})", opened->body.body_case(), opened->sender.name,
                     from.address().to_string());
-    auto reply = handle(opened->body);
-    auto bytes = datagram::seal(ctx_.psk, ctx_.cfg.node_name, reply, datagram::clock::now());
+    auto reply = handle(opened->body, opened->sender);
+    if (reply.has_reply() && reply.reply().code() == pb::DENIED)
+      logger()->warn("udp command from {} ({}) refused: {}", opened->sender.name, from.address().to_string(),
+                     reply.reply().message());
+    auto bytes = datagram::seal(ctx_.creds, reply, datagram::clock::now());
     co_await socket_.async_send_to(asio::buffer(bytes), from, asio::redirect_error(use_awaitable, ec));
     if (ec) logger()->warn("udp reply to {}: {}", from.address().to_string(), ec.message());
   }

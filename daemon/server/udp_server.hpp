@@ -19,7 +19,7 @@ class udp_server {
   void stop();
 
  private:
-  pb::Envelope handle(const pb::Envelope& req);
+  pb::Envelope handle(const pb::Envelope& req, const node_identity& sender);
 
   migration::node_context& ctx_;
   commands& cmds_;

@@ -1,12 +1,16 @@
-// Framed, authenticated I/O on one TCP connection. Deadlines come from
-// beast::tcp_stream (expires_after before every operation); errors are
+// Framed I/O on one TLS connection. Deadlines come from the beast::tcp_stream
+// under the TLS stream (expires_after before every operation); errors are
 // turned into migrated errors here so that callers see "peer closed the
-// connection" rather than an asio error code.
+// connection" rather than an asio or OpenSSL error code. A peer that closes
+// without TLS's close_notify is treated like one that sent it: the frame
+// boundary, not the TLS alert, tells a cut-short message.
 #include "transport/channel.hpp"
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/error.hpp>
+#include <openssl/ssl.h>
 
 namespace migrated::transport {
 namespace beast = boost::beast;
@@ -18,40 +22,65 @@ std::unexpected<error> io_error(const boost::system::error_code& ec, std::string
   if (ec == beast::error::timeout)
     return fail(errc::timeout, std::string(what) + " " + remote + ": timed out");
   if (ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == asio::error::broken_pipe)
+      ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated)
     return fail(errc::peer, std::string(what) + " " + remote + ": peer closed the connection");
   if (ec == asio::error::operation_aborted)
     return fail(errc::cancelled, std::string(what) + " " + remote + ": cancelled");
+  if (ec.category() == asio::error::get_ssl_category())
+    return fail(errc::auth, std::string(what) + " " + remote + ": TLS: " + ec.message());
   return fail(errc::io, std::string(what) + " " + remote + ": " + ec.message());
+}
+
+bool closed(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
 }
 
 }  // namespace
 
-channel::channel(tcp::socket socket, std::chrono::milliseconds io_timeout)
-    : stream_(std::move(socket)), io_timeout_(io_timeout) {
+channel::channel(tcp::socket socket, std::shared_ptr<ssl::context> tls, std::chrono::milliseconds io_timeout)
+    : tls_(std::move(tls)), stream_(std::move(socket), *tls_), io_timeout_(io_timeout) {
   boost::system::error_code ec;
-  auto ep = stream_.socket().remote_endpoint(ec);
+  auto& sock = beast::get_lowest_layer(stream_).socket();
+  auto ep = sock.remote_endpoint(ec);
   remote_ = ec ? std::string("(unknown peer)") : ep.address().to_string() + ":" + std::to_string(ep.port());
-  stream_.socket().set_option(tcp::no_delay(true), ec);
+  sock.set_option(tcp::no_delay(true), ec);
 }
 
-void channel::rekey(auth::bytes send_key, auth::bytes recv_key) {
-  send_sealer_.rekey(std::move(send_key));
-  recv_sealer_.rekey(std::move(recv_key));
+awaitable<result<void>> channel::secure(side s, std::chrono::milliseconds timeout) {
+  boost::system::error_code ec;
+  beast::get_lowest_layer(stream_).expires_after(timeout);
+  co_await stream_.async_handshake(s == side::client ? ssl::stream_base::client : ssl::stream_base::server,
+                                   asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    if (ec == beast::error::timeout) co_return fail(errc::timeout, "TLS handshake with " + remote_ + ": timed out");
+    if (ec.category() == asio::error::get_ssl_category())
+      co_return fail(errc::auth, "authentication failed: TLS handshake with " + remote_ + ": " + ec.message() +
+                                     (s == side::client ? " (is our certificate of its fleet?)" : ""));
+    co_return io_error(ec, "TLS handshake with", remote_);
+  }
+  auto id = peer_identity(stream_.native_handle());
+  if (!id) co_return std::unexpected(id.error().context("authentication failed: " + remote_));
+  who = std::move(*id);
+  co_return result<void>{};
+}
+
+std::string channel::cipher() const {
+  return cipher_of(const_cast<decltype(stream_)&>(stream_).native_handle());
 }
 
 void channel::close() {
   boost::system::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  auto& sock = beast::get_lowest_layer(stream_).socket();
+  sock.shutdown(tcp::socket::shutdown_both, ec);
+  sock.close(ec);
 }
 
 void channel::cancel() {
   reads_cancelled_ = true;
-  stream_.cancel();
+  beast::get_lowest_layer(stream_).cancel();
 }
 
-bool channel::is_open() const { return stream_.socket().is_open(); }
+bool channel::is_open() const { return beast::get_lowest_layer(stream_).socket().is_open(); }
 
 awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, const pb::Envelope& msg,
                                              std::span<const std::uint8_t> payload) {
@@ -61,14 +90,11 @@ awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, 
   if (header.empty() || header.size() > wire::max_header_bytes)
     co_return fail(errc::internal, "message too large to send (" + std::to_string(header.size()) + " bytes)");
   wire::prefix p{std::uint32_t(header.size()), std::uint32_t(payload.size())};
-  auto hb = std::span(reinterpret_cast<const std::uint8_t*>(header.data()), header.size());
-  auto tag = send_sealer_.seal(p, hb, payload);
   auto pre = wire::encode_prefix(p);
-  std::array<asio::const_buffer, 4> bufs{asio::buffer(pre), asio::buffer(header),
-                                         asio::buffer(payload.data(), payload.size()),
-                                         asio::buffer(tag)};
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(pre), asio::buffer(header),
+                                         asio::buffer(payload.data(), payload.size())};
   boost::system::error_code ec;
-  stream_.expires_after(timeout);
+  beast::get_lowest_layer(stream_).expires_after(timeout);
   co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return io_error(ec, "send to", remote_);
   co_return result<void>{};
@@ -78,10 +104,10 @@ awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
   if (reads_cancelled_) co_return fail(errc::cancelled, "receive from " + remote_ + ": cancelled");
   std::array<std::uint8_t, wire::prefix_bytes> pre{};
   boost::system::error_code ec;
-  stream_.expires_after(timeout);
+  beast::get_lowest_layer(stream_).expires_after(timeout);
   std::size_t n = co_await asio::async_read(stream_, asio::buffer(pre), asio::redirect_error(use_awaitable, ec));
   if (ec) {
-    if (ec == asio::error::eof && n > 0)
+    if (closed(ec) && n > 0)
       co_return fail(errc::protocol, "receive from " + remote_ + ": truncated frame");
     co_return io_error(ec, "receive from", remote_);
   }
@@ -90,21 +116,18 @@ awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
   if (frame_limit_ && std::size_t(p->header_len) + p->payload_len > frame_limit_)
     co_return fail(errc::protocol, "receive from " + remote_ + ": a frame of " +
                                        std::to_string(std::size_t(p->header_len) + p->payload_len) +
-                                       " bytes before authentication (at most " + std::to_string(frame_limit_) + ")");
-  buf_.resize(std::size_t(p->header_len) + p->payload_len + wire::tag_bytes);
-  stream_.expires_after(timeout);
+                                       " bytes before the handshake completed (at most " + std::to_string(frame_limit_) + ")");
+  buf_.resize(std::size_t(p->header_len) + p->payload_len);
+  beast::get_lowest_layer(stream_).expires_after(timeout);
   co_await asio::async_read(stream_, asio::buffer(buf_), asio::redirect_error(use_awaitable, ec));
   if (ec) {
-    if (ec == asio::error::eof)
+    if (closed(ec))
       co_return fail(errc::protocol, "receive from " + remote_ + ": truncated frame");
     co_return io_error(ec, "receive from", remote_);
   }
   auto all = std::span<const std::uint8_t>(buf_);
   auto header = all.first(p->header_len);
   auto payload = all.subspan(p->header_len, p->payload_len);
-  auto tag = all.last(wire::tag_bytes);
-  if (auto ok = recv_sealer_.open(*p, header, payload, tag); !ok)
-    co_return std::unexpected(ok.error().context("receive from " + remote_));
   frame f;
   if (auto ok = wire::parse_envelope(header, f.msg); !ok)
     co_return std::unexpected(ok.error().context("receive from " + remote_));
@@ -141,7 +164,7 @@ pb::Code to_code(errc c) { return static_cast<pb::Code>(static_cast<int>(c)); }
 
 errc from_code(pb::Code c) {
   int v = static_cast<int>(c);
-  if (v < 0 || v > static_cast<int>(errc::busy)) return errc::peer;
+  if (v < 0 || v > static_cast<int>(errc::denied)) return errc::peer;
   return static_cast<errc>(v);
 }
 

@@ -1,8 +1,9 @@
-// A peer link: one TCP connection carrying authenticated frames (see
-// common/wire.hpp). Every read and write has a deadline; a peer that closes
-// at a frame boundary is errc::peer ("closed"), a frame cut short or with a
-// bad tag is errc::protocol / errc::auth. The protocol on a connection is a
-// strict conversation, so there is one reader and one writer at a time.
+// A peer link: one TLS 1.3 connection (transport/tls.hpp) carrying frames
+// (common/wire.hpp). Every read and write has a deadline; a peer that closes
+// at a frame boundary is errc::peer ("closed"), a frame cut short is
+// errc::protocol, a TLS record that does not decrypt errc::auth. The
+// protocol on a connection is a strict conversation, so there is one reader
+// and one writer at a time.
 #pragma once
 
 #include <chrono>
@@ -13,9 +14,12 @@
 #include "asio.hpp"
 
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include "common/credentials.hpp"
 #include "common/error.hpp"
 #include "common/wire.hpp"
 #include "migrated.pb.h"
+#include "transport/tls.hpp"
 
 namespace migrated::transport {
 
@@ -26,7 +30,13 @@ struct frame {
 
 class channel {
  public:
-  channel(tcp::socket socket, std::chrono::milliseconds io_timeout);
+  enum class side { client, server };
+  channel(tcp::socket socket, std::shared_ptr<ssl::context> tls, std::chrono::milliseconds io_timeout);
+
+  // The TLS handshake, within `timeout`; on success `who` is the identity
+  // the other end's certificate proves. errc::auth when either side refuses
+  // the other's certificate (the message says which and why).
+  awaitable<result<void>> secure(side s, std::chrono::milliseconds timeout);
 
   awaitable<result<void>> send(const pb::Envelope& msg, std::span<const std::uint8_t> payload = {}) {
     return send_within(io_timeout_, msg, payload);
@@ -44,11 +54,9 @@ class channel {
                                 const std::string& migration_id);
   awaitable<result<void>> reply(std::uint64_t request_id, const result<void>& outcome);
 
-  // Switches both directions to session keys (after the handshake).
-  void rekey(auth::bytes send_key, auth::bytes recv_key);
   // Frames larger than this (header + payload) are refused before anything
   // is allocated for them; 0: only the protocol's maxima. Before a peer has
-  // proven its key it may cost us no more than a few KiB.
+  // finished its Hello it may cost us no more than a few KiB.
   void limit_frames(std::size_t max_bytes) { frame_limit_ = max_bytes; }
 
   void close();
@@ -60,14 +68,17 @@ class channel {
   std::chrono::milliseconds io_timeout() const { return io_timeout_; }
   void set_io_timeout(std::chrono::milliseconds t) { io_timeout_ = t; }
 
-  // Set by the handshake.
+  std::string cipher() const;
+
+  // Set by secure(): who the certificate names.
+  node_identity who;
+  // Set by the handshake: the peer's Hello, its node and role those of `who`.
   pb::Hello peer;
 
  private:
-  boost::beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> tls_;
+  boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
   std::chrono::milliseconds io_timeout_;
-  wire::sealer send_sealer_;
-  wire::sealer recv_sealer_;
   std::string remote_;
   std::vector<std::uint8_t> buf_;
   bool reads_cancelled_ = false;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "common/auth.hpp"
 #include "common/hash.hpp"
 #include "common/path.hpp"
 #include "common/unique_fd.hpp"

@@ -1,135 +1,106 @@
-// Handshake: Hello / Hello, server proof, client proof, Reply. The proofs
-// bind both nonces and both node names (auth::proof), so they cannot be
-// replayed into another connection or reflected. The server's final Reply
-// tells a client with the wrong key exactly that, then the connection ends.
+// Handshake: TLS, then Hello / Hello. The client speaks first; the server
+// answers a Hello it refuses with a Reply saying why, then ends the
+// connection.
 #include "transport/handshake.hpp"
+
+#include <algorithm>
 
 #include <boost/asio/connect.hpp>
 
 namespace migrated::transport {
 namespace {
 
-pb::Envelope make_hello(const identity& me, const auth::bytes& nonce) {
+pb::Envelope make_hello(const identity& me) {
   pb::Envelope env;
   auto* h = env.mutable_hello();
   h->set_protocol_version(wire::protocol_version);
   h->set_node(me.node);
   h->set_role(me.role);
   *h->mutable_caps() = me.caps;
-  h->set_nonce(nonce.data(), nonce.size());
   return env;
 }
 
-result<pb::Hello> check_hello(const frame& f) {
-  if (!f.msg.has_hello()) return fail(errc::protocol, "handshake: expected Hello");
-  const auto& h = f.msg.hello();
-  if (h.protocol_version() != wire::protocol_version)
-    return fail(errc::unsupported, "handshake: peer speaks protocol version " +
-                                       std::to_string(h.protocol_version()) + ", this node speaks " +
-                                       std::to_string(wire::protocol_version));
-  if (h.nonce().size() != auth::nonce_bytes) return fail(errc::protocol, "handshake: bad nonce length");
-  if (h.node().empty() || h.node().size() > 255) return fail(errc::protocol, "handshake: bad node name");
-  return h;
+std::string_view role_word(pb::Role r) { return r == pb::ROLE_CONTROLLER ? "controller" : "peer"; }
+
+// What is left of a handshake's time (never zero: a last read still gets
+// a moment to report what happened).
+std::chrono::milliseconds left(std::chrono::steady_clock::time_point deadline) {
+  auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return std::max(rest, std::chrono::milliseconds(1));
 }
 
-std::span<const std::uint8_t> bytes_of(const std::string& s) { return auth::as_bytes(s); }
-
-pb::Envelope make_proof(const auth::mac& m) {
-  pb::Envelope env;
-  env.mutable_auth()->set_mac(m.data(), m.size());
-  return env;
-}
-
-// A Hello with its capabilities, a proof or a Reply is well under 1 KiB:
-// before the peer has proven its key, no frame may make us allocate more.
+// A Hello with its capabilities or a Reply is well under 1 KiB: before
+// the Hello is accepted, no frame may make us allocate more.
 constexpr std::size_t handshake_frame_bytes = 16 * 1024;
 
 }  // namespace
 
-awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, const identity& me) {
+pb::Role protocol_role(node_role r) { return r == node_role::controller ? pb::ROLE_CONTROLLER : pb::ROLE_DAEMON; }
+
+result<void> check_hello(const pb::Envelope& msg, const node_identity& who) {
+  if (!msg.has_hello()) return fail(errc::protocol, "handshake: expected Hello");
+  const auto& h = msg.hello();
+  if (h.protocol_version() != wire::protocol_version)
+    return fail(errc::unsupported, "handshake: peer speaks protocol version " +
+                                       std::to_string(h.protocol_version()) + ", this node speaks " +
+                                       std::to_string(wire::protocol_version));
+  if (h.node() != who.name)
+    return fail(errc::auth, "handshake: the certificate names " + who.name + " but its Hello says '" +
+                                h.node().substr(0, 64) + "'");
+  if (h.role() != protocol_role(who.role))
+    return fail(errc::auth, "handshake: " + who.name + "'s certificate makes it a " + std::string(role_name(who.role)) +
+                                ", its Hello claims " + std::string(role_word(h.role())));
+  return {};
+}
+
+awaitable<result<void>> handshake_client(channel& ch, const identity& me, const std::string& expect,
+                                         std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   ch.limit_frames(handshake_frame_bytes);
-  auto nonce_c = auth::random_bytes(auth::nonce_bytes);
-  if (auto ok = co_await ch.send(make_hello(me, nonce_c)); !ok) co_return std::unexpected(ok.error().context("handshake"));
-  auto f = co_await ch.recv();
+  if (auto ok = co_await ch.secure(channel::side::client, timeout); !ok) co_return std::unexpected(ok.error());
+  if (ch.who.role != node_role::peer)
+    co_return fail(errc::auth, "authentication failed: " + ch.remote() + " presents the certificate of " +
+                                   ch.who.name + ", a controller, not a peer daemon");
+  if (!expect.empty() && ch.who.name != expect)
+    co_return fail(errc::auth, "authentication failed: expected " + expect + " at " + ch.remote() +
+                                   ", its certificate names " + ch.who.name);
+  const pb::Envelope hello = make_hello(me);
+  if (auto ok = co_await ch.send_within(left(deadline), hello); !ok)
+    co_return std::unexpected(ok.error().context("handshake"));
+  auto f = co_await ch.recv(left(deadline));
   if (!f) co_return std::unexpected(f.error().context("handshake"));
   if (f->msg.has_reply()) {
     // The server refused our Hello (and said why), or talks nonsense.
     auto refused = to_result(f->msg.reply());
-    if (!refused) co_return std::unexpected(refused.error().context("handshake"));
+    if (!refused) co_return std::unexpected(refused.error().context("handshake with " + ch.who.name));
     co_return fail(errc::protocol, "handshake: expected Hello, got a Reply");
   }
-  auto peer = check_hello(*f);
-  if (!peer) co_return std::unexpected(peer.error());
-  std::string nonce_cs(nonce_c.begin(), nonce_c.end());
-  const std::string& nonce_s = peer->nonce();
-
-  auto server_proof = co_await ch.recv();
-  if (!server_proof) co_return std::unexpected(server_proof.error().context("handshake"));
-  if (!server_proof->msg.has_auth()) co_return fail(errc::protocol, "handshake: expected the server's proof");
-  auto want = auth::proof(key, "server", nonce_c, bytes_of(nonce_s), me.node, peer->node());
-  if (!auth::equal(want, bytes_of(server_proof->msg.auth().mac()))) {
-    // Tell the server, so its operator sees an authentication failure too.
-    auto err = error{errc::auth, "authentication failed: " + me.node + " refused the pre-shared key of " + peer->node()};
-    const result<void> refused = std::unexpected(err);
-    co_await ch.reply(0, refused);
-    co_return fail(errc::auth, "authentication failed: " + peer->node() + " at " + ch.remote() +
-                                   " does not hold our pre-shared key");
-  }
-
-  auto mine = auth::proof(key, "client", nonce_c, bytes_of(nonce_s), me.node, peer->node());
-  if (auto ok = co_await ch.send(make_proof(mine)); !ok) co_return std::unexpected(ok.error().context("handshake"));
-  auto verdict = co_await expect_reply(ch, "handshake", ch.io_timeout());
-  if (!verdict) co_return std::unexpected(verdict.error());
-  if (auto ok = to_result(*verdict); !ok) co_return std::unexpected(ok.error());
-
-  auto keys = auth::derive_session_keys(key, nonce_c, bytes_of(nonce_s));
-  ch.rekey(keys.client_to_server, keys.server_to_client);
-  ch.peer = *peer;
+  if (auto ok = check_hello(f->msg, ch.who); !ok) co_return std::unexpected(ok.error());
+  ch.peer = f->msg.hello();
   ch.limit_frames(0);
   co_return result<void>{};
 }
 
-awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, const identity& me) {
+awaitable<result<void>> handshake_server(channel& ch, const identity& me, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   ch.limit_frames(handshake_frame_bytes);
-  auto f = co_await ch.recv();
-  if (!f) co_return std::unexpected(f.error().context("handshake"));
-  auto peer = check_hello(*f);
-  if (!peer) {
-    const result<void> refused = std::unexpected(peer.error());
-    co_await ch.reply(f->msg.request_id(), refused);
-    co_return std::unexpected(peer.error());
+  if (auto ok = co_await ch.secure(channel::side::server, timeout); !ok) co_return std::unexpected(ok.error());
+  auto f = co_await ch.recv(left(deadline));
+  if (!f) co_return std::unexpected(f.error().context("handshake with " + ch.who.name));
+  if (auto ok = check_hello(f->msg, ch.who); !ok) {
+    co_await ch.reply(f->msg.request_id(), ok);
+    co_return std::unexpected(ok.error());
   }
-  auto nonce_s = auth::random_bytes(auth::nonce_bytes);
-  const std::string& nonce_c = peer->nonce();
-  if (auto ok = co_await ch.send(make_hello(me, nonce_s)); !ok) co_return std::unexpected(ok.error().context("handshake"));
-  auto mine = auth::proof(key, "server", bytes_of(nonce_c), nonce_s, peer->node(), me.node);
-  if (auto ok = co_await ch.send(make_proof(mine)); !ok) co_return std::unexpected(ok.error().context("handshake"));
-
-  auto client_proof = co_await ch.recv();
-  if (!client_proof) co_return std::unexpected(client_proof.error().context("handshake with " + peer->node()));
-  if (client_proof->msg.has_reply() && !client_proof->msg.reply().ok())
-    co_return fail(errc::auth, "authentication failed: " + peer->node() + " at " + ch.remote() +
-                                   " does not hold our pre-shared key (it refused our proof)");
-  if (!client_proof->msg.has_auth()) co_return fail(errc::protocol, "handshake: expected the client's proof");
-  auto want = auth::proof(key, "client", bytes_of(nonce_c), nonce_s, peer->node(), me.node);
-  if (!auth::equal(want, bytes_of(client_proof->msg.auth().mac()))) {
-    auto err = error{errc::auth, "authentication failed: " + me.node +
-                                     " refused the pre-shared key of " + peer->node()};
-    const result<void> refused = std::unexpected(err);
-    co_await ch.reply(0, refused);
-    co_return std::unexpected(error{errc::auth, "authentication failed: " + peer->node() + " at " +
-                                                    ch.remote() + " does not hold our pre-shared key"});
-  }
-  if (auto ok = co_await ch.reply(0, {}); !ok) co_return std::unexpected(ok.error().context("handshake"));
-  auto keys = auth::derive_session_keys(key, bytes_of(nonce_c), nonce_s);
-  ch.rekey(keys.server_to_client, keys.client_to_server);
-  ch.peer = *peer;
+  const pb::Envelope hello = make_hello(me);
+  if (auto ok = co_await ch.send_within(left(deadline), hello); !ok)
+    co_return std::unexpected(ok.error().context("handshake"));
+  ch.peer = f->msg.hello();
   ch.limit_frames(0);
   co_return result<void>{};
 }
 
-awaitable<result<channel>> connect(const endpoint& to, const auth::psk& key, const identity& me,
-                                   std::chrono::milliseconds connect_timeout,
+awaitable<result<channel>> connect(const endpoint& to, const std::shared_ptr<ssl::context>& tls, const identity& me,
+                                   const std::string& expect, std::chrono::milliseconds connect_timeout,
                                    std::chrono::milliseconds io_timeout) {
   auto ex = co_await asio::this_coro::executor;
   boost::system::error_code ec;
@@ -142,8 +113,8 @@ awaitable<result<channel>> connect(const endpoint& to, const auth::psk& key, con
   co_await stream.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
   if (ec == boost::beast::error::timeout) co_return fail(errc::timeout, "connect to " + to.to_string() + ": timed out");
   if (ec) co_return fail(errc::peer, "connect to " + to.to_string() + ": " + ec.message());
-  channel ch(stream.release_socket(), io_timeout);
-  if (auto ok = co_await handshake_client(ch, key, me); !ok) {
+  channel ch(stream.release_socket(), tls, io_timeout);
+  if (auto ok = co_await handshake_client(ch, me, expect, connect_timeout); !ok) {
     ch.close();
     co_return std::unexpected(ok.error().context(to.to_string()));
   }

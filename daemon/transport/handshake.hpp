@@ -1,35 +1,47 @@
-// The handshake that opens every connection: versioned Hello both ways,
-// then mutual challenge–response over the pre-shared key (the server proves
-// itself first, so a client never reveals a proof to an impostor), then
-// session keys for every later frame. Nothing else is read or processed
-// before it succeeds. See docs/protocol.md, "Handshake".
+// The handshake that opens every connection: TLS 1.3 with both sides'
+// certificates (transport/tls.hpp), then a versioned Hello each way. The
+// certificate decides who the other end is; its Hello must agree (same
+// node, same role) or the connection ends. A server sends its Hello — its
+// runtimes, CRIU and kernel — only to a client whose certificate it has
+// verified and whose Hello it has accepted. Nothing else is read or
+// processed before it succeeds. See docs/protocol.md, "Handshake".
 #pragma once
 
+#include <memory>
 #include <string>
 
-#include "common/auth.hpp"
 #include "common/config.hpp"
 #include "transport/channel.hpp"
 
 namespace migrated::transport {
 
+// What this end says of itself in its Hello.
 struct identity {
   std::string node;
   pb::Role role = pb::ROLE_DAEMON;
   pb::Capabilities caps;
 };
 
-// Client side; on success ch.peer holds the server's Hello.
-awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, const identity& me);
+// Client side; on success ch.who and ch.peer describe the server, which is
+// a peer daemon of the fleet, and the one named `expect` unless it is empty.
+awaitable<result<void>> handshake_client(channel& ch, const identity& me, const std::string& expect,
+                                         std::chrono::milliseconds timeout);
 
-// Server side; on success ch.peer holds the client's Hello. On failure the
-// client has been told why (as far as the connection allows).
-awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, const identity& me);
+// Server side; on success ch.who and ch.peer describe the client. On
+// failure the client has been told why (as far as the connection allows).
+awaitable<result<void>> handshake_server(channel& ch, const identity& me, std::chrono::milliseconds timeout);
 
 // Resolves and connects to `to` within `connect_timeout`, then runs the
-// client handshake.
-awaitable<result<channel>> connect(const endpoint& to, const auth::psk& key, const identity& me,
-                                   std::chrono::milliseconds connect_timeout,
+// client handshake (expecting the node `expect`, or any peer if empty).
+awaitable<result<channel>> connect(const endpoint& to, const std::shared_ptr<ssl::context>& tls, const identity& me,
+                                   const std::string& expect, std::chrono::milliseconds connect_timeout,
                                    std::chrono::milliseconds io_timeout);
+
+// The role a certificate's identity is in the protocol's terms.
+pb::Role protocol_role(node_role r);
+
+// Checks a Hello's shape and version, and that it agrees with the
+// certificate's identity `who` (pure: the fuzzers call it).
+result<void> check_hello(const pb::Envelope& msg, const node_identity& who);
 
 }  // namespace migrated::transport

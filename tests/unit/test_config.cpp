@@ -82,7 +82,8 @@ TEST_CASE("config: a full file sets every key", "[config]") {
 node: n1
 listen: {tcp: "[::1]:9000", udp: 127.0.0.1:9001}
 peers: {n2: "host-2.example:9000", n3: "[fd00::3]:9000"}
-psk_file: /p
+tls: {ca: /etc/t/ca.crt, cert: /etc/t/n1.crt, key: /etc/t/n1.key}
+allow_unlisted_destinations: true
 storage: /s
 pool_threads: 8
 max_concurrent_migrations: 16
@@ -111,7 +112,50 @@ timeouts: {connect_ms: 1, io_ms: 2, checkpoint_ms: 3, restore_ms: 4, commit_ms: 
   CHECK(cfg->limits.idle == std::chrono::milliseconds(800));
   CHECK(cfg->runc.cni_conf_dir == "/c");
   CHECK(cfg->runc.cni_bin_dir == "/p");
+  CHECK(cfg->tls.ca == "/etc/t/ca.crt");
+  CHECK(cfg->tls.cert == "/etc/t/n1.crt");
+  CHECK(cfg->tls.key == "/etc/t/n1.key");
+  CHECK(cfg->allow_unlisted_destinations);
   CHECK(validate(*cfg));
+}
+
+TEST_CASE("config: tls files and allow_unlisted_destinations", "[config]") {
+  SECTION("defaults") {
+    const config cfg = minimal();
+    CHECK(cfg.tls.ca == "/etc/migrated/tls/ca.crt");
+    CHECK(cfg.tls.cert == "/etc/migrated/tls/node.crt");
+    CHECK(cfg.tls.key == "/etc/migrated/tls/node.key");
+    CHECK_FALSE(cfg.allow_unlisted_destinations);
+  }
+  SECTION("dotted keys and overrides") {
+    auto cfg = parse_config("node: a\ntls:\n  cert: /c.crt\n  key: /k.key\nallow_unlisted_destinations: false\n", "t");
+    REQUIRE(cfg);
+    CHECK(cfg->tls.cert == "/c.crt");
+    CHECK(cfg->tls.key == "/k.key");
+    CHECK(cfg->tls.ca == "/etc/migrated/tls/ca.crt");
+    CHECK_FALSE(cfg->allow_unlisted_destinations);
+    REQUIRE(apply_override(*cfg, "tls.ca=/other/ca.crt"));
+    REQUIRE(apply_override(*cfg, "allow_unlisted_destinations=true"));
+    CHECK(cfg->tls.ca == "/other/ca.crt");
+    CHECK(cfg->allow_unlisted_destinations);
+  }
+  SECTION("psk_file is refused, pointing at the certificates") {
+    const std::string message = parse_error("node: a\npsk_file: /etc/migrated/psk\n");
+    CHECK_THAT(message, Contains("psk_file"));
+    CHECK_THAT(message, Contains("tls.cert"));
+    CHECK_THAT(message, Contains("migrated-ca"));
+  }
+  SECTION("an unknown tls key") {
+    CHECK_THAT(parse_error("node: a\ntls: {certificate: /c}\n"), Contains("unknown key 'tls.certificate'"));
+  }
+  SECTION("allow_unlisted_destinations takes a boolean") {
+    CHECK_THAT(parse_error("node: a\nallow_unlisted_destinations: maybe\n"), Contains("allow_unlisted_destinations"));
+  }
+  SECTION("an empty tls path fails validation") {
+    config cfg = minimal();
+    cfg.tls.key.clear();
+    CHECK_THAT(validate_error(cfg), Contains("tls.key: required"));
+  }
 }
 
 TEST_CASE("config: parse errors name the origin and the key path", "[config]") {

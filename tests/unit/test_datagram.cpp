@@ -1,12 +1,16 @@
-// Unit tests for common/datagram: sealing, every refusal of open(), and the
-// bounds of the replay memory.
+// Unit tests for common/datagram: sealing with a node's certificate and
+// key, every refusal of open() (tampering, a stranger's certificate, replay,
+// staleness, garbage) and the bounds of the replay memory.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "common/auth.hpp"
 #include "common/datagram.hpp"
+#include "fleet.hpp"
 
 using namespace migrated;
 using namespace std::chrono_literals;
@@ -14,8 +18,10 @@ namespace dg = migrated::datagram;
 
 namespace {
 
-const auth::psk key{auth::bytes(32, 0x42)};
 const dg::clock::time_point t0 = dg::clock::time_point(1'700'000'000'000ms);
+
+const credentials& controller() { return testing::shared_fleet().node("ctl-1", node_role::controller); }
+const credentials& receiver() { return testing::shared_fleet().node("edge-a"); }
 
 pb::Envelope status_request(std::uint64_t id) {
   pb::Envelope env;
@@ -26,7 +32,7 @@ pb::Envelope status_request(std::uint64_t id) {
 
 // Re-encodes a sealed datagram after `edit` changed one of its fields.
 std::vector<std::uint8_t> edited(const std::vector<std::uint8_t>& sealed,
-                                 void (*edit)(pb::Datagram&)) {
+                                 const std::function<void(pb::Datagram&)>& edit) {
   pb::Datagram d;
   REQUIRE(d.ParseFromArray(sealed.data(), static_cast<int>(sealed.size())));
   edit(d);
@@ -34,23 +40,38 @@ std::vector<std::uint8_t> edited(const std::vector<std::uint8_t>& sealed,
   return {bytes.begin(), bytes.end()};
 }
 
+std::vector<std::uint8_t> serialized(const pb::Datagram& d) {
+  const std::string bytes = d.SerializeAsString();
+  return {bytes.begin(), bytes.end()};
+}
+
 }  // namespace
 
-TEST_CASE("a sealed datagram opens to the same sender and body", "[datagram]") {
+TEST_CASE("a sealed datagram opens to the sender its certificate names and the same body", "[datagram]") {
   dg::replay_guard guard;
-  const auto sealed = dg::seal(key, "ctl-1", status_request(7), t0);
-  auto opened = dg::open(key, sealed, guard, t0 + 1s);
+  const auto sealed = dg::seal(controller(), status_request(7), t0);
+  CHECK(sealed.size() <= dg::max_datagram_bytes);
+  auto opened = dg::open(receiver(), sealed, guard, t0 + 1s);
+  INFO((opened ? std::string() : opened.error().message));
   REQUIRE(opened);
-  CHECK(opened->sender == "ctl-1");
+  CHECK(opened->sender.name == "ctl-1");
+  CHECK(opened->sender.role == node_role::controller);
   CHECK(opened->body.request_id() == 7);
   REQUIRE(opened->body.has_status());
   CHECK(opened->body.status().migration_id() == "m-1");
   CHECK(guard.size() == 1);
+
+  // A peer's datagram names a peer.
+  auto from_peer = dg::open(receiver(), dg::seal(testing::shared_fleet().node("edge-b"), status_request(8), t0),
+                            guard, t0);
+  REQUIRE(from_peer);
+  CHECK(from_peer->sender.name == "edge-b");
+  CHECK(from_peer->sender.role == node_role::peer);
 }
 
-TEST_CASE("tampering or a wrong key fails authentication", "[datagram]") {
+TEST_CASE("tampering or a stranger's certificate fails authentication", "[datagram]") {
   dg::replay_guard guard;
-  const auto sealed = dg::seal(key, "ctl-1", status_request(7), t0);
+  const auto sealed = dg::seal(controller(), status_request(7), t0);
   std::vector<std::uint8_t> bad;
   SECTION("a body byte flipped") {
     bad = edited(sealed, [](pb::Datagram& d) {
@@ -59,11 +80,11 @@ TEST_CASE("tampering or a wrong key fails authentication", "[datagram]") {
       d.set_body(body);
     });
   }
-  SECTION("the tag flipped") {
+  SECTION("the signature flipped") {
     bad = edited(sealed, [](pb::Datagram& d) {
-      std::string mac = d.mac();
-      mac[0] ^= 0x80;
-      d.set_mac(mac);
+      std::string sig = d.signature();
+      sig[0] ^= 0x80;
+      d.set_signature(sig);
     });
   }
   SECTION("another sender claimed") {
@@ -72,82 +93,146 @@ TEST_CASE("tampering or a wrong key fails authentication", "[datagram]") {
   SECTION("the timestamp moved") {
     bad = edited(sealed, [](pb::Datagram& d) { d.set_timestamp_ms(d.timestamp_ms() + 1); });
   }
-  SECTION("sealed with another key") {
-    bad = dg::seal(auth::psk{auth::bytes(32, 0x43)}, "ctl-1", status_request(7), t0);
+  SECTION("the nonce changed") {
+    bad = edited(sealed, [](pb::Datagram& d) { d.set_nonce(d.nonce() + 1); });
   }
-  auto opened = dg::open(key, bad, guard, t0);
+  SECTION("another node's certificate in place of the signer's") {
+    bad = edited(sealed, [](pb::Datagram& d) {
+      const auto der = testing::shared_fleet().node("edge-b").certificate_der();
+      d.set_certificate(der.data(), der.size());
+    });
+  }
+  SECTION("another node's certificate, and its name as the sender") {
+    bad = edited(sealed, [](pb::Datagram& d) {
+      const auto der = testing::shared_fleet().node("edge-b").certificate_der();
+      d.set_certificate(der.data(), der.size());
+      d.set_sender("edge-b");
+    });
+  }
+  SECTION("a certificate byte flipped") {
+    bad = edited(sealed, [](pb::Datagram& d) {
+      std::string cert = d.certificate();
+      cert[cert.size() - 5] ^= 0x01;
+      d.set_certificate(cert);
+    });
+  }
+  SECTION("garbage in place of the certificate") {
+    bad = edited(sealed, [](pb::Datagram& d) {
+      const auto junk = auth::random_bytes(200);
+      d.set_certificate(junk.data(), junk.size());
+    });
+  }
+  SECTION("an oversize certificate") {
+    bad = edited(sealed, [](pb::Datagram& d) { d.set_certificate(std::string(credentials::max_certificate_bytes + 1, '\x30')); });
+  }
+  SECTION("sealed by a member of another fleet with the same name") {
+    bad = dg::seal(testing::other_fleet().node("ctl-1", node_role::controller), status_request(7), t0);
+  }
+  auto opened = dg::open(receiver(), bad, guard, t0);
   REQUIRE_FALSE(opened);
+  INFO(opened.error().message);
   CHECK(opened.error().code == errc::auth);
   CHECK(guard.size() == 0);
 }
 
 TEST_CASE("a datagram is accepted once", "[datagram]") {
   dg::replay_guard guard;
-  const auto sealed = dg::seal(key, "ctl-1", status_request(7), t0);
-  REQUIRE(dg::open(key, sealed, guard, t0));
-  auto again = dg::open(key, sealed, guard, t0 + 2s);
+  const auto sealed = dg::seal(controller(), status_request(7), t0);
+  REQUIRE(dg::open(receiver(), sealed, guard, t0));
+  auto again = dg::open(receiver(), sealed, guard, t0 + 2s);
   REQUIRE_FALSE(again);
   CHECK(again.error().code == errc::already_exists);
   CHECK_THAT(again.error().message, Catch::Contains("replay"));
 
   // Two seals of the same body are different datagrams.
-  CHECK(dg::open(key, dg::seal(key, "ctl-1", status_request(7), t0), guard, t0));
+  CHECK(dg::open(receiver(), dg::seal(controller(), status_request(7), t0), guard, t0));
 }
 
 TEST_CASE("timestamps outside max_skew are stale", "[datagram]") {
   dg::replay_guard guard;
-  const auto sealed = dg::seal(key, "ctl-1", status_request(7), t0);
+  const auto sealed = dg::seal(controller(), status_request(7), t0);
   SECTION("too old") {
-    auto opened = dg::open(key, sealed, guard, t0 + dg::max_skew + 1ms);
+    auto opened = dg::open(receiver(), sealed, guard, t0 + dg::max_skew + 1ms);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::timeout);
     CHECK_THAT(opened.error().message, Catch::Contains("stale"));
+    CHECK(guard.size() == 0);
   }
   SECTION("too far in the future") {
-    auto opened = dg::open(key, sealed, guard, t0 - dg::max_skew - 1ms);
+    auto opened = dg::open(receiver(), sealed, guard, t0 - dg::max_skew - 1ms);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::timeout);
     CHECK_THAT(opened.error().message, Catch::Contains("stale"));
   }
   SECTION("at the limit") {
-    CHECK(dg::open(key, sealed, guard, t0 + dg::max_skew));
+    CHECK(dg::open(receiver(), sealed, guard, t0 + dg::max_skew));
   }
   SECTION("timestamps at the ends of the clock") {
     for (const auto when : {dg::clock::time_point::max(), dg::clock::time_point::min()}) {
-      auto opened = dg::open(key, dg::seal(key, "ctl-1", status_request(7), when), guard, t0);
+      auto opened = dg::open(receiver(), dg::seal(controller(), status_request(7), when), guard, t0);
       REQUIRE_FALSE(opened);
       CHECK(opened.error().code == errc::timeout);
     }
   }
 }
 
+TEST_CASE("a full replay memory refuses an authentic datagram as busy", "[datagram]") {
+  dg::replay_guard guard;
+  for (std::uint64_t n = 0; n < dg::replay_guard::max_entries; ++n)
+    REQUIRE(guard.accept(n, t0, t0) == dg::replay_guard::verdict::fresh);
+  // The nonce is random: it cannot be one of 0..max_entries-1 but by a 1 in 2^47 chance.
+  auto opened = dg::open(receiver(), dg::seal(controller(), status_request(7), t0), guard, t0);
+  REQUIRE_FALSE(opened);
+  CHECK(opened.error().code == errc::busy);
+  CHECK(guard.size() == dg::replay_guard::max_entries);
+  // A datagram that does not verify is refused as such, never as busy.
+  auto forged = dg::open(receiver(), dg::seal(testing::other_fleet().node("ctl-1", node_role::controller),
+                                              status_request(7), t0), guard, t0);
+  REQUIRE_FALSE(forged);
+  CHECK(forged.error().code == errc::auth);
+}
+
 TEST_CASE("garbage and oversize datagrams are protocol errors", "[datagram]") {
   dg::replay_guard guard;
   SECTION("not protobuf") {
     const std::vector<std::uint8_t> junk{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    auto opened = dg::open(key, junk, guard, t0);
+    auto opened = dg::open(receiver(), junk, guard, t0);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::protocol);
   }
   SECTION("empty") {
-    auto opened = dg::open(key, {}, guard, t0);
+    auto opened = dg::open(receiver(), {}, guard, t0);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::protocol);
   }
-  SECTION("a Datagram without a tag") {
+  SECTION("a Datagram without certificate or signature") {
     pb::Datagram d;
     d.set_sender("ctl-1");
-    const std::string bytes = d.SerializeAsString();
-    auto opened = dg::open(key, std::vector<std::uint8_t>(bytes.begin(), bytes.end()), guard, t0);
+    d.set_body(status_request(1).SerializeAsString());
+    SECTION("neither") {}
+    SECTION("only a certificate") {
+      const auto der = controller().certificate_der();
+      d.set_certificate(der.data(), der.size());
+    }
+    SECTION("only a signature") { d.set_signature(std::string(64, 'x')); }
+    auto opened = dg::open(receiver(), serialized(d), guard, t0);
+    REQUIRE_FALSE(opened);
+    CHECK(opened.error().code == errc::protocol);
+  }
+  SECTION("an oversize signature") {
+    const auto sealed = dg::seal(controller(), status_request(7), t0);
+    auto opened = dg::open(receiver(), edited(sealed, [](pb::Datagram& d) { d.set_signature(std::string(4096, 's')); }),
+                           guard, t0);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::protocol);
   }
   SECTION("oversize") {
     const std::vector<std::uint8_t> big(dg::max_datagram_bytes + 1, 0);
-    auto opened = dg::open(key, big, guard, t0);
+    auto opened = dg::open(receiver(), big, guard, t0);
     REQUIRE_FALSE(opened);
     CHECK(opened.error().code == errc::protocol);
   }
+  CHECK(guard.size() == 0);
 }
 
 TEST_CASE("replay_guard forgets entries older than twice max_skew", "[datagram]") {

@@ -25,6 +25,7 @@
 #include "temp_dir.hpp"
 
 #include "common/hash.hpp"
+#include "fleet.hpp"
 #include "transport/channel.hpp"
 #include "transport/file_stream.hpp"
 
@@ -116,6 +117,17 @@ void rethrow(std::exception_ptr e) {
   if (e) std::rethrow_exception(e);
 }
 
+// Every connection is TLS between two peers of a fleet (fleet.hpp).
+std::shared_ptr<transport::ssl::context> fleet_tls(channel::side s) {
+  return testing::shared_fleet().tls(s == channel::side::client ? "edge-a" : "edge-b");
+}
+
+awaitable<void> secure(channel& ch, channel::side s) {
+  auto ok = co_await ch.secure(s, io_timeout);
+  INFO((ok ? std::string() : ok.error().message));
+  REQUIRE(ok);
+}
+
 struct loopback {
   asio::io_context io;
   tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
@@ -135,14 +147,16 @@ awaitable<void> send_side(const tcp::endpoint& to, const std::vector<transport::
                           const transport::send_options& opts, outcome& out) {
   tcp::socket socket(co_await asio::this_coro::executor);
   co_await socket.async_connect(to, use_awaitable);
-  channel ch(std::move(socket), io_timeout);
+  channel ch(std::move(socket), fleet_tls(channel::side::client), io_timeout);
+  co_await secure(ch, channel::side::client);
   out = co_await transport::send_files(ch, files, opts);
 }
 
 awaitable<void> receive_side(tcp::acceptor& acceptor, const stdfs::path& dir,
                              const transport::receive_options& opts, outcome& out) {
   tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
-  channel ch(std::move(socket), io_timeout);
+  channel ch(std::move(socket), fleet_tls(channel::side::server), io_timeout);
+  co_await secure(ch, channel::side::server);
   out = co_await transport::receive_files(ch, dir, opts);
 }
 
@@ -156,7 +170,8 @@ struct cutting_receiver {
 
 awaitable<void> receive_and_cut(tcp::acceptor& acceptor, cutting_receiver& state) {
   tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
-  channel ch(std::move(socket), io_timeout);
+  channel ch(std::move(socket), fleet_tls(channel::side::server), io_timeout);
+  co_await secure(ch, channel::side::server);
   for (;;) {
     if (state.frames_read == state.cut_after) {
       ch.close();
@@ -530,7 +545,8 @@ awaitable<void> send_script(const tcp::endpoint& to, const std::vector<scripted_
                             std::optional<result<transport::frame>>& answer) {
   tcp::socket socket(co_await asio::this_coro::executor);
   co_await socket.async_connect(to, use_awaitable);
-  channel ch(std::move(socket), io_timeout);
+  channel ch(std::move(socket), fleet_tls(channel::side::client), io_timeout);
+  co_await secure(ch, channel::side::client);
   for (const auto& f : script) {
     auto sent = co_await ch.send(f.msg, f.payload);
     if (!sent) break;

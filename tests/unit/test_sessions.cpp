@@ -21,6 +21,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "fake_runtime.hpp"
+#include "fleet.hpp"
 #include "migration/context.hpp"
 #include "migration/recovery.hpp"
 #include "server/commands.hpp"
@@ -65,7 +66,14 @@ struct node {
       : cfg(node_config(name, root)),
         rt(new fake_runtime(name == "edge-a" ? "a" : "b", plan, root, fixtures)),
         slots(io.get_executor(), slots_n),
-        ctx{cfg, auth::psk{auth::bytes(32, 0x5c)}, {name, pb::ROLE_DAEMON, runc_caps()}, pool, runtimes, registry, slots},
+        ctx{cfg,
+            testing::shared_fleet().node(name),
+            testing::shared_fleet().tls(name),
+            {name, pb::ROLE_DAEMON, runc_caps()},
+            pool,
+            runtimes,
+            registry,
+            slots},
         cmds(ctx, io.get_executor()) {
     cfg.max_concurrent_migrations = slots_n;
     runtimes.add(std::unique_ptr<runtime::runtime>(rt));
@@ -86,6 +94,7 @@ struct pair {
     tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     port = acc.local_endpoint().port();
     a.cfg.peers.push_back({"edge-b", {"127.0.0.1", port}});
+    b.cfg.peers.push_back({"edge-a", {"127.0.0.1", 1}});  // so edge-b takes containers from it
     server.emplace(b.ctx, b.cmds, std::move(acc));
     asio::co_spawn(io, server->run(), asio::detached);
   }
@@ -375,7 +384,8 @@ struct script_result {
 awaitable<void> play(pair& p, const std::vector<pb::Envelope>& script, script_result& out) {
   transport::identity me{"edge-a", pb::ROLE_DAEMON, runc_caps()};
   const endpoint to{"127.0.0.1", p.port};
-  auto ch = co_await transport::connect(to, p.b.ctx.psk, me, 2000ms, 2000ms);
+  const std::string expect = "edge-b";
+  auto ch = co_await transport::connect(to, p.a.ctx.tls, me, expect, 2000ms, 2000ms);
   REQUIRE(ch);
   for (auto& env : script) {
     if (!(co_await ch->send(env))) break;
@@ -544,7 +554,8 @@ TEST_CASE("a rollback that fails keeps the images, says how to recover, and reco
   p.plan.always_fail.clear();
   std::optional<result<int>> recovered;
   asio::io_context io2;  // the pair's io has stopped; recovery runs on its own
-  migration::node_context ctx{p.a.cfg, p.a.ctx.psk, p.a.ctx.me, p.pool, p.a.runtimes, p.a.registry, p.a.slots};
+  migration::node_context ctx{p.a.cfg,     p.a.ctx.creds,    p.a.ctx.tls,  p.a.ctx.me,
+                              p.pool,      p.a.runtimes,     p.a.registry, p.a.slots};
   asio::co_spawn(io2, migration::recover(ctx, o.report.id()), [&](std::exception_ptr e, result<int> r) {
     if (e) std::rethrow_exception(e);
     recovered = std::move(r);
