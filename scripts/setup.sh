@@ -27,7 +27,7 @@ packages=(
   libsystemd-dev libxxhash-dev nlohmann-json3-dev
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
   systemd procps psmisc util-linux jq zstd docker.io docker-registry
-  redis-server redis-tools containernetworking-plugins
+  redis-server redis-tools containernetworking-plugins python3-protobuf tcpdump
 )
 
 # Build dependencies of CRIU (see docs/operations.md, "CRIU").

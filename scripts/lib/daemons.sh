@@ -1,11 +1,16 @@
-# Running migrated on the emulated hosts: a pre-shared key, one YAML config
-# and one directory tree (storage, runc root, bundles) per host under a work
-# dir, daemons started inside their host's network namespace with nsenter,
-# and migratectl wrappers. Sourced after hosts.sh and bundle.sh.
+# Running migrated on the emulated hosts: a fleet CA with a certificate per
+# host and one for the controller, one YAML config and one directory tree
+# (storage, runc root, bundles) per host under a work dir, daemons started
+# inside their host's network namespace with nsenter, and migratectl
+# wrappers. Sourced after hosts.sh and bundle.sh.
 #
 # Call daemons_init WORK_DIR first. Layout:
-#   WORK/psk  WORK/X.yaml  WORK/X.log (daemon log)  WORK/X.out (stdout/stderr)
+#   WORK/tls/{ca,edge-a,edge-b,controller}.{crt,key}  (scripts/migrated-ca)
+#   WORK/X.yaml  WORK/X.log (daemon log)  WORK/X.out (stdout/stderr)
 #   WORK/X/storage  WORK/X/runc  WORK/X/bundles      (X = a | b)
+#
+# An identity is a path prefix P: P.crt and P.key, with the CA in
+# $(dirname P)/ca.crt.
 
 MIG_TCP_PORT=${MIG_TCP_PORT:-7450}
 MIG_UDP_PORT=${MIG_UDP_PORT:-7451}
@@ -15,12 +20,24 @@ declare -A MIG_DAEMON_PID=()
 daemons_init() {
   MIG_WORK=$1
   MIG_BUILD=$(bundle_build_dir)
-  MIG_PSK=$MIG_WORK/psk
+  MIG_TLS=$MIG_WORK/tls
   local x
   for x in a b; do
     mkdir -p "$MIG_WORK/$x/storage" "$MIG_WORK/$x/runc" "$MIG_WORK/$x/bundles"
   done
-  write_psk "$MIG_PSK"
+  make_fleet "$MIG_TLS" edge-a edge-b
+}
+
+MIG_CA=${MIG_CA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/migrated-ca}
+
+# make_fleet DIR NODE...: a new CA in DIR, a peer certificate for each NODE
+# and a controller certificate (DIR/controller).
+make_fleet() {
+  local dir=$1 node
+  shift
+  "$MIG_CA" init "$dir" >/dev/null
+  for node in "$@"; do "$MIG_CA" issue "$dir" "$node" >/dev/null; done
+  "$MIG_CA" issue "$dir" controller --role controller >/dev/null
 }
 
 host_node() { printf 'edge-%s\n' "$1"; }
@@ -37,16 +54,10 @@ host_cgroup_parent() {
   fi
 }
 
-# write_psk FILE: 32 random bytes as hex, readable by the owner only.
-write_psk() {
-  local file=$1
-  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file")
-  chmod 600 "$file"
-}
-
-# write_config X [PSK_FILE] [LOG_SINK]: WORK/X.yaml for host X.
+# write_config X [IDENTITY] [LOG_SINK]: WORK/X.yaml for host X, whose
+# certificate is IDENTITY (default WORK/tls/edge-X).
 write_config() {
-  local x=$1 psk=${2:-$MIG_PSK} sink=${3:-file}
+  local x=$1 id=${2:-$MIG_TLS/$(host_node "$1")} sink=${3:-file}
   local peer addr peer_addr log_file= docker=
   [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
   # MIG_DOCKER=1: the Docker backend too, on host X's engine (docker.sh).
@@ -61,27 +72,28 @@ write_config() {
 node: $(host_node "$x")
 listen: {tcp: "$addr:$MIG_TCP_PORT", udp: "$addr:$MIG_UDP_PORT"}
 peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
-psk_file: $psk
+tls: {ca: $(dirname "$id")/ca.crt, cert: $id.crt, key: $id.key}
 storage: $MIG_WORK/$x/storage
 runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")$cni}$docker}
 log: {sink: $sink, level: debug$log_file}
 YAML
 }
 
-# ctl X [--psk-file F] ARGS...: migratectl against host X's daemon, run from
-# inside X's namespace. MIG_CTL_PSK overrides the key file.
+# ctl X ARGS...: migratectl against host X's daemon, run from inside X's
+# namespace, as the controller identity MIG_CTL_ID (default WORK/tls/controller).
 ctl() {
   local x=$1; shift
+  local id=${MIG_CTL_ID:-$MIG_TLS/controller}
   in_host "$x" "$MIG_BUILD/migratectl" --daemon "$(host_addr "$x"):$MIG_TCP_PORT" \
-    --psk-file "${MIG_CTL_PSK:-$MIG_PSK}" "$@"
+    --ca "$(dirname "$id")/ca.crt" --cert "$id.crt" --key "$id.key" "$@"
 }
 ctl_a() { ctl a "$@"; }
 ctl_b() { ctl b "$@"; }
 
 # daemon_start X [VAR=VALUE...]: starts migrated for host X (config from
 # write_config) with extra environment (e.g. MIGRATED_FAULT=...), and waits
-# until it answers `migratectl status`. The psk used for that check is the
-# one named in X.yaml.
+# until it answers `migratectl status`. The controller used for that check
+# is the one of the CA named in X.yaml.
 daemon_start() {
   local x=$1; shift
   local ns
@@ -92,7 +104,7 @@ daemon_start() {
   daemon_wait_ready "$x"
 }
 
-config_psk() { awk '$1 == "psk_file:" { print $2 }' "$MIG_WORK/$1.yaml"; }
+config_ca_dir() { sed -n 's/^tls: {ca: \([^,]*\)\/ca.crt,.*/\1/p' "$MIG_WORK/$1.yaml"; }
 
 daemon_wait_ready() {
   local x=$1 pid=${MIG_DAEMON_PID[$1]} deadline=$((SECONDS + MIG_DAEMON_TIMEOUT_S))
@@ -105,7 +117,7 @@ daemon_wait_ready() {
       daemon_log_tail "$x"
       return 1
     fi
-    MIG_CTL_PSK=$(config_psk "$x") ctl "$x" status >/dev/null 2>&1 && return 0
+    MIG_CTL_ID=$(config_ca_dir "$x")/controller ctl "$x" status >/dev/null 2>&1 && return 0
     sleep 0.2
   done
   printf 'daemon %s did not answer status within %ss\n' "$x" "$MIG_DAEMON_TIMEOUT_S" >&2

@@ -113,8 +113,8 @@ require_root_tools() {
 setup_hosts_and_daemons() {
   local sink=${1:-file}
   setup_hosts
-  write_config a "$MIG_PSK" "$sink"
-  write_config b "$MIG_PSK" "$sink"
+  write_config a "" "$sink"
+  write_config b "" "$sink"
   on_exit daemons_stop
   daemon_start a || fail "the daemon of edge-a did not start"
   daemon_start b || fail "the daemon of edge-b did not start"
@@ -140,8 +140,8 @@ setup_docker_hosts() {
   on_exit docker_engines_down
   docker_engines_up || fail "the Docker engines did not start"
   docker_image a
-  write_config a "$MIG_PSK"
-  write_config b "$MIG_PSK"
+  write_config a ""
+  write_config b ""
   on_exit daemons_stop
   daemon_start a || fail "the daemon of edge-a did not start"
   daemon_start b || fail "the daemon of edge-b did not start"

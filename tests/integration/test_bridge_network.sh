@@ -91,8 +91,8 @@ on_exit lan_down
 lan_up
 cni_conf "$MIG_WORK/a/cni"
 cni_conf "$MIG_WORK/b/cni"
-write_config a "$MIG_PSK"
-write_config b "$MIG_PSK"
+write_config a ""
+write_config b ""
 on_exit daemons_stop
 daemon_start a || fail "the daemon of edge-a did not start"
 daemon_start b || fail "the daemon of edge-b did not start"

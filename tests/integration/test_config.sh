@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configuration checks: --check-config accepts a good file and names the key
-# path of an unknown key; the daemon refuses a psk file that group or others
-# can read, exiting non-zero with a message about its mode.
+# path of an unknown key and names the replacement of psk_file; the daemon
+# refuses a private key (tls.key) that group or others can read, exiting
+# non-zero with a message about its mode, and a certificate of another node.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -22,16 +23,45 @@ unknown_key() {
   assert_contains "$out" runtime.runc.colour "error"
 }
 
-# readable_psk MODE: the daemon must refuse to start.
-readable_psk() {
-  local mode=$1 out rc=0
-  chmod "$mode" "$MIG_PSK"
+old_psk_key() {
+  local bad=$MIG_WORK/old.yaml out rc=0
+  cp "$MIG_WORK/a.yaml" "$bad"
+  printf 'psk_file: /etc/migrated/psk\n' >>"$bad"
+  out=$(check_config "$bad") || rc=$?
+  [ "$rc" != 0 ] || fail "--check-config accepts psk_file"
+  assert_contains "$out" tls.cert "error for psk_file"
+}
+
+# start_a: the daemon of edge-a with a.yaml in the foreground; must refuse.
+refused_start() {
+  local what=$1 out rc=0
   out=$(timeout 20 nsenter --net="/run/netns/$MIG_NS_A" "$MIGRATED_BUILD_DIR/migrated" \
           --config "$MIG_WORK/a.yaml" </dev/null 2>&1) || rc=$?
-  chmod 600 "$MIG_PSK"
-  [ "$rc" != 0 ] || fail "daemon ran with a psk of mode $mode"
-  [ "$rc" != 124 ] || fail "daemon did not refuse a psk of mode $mode (still running after 20 s)"
-  grep -qiE "mode|$mode" <<<"$out" || fail "error for psk mode $mode does not mention the mode: $out"
+  [ "$rc" != 0 ] || fail "daemon ran with $what"
+  [ "$rc" != 124 ] || fail "daemon did not refuse $what (still running after 20 s)"
+  printf '%s\n' "$out"
+}
+
+# readable_key MODE: the daemon must refuse to start.
+readable_key() {
+  local mode=$1 out key=$MIG_TLS/edge-a.key
+  chmod "$mode" "$key"
+  out=$(refused_start "a key of mode $mode")
+  chmod 600 "$key"
+  grep -qiE "mode|$mode" <<<"$out" || fail "error for key mode $mode does not mention the mode: $out"
+}
+
+# The certificate of edge-b in edge-a's config: refused, naming both.
+someone_elses_certificate() {
+  local out
+  write_config a "$MIG_TLS/edge-b" stderr
+  out=$(refused_start "the certificate of edge-b")
+  assert_contains "$out" edge-b "error"
+  assert_contains "$out" edge-a "error"
+  write_config a "$MIG_TLS/controller" stderr
+  out=$(refused_start "a controller's certificate")
+  assert_contains "$out" controller "error"
+  write_config a "" stderr
 }
 
 require_root_tools
@@ -40,9 +70,11 @@ on_exit rm -rf "$TEST_WORK"
 on_exit hosts_down
 hosts_up
 daemons_init "$TEST_WORK"
-write_config a "$MIG_PSK" stderr
+write_config a "" stderr
 good_config
 unknown_key
-readable_psk 640
-readable_psk 604
+old_psk_key
+readable_key 640
+readable_key 604
+someone_elses_certificate
 pass
