@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
+#include "migration/disk_space.hpp"
 #include "migration/fault_point.hpp"
 #include "transport/file_stream.hpp"
 
@@ -196,6 +197,15 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
       if (ec) return fail(errc::io, "create " + work.string() + ": " + ec.message());
       return {};
     });
+  }
+  if (ok && p.image_bytes_needed() > 0) {
+    // Room for the images, before the source stops anything (disk_space.hpp).
+    const auto dir = dir_;
+    auto free = co_await offload(ctx_.pool, [&dir] { return free_bytes(dir); });
+    if (!free) ok = std::unexpected(free.error());
+    else
+      ok = check_room(*free, p.image_bytes_needed(), p.memory_bytes(), ctx_.cfg.node_name, ctx_.cfg.storage_dir,
+                      container_);
   }
   if (ok && !rt_->has_images()) {
     // full starts from nothing: a bundle left by an earlier prepare goes.

@@ -564,3 +564,22 @@ TEST_CASE("a rollback that fails keeps the images, says how to recover, and reco
   REQUIRE(again.has_value());
   CHECK_FALSE(again->has_value());
 }
+
+TEST_CASE("a destination without room for the images refuses before anything stops", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  for (const auto method : {pb::COLD, pb::PRECOPY}) {
+    pair p;
+    p.a.rt->add_running("c1", initial_state);
+    p.a.rt->memory = std::uint64_t(1) << 50;  // 1 PiB: no test machine has that free
+    auto o = p.migrate("c1", method);
+    INFO(o.report.error());
+    CHECK(o.report.result() == pb::RESULT_FAILED);
+    CHECK_THAT(o.report.error(), Catch::Matchers::Contains("edge-b's storage") &&
+                                     Catch::Matchers::Contains("MiB free; the images of c1 need about"));
+    CHECK(o.report.downtime_ms() == 0);
+    CHECK(p.a.rt->stops == 0);
+    CHECK(p.a.rt->running("c1"));
+    CHECK_FALSE(p.b.rt->running("c1"));
+  }
+}
