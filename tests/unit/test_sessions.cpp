@@ -369,6 +369,7 @@ namespace {
 // then plays the script; the destination's last answer is returned.
 struct script_result {
   std::vector<pb::Reply> replies;
+  bool aborted = false;  // the destination said it gave up (Abort) before hanging up
   bool closed = false;
 };
 
@@ -388,7 +389,11 @@ awaitable<void> play(pair& p, const std::vector<pb::Envelope>& script, script_re
     if (f->msg.has_reply()) out.replies.push_back(f->msg.reply());
     if (f->msg.has_reply() && !f->msg.reply().ok()) break;
   }
-  auto last = co_await ch->recv(3000ms);  // the destination hangs up after refusing
+  auto last = co_await ch->recv(3000ms);  // the destination gives up, then hangs up
+  if (last && last->msg.has_abort()) {
+    out.aborted = true;
+    last = co_await ch->recv(3000ms);
+  }
   out.closed = out.closed || !last;
   ch->close();
   asio::steady_timer t(p.io);
@@ -489,6 +494,7 @@ TEST_CASE("the destination refuses messages out of order or repeated", "[session
       INFO(refusal.message());
       CHECK_FALSE(refusal.ok());
       CHECK(refusal.code() == pb::PROTOCOL);
+      CHECK(out.aborted);
       CHECK(out.closed);
       CHECK(r.result() == pb::RESULT_FAILED);
       CHECK_FALSE(p.b.rt->running("c9"));
