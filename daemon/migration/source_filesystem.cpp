@@ -68,8 +68,9 @@ awaitable<result<void>> source_session::pull(const std::string& full_image) {
   // (Rounds are added after provision, which may add the image's.)
   auto& round = stats_.add_round("pull");
   // full on Docker: the image is the filesystem; runc: the whole bundle.
-  if (auto ok = co_await send_changes(round, full_image.empty()); !ok) co_return std::unexpected(ok.error().context("pull"));
-  round.duration_ms = stats_.pull_ms = sw.ms();
+  auto sent = co_await send_changes(round, full_image.empty());
+  round.duration_ms = stats_.pull_ms = sw.ms();  // (a pull that fails too)
+  if (!sent) co_return std::unexpected(sent.error().context("pull"));
   co_return result<void>{};
 }
 
