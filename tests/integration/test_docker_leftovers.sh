@@ -26,6 +26,7 @@ before_staged=$(staged)
 assert_no_leftovers() {
   local when=$1 new x left
   new=$(comm -13 <(printf '%s\n' "$before_staged") <(staged) | sed '/^$/d')
+  # shellcheck disable=SC2086 # one directory per line
   [ -z "$new" ] || fail "$when: containerd's copies of the checkpoint left behind: $new ($(du -sh $new 2>/dev/null | tr '\n' ' '))"
   for x in a b; do
     left=$(find "$(docker_data_root "$x")/containers" -mindepth 3 -maxdepth 3 -path '*/checkpoints/*' 2>/dev/null | head -n 5)
