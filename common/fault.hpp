@@ -8,7 +8,7 @@
 //   dest.checksum.corrupt  destination corrupts a received image byte
 //   source.transfer.cut    source drops the connection mid-transfer
 //   source.rollback.fail   source's rollback fails: no thaw, no restore
-//   <place>.pause|throw|die  at a place of a session (migration/fault_point.hpp)
+//   <place>.pause|wait|throw|die  at a place of a session (migration/fault_point.hpp)
 #pragma once
 
 #include <string_view>

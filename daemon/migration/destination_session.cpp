@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
+#include "migration/disk_space.hpp"
 #include "migration/fault_point.hpp"
 #include "transport/file_stream.hpp"
 
@@ -197,6 +198,15 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
       return {};
     });
   }
+  if (ok && p.image_bytes_needed() > 0) {
+    // Room for the images, before the source stops anything (disk_space.hpp).
+    const auto dir = dir_;
+    auto free = co_await offload(ctx_.pool, [&dir] { return free_bytes(dir); });
+    if (!free) ok = std::unexpected(free.error());
+    else
+      ok = check_room(*free, p.image_bytes_needed(), p.memory_bytes(), ctx_.cfg.node_name, ctx_.cfg.storage_dir,
+                      container_);
+  }
   if (ok && !rt_->has_images()) {
     // full starts from nothing: a bundle left by an earlier prepare goes.
     if (method_ == pb::FULL) {
@@ -381,13 +391,21 @@ awaitable<result<transport::frame>> destination_session::next(std::span<const pb
 }
 
 // Whatever this migration left here goes unless it was committed; a source
-// waiting on this side hears why first (it restores its own copy).
+// waiting on this side hears why first (it restores its own copy), and the
+// link ends before the removal: a source still sending to a side that
+// stopped reading would otherwise wait out its I/O deadline meanwhile.
 awaitable<void> destination_session::clean_up(const result<void>& outcome) {
-  if (!outcome && cancelled_ && ch_.is_open()) {
-    pb::Envelope env;
-    env.mutable_abort()->set_migration_id(id_);
-    env.mutable_abort()->set_reason(ctx_.cfg.node_name + ": " + *cancelled_);
-    co_await ch_.send_within(abort_timeout, env);
+  if (!outcome && ch_.is_open()) {
+    const auto code = outcome.error().code;
+    // A source that aborted or went away needs no answer.
+    const bool source_gave_up = code == errc::peer || (code == errc::cancelled && !cancelled_);
+    if (!source_gave_up) {
+      pb::Envelope env;
+      env.mutable_abort()->set_migration_id(id_);
+      env.mutable_abort()->set_reason(ctx_.cfg.node_name + ": " + (cancelled_ ? *cancelled_ : outcome.error().message));
+      co_await ch_.send_within(abort_timeout, env);
+    }
+    ch_.close();
   }
   if ((launched_ || created_) && state_ != state::committed) {
     enter(state::removing, launched_ ? "removing the restored copy" : "removing the created container");

@@ -14,6 +14,7 @@ namespace migrated::migration::fault_point {
 namespace {
 
 constexpr auto pause_limit = std::chrono::seconds(120);
+constexpr auto wait_time = std::chrono::seconds(5);  // ample for a test that polls its log every 0.2 s
 
 std::map<std::string, asio::steady_timer*>& paused() {
   static std::map<std::string, asio::steady_timer*> table;
@@ -29,10 +30,11 @@ awaitable<void> reach(const std::string& migration_id, std::string_view point) {
     ::raise(SIGKILL);
   }
   if (fault_injected(p + ".throw")) throw std::runtime_error("fault point " + p + ".throw");
-  if (!fault_injected(p + ".pause")) co_return;
-  asio::steady_timer timer(co_await asio::this_coro::executor, pause_limit);
+  const bool wait = fault_injected(p + ".wait");
+  if (!wait && !fault_injected(p + ".pause")) co_return;
+  asio::steady_timer timer(co_await asio::this_coro::executor, wait ? wait_time : pause_limit);
   paused()[migration_id] = &timer;
-  log::warn(*log::get("migration"), migration_id, point, "fault point {}: paused", p);
+  log::warn(*log::get("migration"), migration_id, point, "fault point {}: {}", p, wait ? "waiting" : "paused");
   boost::system::error_code ec;
   co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
   paused().erase(migration_id);

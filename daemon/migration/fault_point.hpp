@@ -5,6 +5,9 @@
 // dest.restored — and <action> one of:
 //   pause   the session logs "fault point <point>: paused" and waits until
 //           the migration is cancelled (abort, SIGTERM) or 120 s pass
+//   wait    the session logs "fault point <point>: waiting" and goes on 5 s
+//           later (or when cancelled): a window for a test to change the
+//           world under a migration that then carries on (fill a disk)
 //   throw   the session throws, as a bug would
 //   die     the daemon SIGKILLs itself
 #pragma once

@@ -3,6 +3,7 @@
 
 #include "common/auth.hpp"
 #include "common/unique_fd.hpp"
+#include "migration/disk_space.hpp"
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
@@ -239,9 +240,9 @@ transport::receive_options round_receiver::options(asio::thread_pool& pool) {
     if (!in_place) {  // (patched in place, the file has its size already)
       struct statvfs fs {};
       if (::statvfs(current_->dir.c_str(), &fs) == 0 && b.size() > std::uint64_t(fs.f_bavail) * fs.f_frsize)
-        return fail(errc::no_space, b.path() + " needs " + std::to_string(b.size()) + " bytes; " +
-                                        current_->dir.string() + " has " +
-                                        std::to_string(std::uint64_t(fs.f_bavail) * fs.f_frsize) + " free");
+        return fail(errc::no_space, "no space left on device for " + b.path() + ": it needs " + mib_text(b.size()) +
+                                        ", " + current_->dir.string() + " has " +
+                                        mib_text(std::uint64_t(fs.f_bavail) * fs.f_frsize) + " free");
     }
     unique_fd out(::open(file.c_str(), O_RDWR | O_CREAT | (in_place ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!out) return fail_errno(errno, "create " + file.string());

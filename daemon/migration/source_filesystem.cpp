@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "migration/bundle_sync.hpp"
+#include "migration/disk_space.hpp"
 #include "migration/source_session.hpp"
 
 namespace migrated::migration {
@@ -46,6 +47,16 @@ awaitable<result<void>> source_session::pull(const std::string& full_image) {
   p->set_runtime(stats_.runtime);
   p->set_method(req_.method());
   p->set_prepare(prepare_);
+  if (keeps_process_state() && !prepare_) {
+    // The destination checks it has room for the images before anything stops.
+    auto memory = co_await offload(ctx_.pool, [this, &c] { return copy_->rt().memory_bytes(c); });
+    if (memory) {
+      p->set_memory_bytes(*memory);
+      p->set_image_bytes_needed(image_bytes_needed(*memory, req_.method()));
+    } else {
+      log::warn(*logger(), id_, phase::pull, "no estimate of the images' size: {}", memory.error().message);
+    }
+  }
   if (auto ok = co_await call(env, "pull"); !ok) co_return ok;
   if (copy_->rt().has_images()) {
     const bool full = !full_image.empty();
@@ -57,8 +68,9 @@ awaitable<result<void>> source_session::pull(const std::string& full_image) {
   // (Rounds are added after provision, which may add the image's.)
   auto& round = stats_.add_round("pull");
   // full on Docker: the image is the filesystem; runc: the whole bundle.
-  if (auto ok = co_await send_changes(round, full_image.empty()); !ok) co_return std::unexpected(ok.error().context("pull"));
-  round.duration_ms = stats_.pull_ms = sw.ms();
+  auto sent = co_await send_changes(round, full_image.empty());
+  round.duration_ms = stats_.pull_ms = sw.ms();  // (a pull that fails too)
+  if (!sent) co_return std::unexpected(sent.error().context("pull"));
   co_return result<void>{};
 }
 

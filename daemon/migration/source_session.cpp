@@ -17,10 +17,11 @@ namespace {
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
-// How long the source gives an Abort to reach the destination, and its
+// How long the source gives an Abort to reach the destination, and then its
 // answer to arrive, before it restores its own copy (the destination also
-// drops its copy on its own when the connection ends or Commit does not come).
-constexpr auto abort_timeout = std::chrono::seconds(2);
+// drops its copy on its own when the connection ends or Commit does not
+// come): a destination that stopped reading costs the rollback no more.
+constexpr auto abort_timeout = std::chrono::seconds(1);
 
 std::uint64_t dir_bytes(const std::filesystem::path& dir) {
   std::uint64_t bytes = 0;
@@ -216,9 +217,11 @@ awaitable<result<void>> source_session::move_process_state() {
   stopwatch sw;
   auto& final_round = stats_.add_round("final");
   final_round.checkpoint_ms = stats_.checkpoint_ms;
-  if (auto ok = co_await send_changes(final_round, true); !ok) co_return ok;
-  if (auto ok = co_await send_round(rounds_.latest_dir(), true, final_round); !ok) co_return ok;
+  // (A transfer that fails reports the time it took too.)
+  auto sent = co_await send_changes(final_round, true);
+  if (sent) sent = co_await send_round(rounds_.latest_dir(), true, final_round);
   final_round.duration_ms = stats_.transfer_ms = sw.ms();
+  if (!sent) co_return sent;
   // The destination restores: downtime ends with its RestoreResult.
   enter(state::restoring);
   co_await fault_point::reach(id_, "source.restore");

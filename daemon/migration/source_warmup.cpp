@@ -46,8 +46,9 @@ awaitable<result<void>> source_session::warm_up() {
     auto& round = stats_.add_round("warmup");
     round.checkpoint_ms = dump_ms;
     const stopwatch sending;
-    if (auto sent = co_await send_round(*dir, false, round); !sent) co_return sent;
-    round.duration_ms = sending.ms();
+    auto sent = co_await send_round(*dir, false, round);
+    round.duration_ms = sending.ms();  // (a round that fails too)
+    if (!sent) co_return sent;
 
     // The first round sends everything: that is no dirty rate.
     const round_observation seen{round.sent.bytes_wire, previous_start ? round.pages_dirty() * 4096 : 0,

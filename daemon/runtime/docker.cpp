@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "criu/criu.hpp"
+#include "runtime/containerd_staging.hpp"
 
 namespace migrated::runtime {
 namespace {
@@ -232,8 +233,15 @@ awaitable<result<container_info>> docker_runtime::restore(const std::string& id,
     return ec;
   });
   if (placed) co_return fail_errno(placed.value(), "restore " + id + ": place the checkpoint in " + target.string());
+  // containerd unpacks the checkpoint into a directory of its own and never
+  // removes it: a copy of the container's memory per restore, found and
+  // removed once the start has answered (containerd_staging.hpp).
+  auto staging = co_await offload(pool_, [&target] {
+    return std::make_pair(take_staging_snapshot(), identify_checkpoint(target));
+  });
   auto started = co_await call(verb::post, "/containers/" + query_escape(id) + "/start?checkpoint=" + query_escape(name),
                                none, restore_timeout_);
+  co_await offload(pool_, [&staging] { remove_staged_copies(staging.first, staging.second); });
   if (!started) {
     // The images go back where the caller keeps them (a source's rollback
     // names that directory when it gives up).

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "runtime/cgroup_cpu.hpp"
+#include "runtime/cgroup_memory.hpp"
 
 namespace migrated::runtime {
 namespace {
@@ -25,6 +26,10 @@ result<double> runtime::cpu_seconds(const container_info& c) {
   auto cpu = cgroup_cpu::of_process(c.pid);
   if (!cpu) return std::unexpected(cpu.error().context(c.id));
   return with_context(cpu->used_seconds(), c.id);
+}
+
+result<std::uint64_t> runtime::memory_bytes(const container_info& c) {
+  return with_context(cgroup_memory_bytes(c.pid), c.id);
 }
 
 result<void> runtime::throttle(const container_info& c, std::uint32_t pct, double cpus_used) {

@@ -131,6 +131,9 @@ class runtime {
   // CPU seconds the container has used so far (auto-converge's measure of
   // its demand), from its cgroup.
   virtual result<double> cpu_seconds(const container_info& c);
+  // Bytes of memory its checkpoint will write (anonymous and shared pages,
+  // from its cgroup): what a destination needs room for.
+  virtual result<std::uint64_t> memory_bytes(const container_info& c);
   // Auto-converge: caps the container at (100 - pct)% of the `cpus_used`
   // CPUs it has been using (through its cgroup); pct 0 restores the limit
   // it had before the first throttle.

@@ -23,6 +23,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// How long the reply that refuses a stream may take to leave.
+constexpr auto refusal_timeout = std::chrono::seconds(2);
+
 double ms_since(clock::time_point t) {
   return std::chrono::duration<double, std::milli>(clock::now() - t).count();
 }
@@ -214,7 +217,12 @@ awaitable<result<stream_stats>> receive_files(channel& ch, const std::filesystem
   std::uint64_t wire_bytes = 0;
   auto outcome = co_await receive_loop(ch, rx, opts, wire_bytes);
   if (!outcome) {
-    if (outcome.error().code != errc::peer && ch.is_open()) co_await ch.reply(0, outcome);
+    // The sender is still sending, not reading: this last word gets a short
+    // deadline, or a failed stream would hold the receiver for the I/O one.
+    if (outcome.error().code != errc::peer && ch.is_open()) {
+      const pb::Envelope refusal = make_reply(0, outcome);
+      co_await ch.send_within(refusal_timeout, refusal);
+    }
     co_return std::unexpected(outcome.error());
   }
   if (auto ok = co_await ch.reply(0, {}); !ok) co_return std::unexpected(ok.error());

@@ -65,6 +65,7 @@ class fake_runtime final : public runtime::runtime {
   int stops = 0;       // final checkpoints and stops that ended a container
   int warm_dumps = 0;  // checkpoints that left it running (its state moved on by one each)
   int comebacks = 0;   // thaws, restores and starts that brought a container back here
+  std::uint64_t memory = 1u << 20;  // what memory_bytes() reports (the images need about this much room)
 
   // A running container with a bundle of a few files.
   void add_running(const std::string& id, std::uint64_t state) {
@@ -185,6 +186,7 @@ class fake_runtime final : public runtime::runtime {
   }
 
   result<double> cpu_seconds(const migrated::runtime::container_info&) override { return 0.0; }
+  result<std::uint64_t> memory_bytes(const migrated::runtime::container_info&) override { return memory; }
   result<void> throttle(const migrated::runtime::container_info&, std::uint32_t, double) override { return {}; }
 
   std::filesystem::path bundle_path(const std::string& id) const override { return root_ / "bundles" / id; }

@@ -378,6 +378,7 @@ namespace {
 // then plays the script; the destination's last answer is returned.
 struct script_result {
   std::vector<pb::Reply> replies;
+  bool aborted = false;  // the destination said it gave up (Abort) before hanging up
   bool closed = false;
 };
 
@@ -398,7 +399,11 @@ awaitable<void> play(pair& p, const std::vector<pb::Envelope>& script, script_re
     if (f->msg.has_reply()) out.replies.push_back(f->msg.reply());
     if (f->msg.has_reply() && !f->msg.reply().ok()) break;
   }
-  auto last = co_await ch->recv(3000ms);  // the destination hangs up after refusing
+  auto last = co_await ch->recv(3000ms);  // the destination gives up, then hangs up
+  if (last && last->msg.has_abort()) {
+    out.aborted = true;
+    last = co_await ch->recv(3000ms);
+  }
   out.closed = out.closed || !last;
   ch->close();
   asio::steady_timer t(p.io);
@@ -499,6 +504,7 @@ TEST_CASE("the destination refuses messages out of order or repeated", "[session
       INFO(refusal.message());
       CHECK_FALSE(refusal.ok());
       CHECK(refusal.code() == pb::PROTOCOL);
+      CHECK(out.aborted);
       CHECK(out.closed);
       CHECK(r.result() == pb::RESULT_FAILED);
       CHECK_FALSE(p.b.rt->running("c9"));
@@ -574,4 +580,23 @@ TEST_CASE("a rollback that fails keeps the images, says how to recover, and reco
   io2.run_for(10s);
   REQUIRE(again.has_value());
   CHECK_FALSE(again->has_value());
+}
+
+TEST_CASE("a destination without room for the images refuses before anything stops", "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  for (const auto method : {pb::COLD, pb::PRECOPY}) {
+    pair p;
+    p.a.rt->add_running("c1", initial_state);
+    p.a.rt->memory = std::uint64_t(1) << 50;  // 1 PiB: no test machine has that free
+    auto o = p.migrate("c1", method);
+    INFO(o.report.error());
+    CHECK(o.report.result() == pb::RESULT_FAILED);
+    CHECK_THAT(o.report.error(), Catch::Matchers::Contains("edge-b's storage") &&
+                                     Catch::Matchers::Contains("MiB free; the images of c1 need about"));
+    CHECK(o.report.downtime_ms() == 0);
+    CHECK(p.a.rt->stops == 0);
+    CHECK(p.a.rt->running("c1"));
+    CHECK_FALSE(p.b.rt->running("c1"));
+  }
 }
