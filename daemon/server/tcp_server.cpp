@@ -5,6 +5,7 @@
 #include "common/log.hpp"
 #include "migration/destination_session.hpp"
 #include "migration/measure.hpp"
+#include "migration/outcome_query.hpp"
 #include "migration/recovery.hpp"
 #include "server/outbox.hpp"
 
@@ -127,6 +128,11 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       }
       *env.mutable_measure_reply() = std::move(*m);
       co_await ch.send(env);
+      continue;
+    }
+    if (f->msg.has_outcome_query() && ch.peer.role() == pb::ROLE_DAEMON) {
+      const pb::Envelope answer = migration::answer_outcome(ctx_, f->msg, ch.peer.node());
+      co_await ch.send(answer);
       continue;
     }
     if (f->msg.has_recover()) {
