@@ -41,6 +41,9 @@ namespace migrated::migration {
 
 using progress_fn = std::function<void(const pb::Progress&)>;
 
+// Where the destination listens: a peer of the configuration, or host:port.
+result<endpoint> resolve_destination(const config& cfg, const std::string& dest);
+
 // A create spec (Docker JSON) naming another image.
 std::string with_image(const std::string& spec, const std::string& image);
 
@@ -83,7 +86,9 @@ class source_session {
   awaitable<result<void>> await_launch(std::string_view what);
   awaitable<result<void>> await_ready();
   awaitable<result<void>> commit();
+  awaitable<result<void>> settle_commit(const error& silence);
   awaitable<void> roll_back(const error& cause);
+  awaitable<void> keep_frozen(const error& cause);
   awaitable<void> clean_up();
   // Steps that move filesystems and images (source_filesystem.cpp).
   awaitable<result<void>> pull(const std::string& full_image);
@@ -108,6 +113,10 @@ class source_session {
   result<void> can_carry_network() const;
   result<std::filesystem::path> next_round_dir();
   void enter(state s, std::string detail = {});
+  // Records a transition in the journal (durable when it returns).
+  // `images`: where the final checkpoint goes, before it is taken.
+  result<void> note(journal::step s, const std::filesystem::path& images = {});
+  void forget();
   transport::send_options stream_options(std::string_view phase_name);
   bool keeps_process_state() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
 
@@ -127,6 +136,8 @@ class source_session {
   round_sender rounds_;                    // the dumps and their page hashes
   std::vector<round_observation> history_; // warm-up rounds, for convergence
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
+  bool journaled_ = false;       // a journal record exists for this migration
+  bool commit_unknown_ = false;  // Commit went out, and no answer says what became of it
 };
 
 std::string_view name(source_session::state s);
