@@ -140,6 +140,7 @@ awaitable<result<void>> source_session::stop_here() {
   enter(state::stopping);
   if (auto ok = note(journal::step::stopping); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
+  if (auto ok = check_cancel(); !ok) co_return ok;  // stopped while it paused there
   auto ok = co_await copy_->stop();
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   if (copy_->current() == source_copy::state::stopped)

@@ -383,6 +383,7 @@ awaitable<result<void>> source_session::checkpoint() {
   // finds it frozen, or its images, whenever the daemon dies from here on.
   if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
+  if (auto ok = check_cancel(); !ok) co_return ok;  // stopped while it paused there
   auto ok = co_await copy_->checkpoint(*images, dir_ / "work");
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   if (copy_->current() == source_copy::state::stopped)
