@@ -385,10 +385,10 @@ awaitable<result<void>> destination_session::await_commit() {
   enter(state::committed);
   co_await fault_point::reach(id_, "dest.committed");
   if (auto ok = co_await ch_.reply(f->msg.request_id(), {}, id_); !ok)
-    // The one window no protocol closes: the container is here now, and the
-    // source, unsure, may restore its own copy too.
-    log::error(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {}: {} may run there too ({})",
-               stats_.source, container_, ok.error().message);
+    // The container is here now; the source, unsure, asks (OutcomeQuery)
+    // and hears it from the journal.
+    log::warn(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {} ({}): it will ask",
+              stats_.source, ok.error().message);
   co_return result<void>{};
 }
 

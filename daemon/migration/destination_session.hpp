@@ -26,7 +26,9 @@
 //
 // A copy restored here and not committed never outlives the session: on
 // every failure and on cancel (the daemon stopping, an abort) it is removed
-// and the source is told with Abort.
+// and the source is told with Abort. A daemon killed meanwhile removes it
+// when it starts again: the journal (journal.hpp) says receiving or restored
+// before either exists, and committed before the acknowledgement.
 #pragma once
 
 #include <filesystem>

@@ -23,7 +23,10 @@
 // rolling_back → failed. What becomes of the container here is decided by
 // its owner, source_copy: the session asks it to checkpoint, stop, commit,
 // release or roll back, and nothing else touches it. See docs/design.md,
-// "Nothing is lost".
+// "Nothing is lost". Each transition a restart must know of (accepted,
+// stopping, stopped, committing, committed) is in the journal before the
+// step it allows (journal.hpp); a Commit whose acknowledgement never comes
+// is asked about (outcome_query.hpp), never guessed.
 #pragma once
 
 #include <functional>
