@@ -141,10 +141,10 @@ awaitable<void> settle(node_context& ctx, const journal::entry& e, recovery_acti
 }
 
 // A record in `committing`: ask, in the background, then settle.
-awaitable<void> ask_then_settle(node_context& ctx, journal::entry e) {
+// (Registered as running by the caller, before it is spawned: its
+// container is busy from the start.)
+awaitable<void> ask_then_settle(node_context& ctx, journal::entry e, std::shared_ptr<bool> stopped) {
   auto report = report_of(ctx, e);
-  auto stopped = std::make_shared<bool>(false);
-  ctx.migrations.add(report, [stopped](const std::string&) { *stopped = true; });
   log::warn(*logger(), e.migration_id, phase::recovery, "{}: Commit went to {} before the restart: asking it",
             e.container, e.peer);
   std::function<bool()> stop = [stopped] { return *stopped; };
@@ -230,7 +230,9 @@ awaitable<void> recover_journal(node_context& ctx) {
     log::info(*logger(), e.migration_id, phase::recovery, "{} ({}, journal: {}): {}", e.container,
               journal::name(e.side), journal::name(e.state), name(a));
     if (a == recovery_action::ask) {
-      asio::co_spawn(ex, ask_then_settle(ctx, e), [id = e.migration_id](std::exception_ptr p) {
+      auto stopped = std::make_shared<bool>(false);
+      ctx.migrations.add(report_of(ctx, e), [stopped](const std::string&) { *stopped = true; });
+      asio::co_spawn(ex, ask_then_settle(ctx, e, stopped), [id = e.migration_id](std::exception_ptr p) {
         if (!p) return;
         try {
           std::rethrow_exception(p);
