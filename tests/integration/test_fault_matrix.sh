@@ -12,9 +12,12 @@
 #     from where it was, with no corrupt page and its TCP connection alive;
 #   - no migration is left running on either daemon; in a subset of cases
 #     the container then migrates again, without faults.
+#   - after a restart (kill, cut), the daemon's status lists what its
+#     journal recovered (phase "recovery").
 # The next case migrates the container from wherever it runs. The table
-# point × {kill, term, cut} is printed and saved as fault-matrix.txt in the
-# work dir (and in MIGRATED_BUILD_DIR).
+# point × {kill, term, cut} — each cell the side the container ended on —
+# is printed and saved as fault-matrix.txt in the work dir (and in
+# MIGRATED_BUILD_DIR, with both daemons' logs in fault-matrix-logs/).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -93,6 +96,9 @@ only_on() {
 running_migrations() {
   ctl "$1" status --json 2>/dev/null | jq '[.migrations[] | select(.result == "running")] | length'
 }
+recoveries() {
+  ctl "$1" status --json 2>/dev/null | jq '[.migrations[] | select(.phase == "recovery")] | length'
+}
 settled() { [ "$(running_migrations a)" = 0 ] && [ "$(running_migrations b)" = 0 ]; }
 
 # alive X BOOT BEFORE: the same process on X counts past BEFORE, and on.
@@ -150,6 +156,17 @@ run_case() {
       ;;
   esac
   wait "$pid" 2>/dev/null || true
+  # The restarted daemon shows what its journal recovered (a destination's
+  # committed record has nothing to recover: the container is simply there).
+  local recovered=""
+  if [ "$action" != term ] && [ "$point" != dest.committed ]; then
+    if [ "$(recoveries "$host")" -ge 1 ]; then
+      recovered=", recovered"
+    else
+      RESULT[$point.$action]="FAIL: $(host_node "$host")'s status shows no recovery after the restart"
+      FAILED=1
+    fi
+  fi
   if [ "$(expected_side "$point")" = source ]; then want=$from; else want=$to; fi
   if ! wait_for only_on "$want" 60; then
     RESULT[$point.$action]="FAIL: expected only on $(host_node "$want"); $(host_node a): '$(state_on a)', $(host_node b): '$(state_on b)'"
@@ -171,7 +188,7 @@ run_case() {
     FAILED=1
     return 0
   fi
-  [ -n "${RESULT[$point.$action]:-}" ] || RESULT[$point.$action]="ok $(host_node "$want")"
+  [ -n "${RESULT[$point.$action]:-}" ] || RESULT[$point.$action]="ok: $(expected_side "$point") ($(host_node "$want"))$recovered"
 }
 
 # migrate_again KEY: the names are free: a migration without faults
@@ -205,11 +222,11 @@ migrate_again() {
 
 print_table() {
   local point action
-  printf '%-20s | %-22s | %-22s | %-22s | %s\n' point kill term cut "then migrated again"
-  printf '%s\n' "---------------------+------------------------+------------------------+------------------------+--------------------"
+  printf '%-20s | %-32s | %-32s | %-32s | %s\n' point kill term cut "then migrated again"
+  printf '%s\n' "---------------------+----------------------------------+----------------------------------+----------------------------------+--------------------"
   for point in "${SOURCE_POINTS[@]}" "${DEST_POINTS[@]}"; do
     printf '%-20s' "$point"
-    for action in "${ACTIONS[@]}"; do printf ' | %-22s' "${RESULT[$point.$action]:-not run}"; done
+    for action in "${ACTIONS[@]}"; do printf ' | %-32s' "${RESULT[$point.$action]:-not run}"; done
     printf ' | %s\n' "${RESULT[$point.again]:-}"
   done
 }
@@ -239,6 +256,8 @@ for point in "${SOURCE_POINTS[@]}" "${DEST_POINTS[@]}"; do
 done
 migrate_again end.again
 
+mkdir -p "$MIGRATED_BUILD_DIR/fault-matrix-logs"
+cp "$MIG_WORK"/a.log "$MIG_WORK"/b.log "$MIGRATED_BUILD_DIR/fault-matrix-logs/" 2>/dev/null || true
 table=$(print_table)
 printf '%s\n' "$table" >"$TEST_WORK/fault-matrix.txt"
 printf '%s\n' "$table" >"$MIGRATED_BUILD_DIR/fault-matrix.txt" || true
