@@ -429,10 +429,15 @@ awaitable<void> destination_session::clean_up(const result<void>& outcome) {
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
     }
   }
-  // A committed record stays: it answers the source's OutcomeQuery.
+  // A committed record stays: it answers the source's OutcomeQuery. The
+  // oldest beyond the store's limits go (on the pool: it reads them all).
   if (journaled_ && state_ != state::committed && removed) {
     if (auto ok = ctx_.journal->remove(id_); !ok) log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
     journaled_ = false;
+  }
+  if (journaled_ && state_ == state::committed) {
+    auto* store = ctx_.journal;
+    co_await offload(ctx_.pool, [store] { store->prune(std::chrono::system_clock::now()); });
   }
   rounds_.reset();
   if (!dir_.empty()) {
