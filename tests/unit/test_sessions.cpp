@@ -735,3 +735,30 @@ TEST_CASE("after a crash the journal brings back, releases or removes exactly on
     CHECK(std::filesystem::exists(file));
   }
 }
+
+TEST_CASE("a destination that cannot record Commit refuses it: the source rolls back, one copy", "[sessions][journal]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  // The destination's last runtime step before Commit, in a migration that works.
+  int last_b = 0;
+  {
+    pair p;
+    p.a.rt->add_running("c1", initial_state);
+    REQUIRE(p.migrate("c1", pb::COLD).report.result() == pb::RESULT_OK);
+    for (std::size_t i = 0; i < p.plan.log.size(); ++i)
+      if (p.plan.log[i].rfind("b:", 0) == 0) last_b = int(i) + 1;
+  }
+  REQUIRE(last_b > 0);
+  pair p;
+  p.a.rt->add_running("c1", initial_state);
+  p.plan.on_step = [&p, last_b](int op, const std::string&) {
+    if (op == last_b) std::filesystem::remove_all(p.b.journal.dir());  // its disk fails it
+  };
+  auto o = p.migrate("c1", pb::COLD);
+  INFO(o.report.error());
+  CHECK(o.report.result() == pb::RESULT_ROLLED_BACK);
+  CHECK_THAT(o.report.error(), Catch::Matchers::Contains("journal"));
+  p.require_one_copy("c1", initial_state);
+  CHECK(p.a.rt->running("c1"));
+  CHECK(p.a.journal.load().entries.empty());
+}
