@@ -196,6 +196,7 @@ const key_rule rules[] = {
     {"timeouts.restore_ms",
      [](auto& c, auto k, auto& v) { return read(c.timeouts.restore, k, v); }},
     {"timeouts.commit_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.commit, k, v); }},
+    {"timeouts.outcome_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.outcome, k, v); }},
     {"timeouts.ready_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.ready, k, v); }},
     {"limits.pending_connections",
      [](auto& c, auto k, auto& v) { return read_in<1, 4096>(c.limits.pending_connections, k, v); }},
@@ -356,7 +357,8 @@ void check_numbers(const config& cfg, problems& out) {
   const std::pair<std::string_view, std::chrono::milliseconds> timeouts[] = {
       {"connect_ms", cfg.timeouts.connect}, {"io_ms", cfg.timeouts.io},
       {"checkpoint_ms", cfg.timeouts.checkpoint}, {"restore_ms", cfg.timeouts.restore},
-      {"commit_ms", cfg.timeouts.commit}, {"ready_ms", cfg.timeouts.ready}};
+      {"commit_ms", cfg.timeouts.commit}, {"ready_ms", cfg.timeouts.ready},
+      {"outcome_ms", cfg.timeouts.outcome}};
   if (cfg.pool_threads < 1 || cfg.pool_threads > 64)
     out.push_back("pool_threads: expected an integer 1..64, got " + std::to_string(cfg.pool_threads));
   if (cfg.max_concurrent_migrations < 1 || cfg.max_concurrent_migrations > 256)

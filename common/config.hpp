@@ -124,6 +124,10 @@ struct config {
     std::chrono::milliseconds restore{120000};    // timeouts.restore_ms
     std::chrono::milliseconds commit{10000};      // timeouts.commit_ms (destination waits this long for Commit)
     std::chrono::milliseconds ready{30000};       // timeouts.ready_ms (readiness probe, unless the container says)
+    // timeouts.outcome_ms: how long a source whose Commit went unanswered
+    // asks the destination what became of it before it reports the
+    // container lost (kept frozen, never thawed on a guess)
+    std::chrono::milliseconds outcome{120000};
   } timeouts;
 
   const peer_config* find_peer(std::string_view name) const;

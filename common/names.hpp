@@ -27,6 +27,7 @@ inline constexpr std::string_view ready = "ready";
 inline constexpr std::string_view commit = "commit";
 inline constexpr std::string_view release = "release";
 inline constexpr std::string_view rollback = "rollback";
+inline constexpr std::string_view recovery = "recovery";  // after a restart, from the journal
 inline constexpr std::string_view done = "done";
 inline constexpr std::string_view failed = "failed";
 }  // namespace phase

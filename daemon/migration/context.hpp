@@ -1,6 +1,6 @@
 // What a migration session needs from its node: configuration, credentials
-// and TLS context, identity, the thread pool, the runtimes, the registry of migrations and
-// the queue of migrations waiting for a slot.
+// and TLS context, identity, the thread pool, the runtimes, the registry of
+// migrations, the queue of migrations waiting for a slot and the journal.
 // Built once in main and passed by reference; sessions own nothing of it.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include "common/credentials.hpp"
 #include "common/config.hpp"
 #include "migration/admission.hpp"
+#include "migration/journal.hpp"
 #include "migration/registry.hpp"
 #include "runtime/runtime.hpp"
 #include "transport/handshake.hpp"
@@ -23,6 +24,9 @@ struct node_context {
   runtime::runtime_set& runtimes;
   registry& migrations;
   admission& slots;  // max_concurrent_migrations
+  // What each migration did to a container, on disk (journal.hpp); none in
+  // tests that play sessions without a storage directory.
+  journal::store* journal = nullptr;
 };
 
 }  // namespace migrated::migration

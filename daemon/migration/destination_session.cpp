@@ -95,12 +95,26 @@ void destination_session::enter(state s, std::string detail) {
   log::info(*logger(), id_, stats_.phase, "{}{}{}", container_, detail.empty() ? "" : ": ", detail);
 }
 
+result<void> destination_session::note(journal::step s) {
+  if (!ctx_.journal || prepare_) return {};
+  journal::entry e;
+  e.migration_id = id_;
+  e.side = journal::role::destination;
+  e.state = s;
+  e.container = container_;
+  e.runtime = stats_.runtime;
+  e.method = std::string(method_name(method_));
+  e.peer = ch_.peer.node();
+  journaled_ = true;
+  return ctx_.journal->write(std::move(e));
+}
+
 void destination_session::cancel(const std::string& reason) {
+  fault_point::resume(id_);  // a pause ends in every state
   // After Commit was read the container is this node's: nothing to give up.
   if (state_ == state::committed || state_ == state::removing || state_ == state::done || state_ == state::failed)
     return;
   if (!cancelled_) cancelled_ = reason;
-  fault_point::resume(id_);
   ch_.cancel();  // whatever waits on the source ends now; the link stays for the Abort
 }
 
@@ -135,6 +149,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   auto begin = co_await receive_filesystem();
   if (!begin) co_return std::unexpected(begin.error());
   if (begin->msg.has_prepare_end()) co_return co_await ch_.reply(begin->msg.request_id(), {}, id_);
+  co_await fault_point::reach(id_, "dest.receiving");
 
   const auto& b = begin->msg.migrate_begin();
   if (b.method() != method_)
@@ -151,6 +166,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   } else {
     if (auto ok = co_await receive_trees_until_start(); !ok) co_return ok;
   }
+  co_await fault_point::reach(id_, "dest.received");
   if (auto ok = co_await launch(!keeps_process_state(method_)); !ok) co_return ok;
   co_await fault_point::reach(id_, "dest.ready");
   co_return co_await await_commit();
@@ -188,6 +204,8 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     if (existing) ok = fail(errc::already_exists, "container " + container_ + " already exists on " + ctx_.cfg.node_name);
     else if (existing.error().code != errc::not_found) ok = std::unexpected(existing.error());
   }
+  // Before anything of that name exists here: a restart removes it.
+  if (ok) ok = note(journal::step::receiving);
   if (ok) {
     dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
     const auto work = dir_ / "work";
@@ -325,7 +343,10 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
   enter(state::launching, fresh ? "start" : "restore");
   stopwatch sw;
   result<runtime::container_info> launched = std::unexpected(error{});
-  if (auto adapted = co_await offload(ctx_.pool, [this] { return rt_->adapt_bundle(bundle_, container_); }); !adapted) {
+  // A copy may run here from now on: on disk before it does.
+  if (auto noted = note(journal::step::restored); !noted) {
+    launched = std::unexpected(noted.error());
+  } else if (auto adapted = co_await offload(ctx_.pool, [this] { return rt_->adapt_bundle(bundle_, container_); }); !adapted) {
     launched = std::unexpected(adapted.error());
   } else if (fresh) {
     launched = co_await rt_->start(container_, bundle_, dir_ / "work");
@@ -361,12 +382,23 @@ awaitable<result<void>> destination_session::await_commit() {
   enter(state::waiting_commit, "waiting for the source");
   auto f = co_await next(commit_only, ctx_.cfg.timeouts.commit);
   if (!f) co_return std::unexpected(f.error().context("no commit"));
+  // Given up while the Commit was on its way (an OutcomeQuery was told
+  // "not committed"): that answer stands.
+  if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
+  // Committed once it is on disk, before the acknowledgement: a restart keeps
+  // the copy, and the source's OutcomeQuery hears "committed".
+  if (auto noted = note(journal::step::committed); !noted) {
+    const result<void> refused = std::unexpected(noted.error().context("commit"));
+    co_await ch_.reply(f->msg.request_id(), refused, id_);
+    co_return refused;
+  }
   enter(state::committed);
+  co_await fault_point::reach(id_, "dest.committed");
   if (auto ok = co_await ch_.reply(f->msg.request_id(), {}, id_); !ok)
-    // The one window no protocol closes: the container is here now, and the
-    // source, unsure, may restore its own copy too.
-    log::error(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {}: {} may run there too ({})",
-               stats_.source, container_, ok.error().message);
+    // The container is here now; the source, unsure, asks (OutcomeQuery)
+    // and hears it from the journal.
+    log::warn(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {} ({}): it will ask",
+              stats_.source, ok.error().message);
   co_return result<void>{};
 }
 
@@ -407,10 +439,23 @@ awaitable<void> destination_session::clean_up(const result<void>& outcome) {
     }
     ch_.close();
   }
-  if ((launched_ || created_) && state_ != state::committed) {
+  bool removed = true;
+  if ((launched_ || created_ || journaled_) && state_ != state::committed) {
     enter(state::removing, launched_ ? "removing the restored copy" : "removing the created container");
-    if (auto ok = co_await rt_->remove(container_); !ok)
+    if (auto ok = co_await rt_->remove(container_); !ok) {
+      removed = false;  // the journal keeps it: the next start tries again
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
+    }
+  }
+  // A committed record stays: it answers the source's OutcomeQuery. The
+  // oldest beyond the store's limits go (on the pool: it reads them all).
+  if (journaled_ && state_ != state::committed && removed) {
+    if (auto ok = ctx_.journal->remove(id_); !ok) log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
+    journaled_ = false;
+  }
+  if (journaled_ && state_ == state::committed) {
+    auto* store = ctx_.journal;
+    co_await offload(ctx_.pool, [store] { store->prune(std::chrono::system_clock::now()); });
   }
   rounds_.reset();
   if (!dir_.empty()) {

@@ -26,7 +26,9 @@
 //
 // A copy restored here and not committed never outlives the session: on
 // every failure and on cancel (the daemon stopping, an abort) it is removed
-// and the source is told with Abort.
+// and the source is told with Abort. A daemon killed meanwhile removes it
+// when it starts again: the journal (journal.hpp) says receiving or restored
+// before either exists, and committed before the acknowledgement.
 #pragma once
 
 #include <filesystem>
@@ -77,6 +79,8 @@ class destination_session {
   awaitable<result<transport::frame>> next(std::span<const pb::Envelope::BodyCase> allowed,
                                            std::chrono::milliseconds timeout);
   void enter(state s, std::string detail = {});
+  // Records a transition in the journal (durable when it returns).
+  result<void> note(journal::step s);
 
   node_context& ctx_;
   transport::channel& ch_;
@@ -94,6 +98,7 @@ class destination_session {
   std::uint32_t next_round_ = 1;    // the index the next RoundBegin must carry
   bool created_ = false;            // a container exists here for this migration
   bool launched_ = false;           // it runs here (restored or started)
+  bool journaled_ = false;          // a journal record exists for this migration
   std::optional<std::string> cancelled_;
   stopwatch total_;
 };

@@ -1,8 +1,12 @@
 // Fault points inside the sessions, for tests that must stop a daemon at an
 // exact place of a migration. MIGRATED_FAULT=<point>.<action> in a daemon's
-// environment (common/fault.hpp), where <point> is a place reached by
-// reach() — source.warmup, source.transfer, source.restore, dest.ready,
-// dest.restored — and <action> one of:
+// environment (common/fault.hpp), where <point> is a phase boundary reached
+// by reach() (the list, with where each is, in docs/testing.md):
+//   source.accepted, source.connecting, source.warmup, source.stopping,
+//   source.checkpointed, source.transfer, source.restore,
+//   source.committing, source.released;
+//   dest.receiving, dest.received, dest.restored, dest.ready, dest.committed
+// and <action> one of:
 //   pause   the session logs "fault point <point>: paused" and waits until
 //           the migration is cancelled (abort, SIGTERM) or 120 s pass
 //   wait    the session logs "fault point <point>: waiting" and goes on 5 s

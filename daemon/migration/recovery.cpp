@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "migration/outcome_query.hpp"
 #include "migration/source_copy.hpp"
 
 namespace migrated::migration {
@@ -68,13 +69,33 @@ awaitable<result<int>> recover(node_context& ctx, const std::string& migration_i
   auto existing = co_await rt->inspect(record->container.id);
   if (existing && existing->status == "running")
     co_return fail(errc::already_exists, "recover " + migration_id + ": " + record->container.id + " already runs here");
-  auto copy = source_copy::lost_one(*rt, record->container, migration_id, record->images);
+  // Kept frozen because Commit went unanswered: the destination may own it.
+  // Ask once more; without an answer, this command is the operator's word.
+  auto journaled = ctx.journal ? ctx.journal->read(migration_id) : result<journal::entry>(fail(errc::not_found, ""));
+  if (journaled && journaled->side == journal::role::source && journaled->state == journal::step::committing) {
+    auto answer = co_await ask_outcome(ctx, journaled->peer, migration_id);
+    if (answer && answer->committed) {
+      if (existing) co_await rt->remove(record->container.id);
+      co_await offload(ctx.pool, [&dir] {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      });
+      (void)ctx.journal->remove(migration_id);
+      co_return fail(errc::already_exists, "recover " + migration_id + ": " + journaled->peer + " committed it: " +
+                                               record->container.id + " runs there, and the copy here was released");
+    }
+    if (!answer)
+      log::warn(*log::get("migration"), migration_id, phase::rollback, "{} (recovering {} here as asked)",
+                answer.error().message, record->container.id);
+  }
+  const bool frozen = existing && existing->status == "paused";
+  auto copy = source_copy::recovered(*rt, record->container, migration_id, record->images, frozen);
   const auto work = dir / "work-recover";
   co_await offload(ctx.pool, [&work] {
     std::error_code ec;
     std::filesystem::create_directories(work, ec);
   });
-  if (existing) co_await rt->remove(record->container.id);  // a stopped or frozen remnant
+  if (existing && !frozen) co_await rt->remove(record->container.id);  // a stopped remnant
   auto back = co_await copy.roll_back(work);
   if (!back) co_return std::unexpected(back.error().context("recover " + migration_id + " (images kept in " +
                                                             record->images.string() + ")"));
@@ -84,6 +105,7 @@ awaitable<result<int>> recover(node_context& ctx, const std::string& migration_i
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   });
+  if (ctx.journal) (void)ctx.journal->remove(migration_id);
   co_return copy.container().pid;
 }
 

@@ -53,6 +53,14 @@ result<void> registry::abort(const std::string& id) {
   return {};
 }
 
+bool registry::give_up(const std::string& id, const std::string& reason) {
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second.finished || !it->second.cancel) return false;
+  auto cancel = it->second.cancel;  // it may finish the entry
+  cancel(reason);
+  return true;
+}
+
 void registry::stop_all(const std::string& reason) {
   std::vector<cancel_fn> cancels;
   for (auto& [id, e] : entries_)

@@ -31,6 +31,9 @@ class registry {
   // Controller Abort of a migration this node is the source of:
   // errc::not_found for unknown ids, errc::invalid_argument when finished.
   result<void> abort(const std::string& id);
+  // Runs the cancel action of one running migration, whatever its phase
+  // (the session decides what it may still give up); false when none runs.
+  bool give_up(const std::string& id, const std::string& reason);
   // Cancels every running migration (both roles) with `reason`.
   void stop_all(const std::string& reason);
   // Migrations not finished yet, of both roles.

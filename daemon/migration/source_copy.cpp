@@ -34,6 +34,15 @@ source_copy source_copy::lost_one(runtime::runtime& rt, runtime::container_info 
   return c;
 }
 
+source_copy source_copy::recovered(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
+                                   std::filesystem::path images, bool frozen) {
+  source_copy c(rt, std::move(container), std::move(migration_id));
+  c.state_ = state::stopped;
+  c.frozen_ = frozen;
+  c.images_ = std::move(images);
+  return c;
+}
+
 result<void> source_copy::throttle(std::uint32_t pct, double cpus_used) {
   if (state_ != state::running) return fail(errc::internal, "throttle: the container no longer runs here");
   if (pct) cpus_used_ = cpus_used;

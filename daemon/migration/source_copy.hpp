@@ -39,7 +39,14 @@ class source_copy {
   static source_copy lost_one(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
                               std::filesystem::path images);
 
+  // A copy a journal record names after the daemon restarted
+  // (journal_recovery.hpp): stopped here, frozen or not, with its images.
+  static source_copy recovered(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
+                               std::filesystem::path images, bool frozen);
+
   state current() const { return state_; }
+  // Frozen here, whole: a thaw brings it back.
+  bool frozen() const { return frozen_; }
   const runtime::container_info& container() const { return container_; }
   runtime::runtime& rt() const { return rt_; }
   // When it stopped (the start of the final checkpoint or of the stop).

@@ -10,6 +10,7 @@
 #include "common/names.hpp"
 #include "migration/destination.hpp"
 #include "migration/fault_point.hpp"
+#include "migration/outcome_query.hpp"
 #include "migration/recovery.hpp"
 
 namespace migrated::migration {
@@ -116,6 +117,34 @@ result<void> source_session::check_cancel() const {
   return {};
 }
 
+result<void> source_session::note(journal::step s, const std::filesystem::path& images) {
+  if (!ctx_.journal || prepare_) return {};
+  journal::entry e;
+  e.migration_id = id_;
+  e.side = journal::role::source;
+  e.state = s;
+  e.container = req_.container();
+  e.runtime = stats_.runtime;
+  e.method = std::string(method_name(req_.method()));
+  e.peer = req_.destination();
+  if (copy_) {
+    e.images = copy_->images();
+    e.bundle = copy_->container().bundle;
+    e.frozen = copy_->frozen();
+  }
+  if (!images.empty()) e.images = images;
+  journaled_ = true;
+  return ctx_.journal->write(std::move(e));
+}
+
+// The migration ended (done, rolled back, or lost with its lost.json):
+// nothing is left for a restart to do.
+void source_session::forget() {
+  if (!journaled_ || commit_unknown_) return;
+  if (auto ok = ctx_.journal->remove(id_); !ok) log::error(*logger(), id_, stats_.phase, "{}", ok.error().message);
+  journaled_ = false;
+}
+
 transport::send_options source_session::stream_options(std::string_view phase_name) {
   transport::send_options o;
   o.pool = &ctx_.pool;
@@ -167,7 +196,8 @@ awaitable<pb::Report> source_session::run() {
     stats_.error = outcome.error().message;
     log::error(*logger(), id_, stats_.phase, "{}", outcome.error().message);
     try {
-      co_await roll_back(outcome.error());
+      if (commit_unknown_) co_await keep_frozen(outcome.error());
+      else co_await roll_back(outcome.error());
     } catch (const std::exception& e) {
       stats_.result = pb::RESULT_FAILED;
       stats_.error += std::string("; rollback crashed: ") + e.what();
@@ -178,6 +208,7 @@ awaitable<pb::Report> source_session::run() {
   }
   if (peer_) peer_->close();
   co_await clean_up();
+  forget();
   slot.reset();
   pb::Report report = to_report(stats_);
   ctx_.migrations.finish(report);
@@ -187,6 +218,8 @@ awaitable<pb::Report> source_session::run() {
 awaitable<result<void>> source_session::migrate() {
   enter(state::accepted, "to " + req_.destination() + ", method " + std::string(method_name(req_.method())));
   if (auto ok = co_await find_container(); !ok) co_return ok;
+  if (auto ok = note(journal::step::accepted); !ok) co_return ok;
+  co_await fault_point::reach(id_, "source.accepted");
   if (auto ok = co_await connect(); !ok) co_return ok;
   if (auto ok = co_await choose_method(); !ok) co_return ok;
   switch (req_.method()) {
@@ -234,6 +267,7 @@ awaitable<result<void>> source_session::move_process_state() {
   if (auto ok = co_await commit(); !ok) co_return ok;
   enter(state::releasing);
   co_await copy_->release();
+  co_await fault_point::reach(id_, "source.released");
   co_return result<void>{};
 }
 
@@ -275,6 +309,7 @@ awaitable<result<void>> source_session::move_filesystem() {
   if (auto ok = co_await commit(); !ok) co_return ok;
   enter(state::releasing);
   co_await copy_->release();
+  co_await fault_point::reach(id_, "source.released");
   co_return result<void>{};
 }
 
@@ -306,6 +341,7 @@ awaitable<result<void>> source_session::find_container() {
 awaitable<result<void>> source_session::connect() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   enter(state::connecting, req_.destination());
+  co_await fault_point::reach(id_, "source.connecting");
   auto ch = co_await connect_destination(ctx_, req_.destination());
   if (!ch) co_return std::unexpected(ch.error().context("destination " + req_.destination()));
   peer_.emplace(std::move(*ch));
@@ -335,9 +371,17 @@ awaitable<result<void>> source_session::checkpoint() {
   enter(state::checkpointing);
   auto images = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
   if (!images) co_return std::unexpected(images.error());
+  // The images' place is on disk before the container freezes: a restart
+  // finds it frozen, or its images, whenever the daemon dies from here on.
+  if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
+  co_await fault_point::reach(id_, "source.stopping");
+  if (auto ok = check_cancel(); !ok) co_return ok;  // stopped while it paused there
   auto ok = co_await copy_->checkpoint(*images, dir_ / "work");
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
+  if (copy_->current() == source_copy::state::stopped)
+    if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
   if (!ok) co_return ok;
+  co_await fault_point::reach(id_, "source.checkpointed");
   const auto dir = *images;
   stats_.bytes_image = co_await offload(ctx_.pool, [&dir] { return dir_bytes(dir); });
   co_return result<void>{};
@@ -399,20 +443,67 @@ awaitable<result<void>> source_session::await_ready() {
 awaitable<result<void>> source_session::commit() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   enter(state::committing);
+  // On disk before the frame goes: from here only the destination knows.
+  if (auto ok = note(journal::step::committing); !ok) co_return ok;
   pb::Envelope env;
   env.mutable_commit()->set_migration_id(id_);
-  if (auto ok = co_await peer_->send(env); !ok) co_return ok;
+  if (auto ok = co_await peer_->send(env); !ok) co_return co_await settle_commit(ok.error());
+  co_await fault_point::reach(id_, "source.committing");
   auto r = co_await receive(ctx_.cfg.timeouts.io, "commit");
   // An Abort instead of the acknowledgement is an answer: the destination
   // gave its copy up. Only silence leaves it unknown.
   if (!r && r.error().code == errc::cancelled) co_return std::unexpected(r.error());
-  if (!r)
-    co_return std::unexpected(r.error().context("commit not acknowledged (" + stats_.destination +
-                                                " may also be running " + req_.container() + ")"));
+  if (!r) co_return co_await settle_commit(r.error());
   if (!r->msg.has_reply()) co_return fail(errc::protocol, "commit: expected a reply");
   if (auto ok = transport::to_result(r->msg.reply()); !ok) co_return ok;
   copy_->commit();
+  if (auto ok = note(journal::step::committed); !ok)  // a restart asks, and learns it was committed
+    log::error(*logger(), id_, phase::commit, "{}", ok.error().message);
   co_return result<void>{};
+}
+
+// Commit went out and nothing came back: the destination may own the
+// container or not. Ask it, on a connection of its own, until it answers or
+// timeouts.outcome_ms passes; guess neither way (docs/design.md, "After a crash").
+awaitable<result<void>> source_session::settle_commit(const error& silence) {
+  log::warn(*logger(), id_, phase::commit, "commit not acknowledged ({}): asking {} what became of it",
+            silence.message, stats_.destination);
+  if (peer_) peer_->close();
+  std::function<bool()> stop;  // the daemon stopping: the journal keeps the question for its restart
+  stop = [this] { return cancelled_.has_value(); };
+  auto answer = co_await ask_outcome_until(ctx_, req_.destination(), id_, ctx_.cfg.timeouts.outcome, stop);
+  if (answer && answer->committed) {
+    log::info(*logger(), id_, phase::commit, "{} committed", stats_.destination);
+    copy_->commit();
+    if (auto ok = note(journal::step::committed); !ok) log::error(*logger(), id_, phase::commit, "{}", ok.error().message);
+    co_return result<void>{};
+  }
+  if (answer)
+    co_return fail(errc::peer, "commit not acknowledged (" + silence.message + "), and " + stats_.destination +
+                                   " did not commit");
+  commit_unknown_ = true;
+  co_return fail(errc::peer, "commit not acknowledged (" + silence.message + "), and " + stats_.destination +
+                                 " could not say whether it committed (" + answer.error().message + ")");
+}
+
+// Neither copy may be guessed: the destination may run the container, so
+// the one here stays frozen (no second copy), its images and its journal
+// record kept (no lost state). The next start of this daemon asks again;
+// `migratectl recover ID` asks too, and thaws it on the operator's word.
+awaitable<void> source_session::keep_frozen(const error& cause) {
+  stats_.result = pb::RESULT_FAILED;
+  std::string kept = req_.container() + " is kept frozen here: " + cause.message;
+  if (!copy_->images().empty()) {
+    const lost_record record{id_, stats_.runtime, copy_->container(), copy_->images()};
+    auto written = co_await offload(ctx_.pool, [this, &record] { return write_lost(dir_, record); });
+    kept += "; its images are kept in " + copy_->images().string() +
+            (written ? "; `migratectl recover " + id_ + "` asks " + stats_.destination +
+                           " again and brings it back here if it did not commit"
+                     : " (" + written.error().message + ")");
+  }
+  stats_.error += "; " + kept;
+  log::error(*logger(), id_, phase::commit, "{}", kept);
+  co_return;
 }
 
 // The one way a failed migration ends: the destination is told to drop its
@@ -466,6 +557,7 @@ awaitable<void> source_session::clean_up() {
   // Keep the images when the container could not be brought back anywhere:
   // they are the only copy of its state.
   if (copy_ && copy_->current() == source_copy::state::lost) co_return;
+  if (commit_unknown_) co_return;
   const auto dir = dir_;
   co_await offload(ctx_.pool, [&dir] {
     std::error_code ec;

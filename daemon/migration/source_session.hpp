@@ -23,7 +23,10 @@
 // rolling_back → failed. What becomes of the container here is decided by
 // its owner, source_copy: the session asks it to checkpoint, stop, commit,
 // release or roll back, and nothing else touches it. See docs/design.md,
-// "Nothing is lost".
+// "Nothing is lost". Each transition a restart must know of (accepted,
+// stopping, stopped, committing, committed) is in the journal before the
+// step it allows (journal.hpp); a Commit whose acknowledgement never comes
+// is asked about (outcome_query.hpp), never guessed.
 #pragma once
 
 #include <functional>
@@ -83,7 +86,9 @@ class source_session {
   awaitable<result<void>> await_launch(std::string_view what);
   awaitable<result<void>> await_ready();
   awaitable<result<void>> commit();
+  awaitable<result<void>> settle_commit(const error& silence);
   awaitable<void> roll_back(const error& cause);
+  awaitable<void> keep_frozen(const error& cause);
   awaitable<void> clean_up();
   // Steps that move filesystems and images (source_filesystem.cpp).
   awaitable<result<void>> pull(const std::string& full_image);
@@ -108,6 +113,10 @@ class source_session {
   result<void> can_carry_network() const;
   result<std::filesystem::path> next_round_dir();
   void enter(state s, std::string detail = {});
+  // Records a transition in the journal (durable when it returns).
+  // `images`: where the final checkpoint goes, before it is taken.
+  result<void> note(journal::step s, const std::filesystem::path& images = {});
+  void forget();
   transport::send_options stream_options(std::string_view phase_name);
   bool keeps_process_state() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
 
@@ -127,6 +136,8 @@ class source_session {
   round_sender rounds_;                    // the dumps and their page hashes
   std::vector<round_observation> history_; // warm-up rounds, for convergence
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
+  bool journaled_ = false;       // a journal record exists for this migration
+  bool commit_unknown_ = false;  // Commit went out, and no answer says what became of it
 };
 
 std::string_view name(source_session::state s);

@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "criu/criu.hpp"
 #include "migration/context.hpp"
+#include "migration/journal_recovery.hpp"
 #include "server/tcp_server.hpp"
 #include "transport/tls.hpp"
 #include "server/udp_server.hpp"
@@ -137,6 +138,8 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   std::error_code ec;
   std::filesystem::create_directories(cfg.storage_dir, ec);
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
+  migration::journal::store journal(cfg.storage_dir / "journal");
+  if (auto ok = journal.open(); !ok) co_return fatal(ok.error());
 
   auto features = co_await criu::detect(cfg.criu.binary);
   if (!features.usable)
@@ -165,8 +168,6 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     if (!s) co_return fatal(s.error());
     udp_sock.emplace(std::move(*s));
   }
-  report_leftovers(cfg);
-
   migration::registry registry;
   migration::admission slots(ex, cfg.max_concurrent_migrations);
   migration::node_context ctx{cfg,
@@ -176,7 +177,11 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
                               pool,
                               runtimes,
                               registry,
-                              slots};
+                              slots,
+                              &journal};
+  // Before anyone is served: what a crash left half done (journal_recovery.hpp).
+  co_await migration::recover_journal(ctx);
+  report_leftovers(cfg);
   commands cmds(ctx, ex);
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
   std::optional<udp_server> udp;

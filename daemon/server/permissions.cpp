@@ -10,7 +10,7 @@ bool for_controllers(const pb::Envelope& m) {
          m.has_measure();
 }
 
-bool for_peers(const pb::Envelope& m) { return m.has_pull() || m.has_probe(); }
+bool for_peers(const pb::Envelope& m) { return m.has_pull() || m.has_probe() || m.has_outcome_query(); }
 
 std::string what(const pb::Envelope& m) {
   if (m.has_migrate()) return "start a migration";
@@ -21,6 +21,7 @@ std::string what(const pb::Envelope& m) {
   if (m.has_measure()) return "measure";
   if (m.has_pull()) return "send a container";
   if (m.has_probe()) return "probe the link";
+  if (m.has_outcome_query()) return "ask what became of a migration";
   return "send message #" + std::to_string(m.body_case());
 }
 

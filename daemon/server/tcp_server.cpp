@@ -8,6 +8,7 @@
 #include "common/log.hpp"
 #include "migration/destination_session.hpp"
 #include "migration/measure.hpp"
+#include "migration/outcome_query.hpp"
 #include "migration/recovery.hpp"
 #include "server/outbox.hpp"
 #include "server/permissions.hpp"
@@ -145,6 +146,11 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       }
       *env.mutable_measure_reply() = std::move(*m);
       co_await ch.send(env);
+      continue;
+    }
+    if (f->msg.has_outcome_query()) {
+      const pb::Envelope answer = migration::answer_outcome(ctx_, f->msg, ch.peer.node());
+      co_await ch.send(answer);
       continue;
     }
     if (f->msg.has_recover()) {

@@ -23,6 +23,7 @@
 #include "fake_runtime.hpp"
 #include "fleet.hpp"
 #include "migration/context.hpp"
+#include "migration/journal_recovery.hpp"
 #include "migration/recovery.hpp"
 #include "server/commands.hpp"
 #include "server/tcp_server.hpp"
@@ -66,6 +67,7 @@ struct node {
       : cfg(node_config(name, root)),
         rt(new fake_runtime(name == "edge-a" ? "a" : "b", plan, root, fixtures)),
         slots(io.get_executor(), slots_n),
+        journal(root / "journal"),
         ctx{cfg,
             testing::shared_fleet().node(name),
             testing::shared_fleet().tls(name),
@@ -73,16 +75,19 @@ struct node {
             pool,
             runtimes,
             registry,
-            slots},
+            slots,
+            &journal},
         cmds(ctx, io.get_executor()) {
     cfg.max_concurrent_migrations = slots_n;
     runtimes.add(std::unique_ptr<runtime::runtime>(rt));
+    REQUIRE(journal.open());
   }
   config cfg;
   fake_runtime* rt;  // owned by runtimes
   runtime::runtime_set runtimes;
   migration::registry registry;
   migration::admission slots;
+  migration::journal::store journal;
   migration::node_context ctx;
   server::commands cmds;
 };
@@ -222,6 +227,13 @@ TEST_CASE("each method goes through its phases in order and the container moves 
       REQUIRE(there);
       CHECK(there->result() == pb::RESULT_OK);
       CHECK(there->phase() == "done");
+      // The journal: nothing left at the source; the destination keeps its
+      // committed record to answer an OutcomeQuery.
+      CHECK(p.a.journal.load().entries.empty());
+      auto kept = p.b.journal.load().entries;
+      REQUIRE(kept.size() == 1);
+      CHECK(kept[0].state == migration::journal::step::committed);
+      CHECK(kept[0].peer == "edge-a");
     }
   }
 }
@@ -273,6 +285,11 @@ TEST_CASE("a failure at any step of either side leaves exactly one copy, rolled 
         // Nothing is left busy: the name is free on both nodes.
         CHECK_FALSE(p.a.registry.busy("c1"));
         CHECK_FALSE(p.b.registry.busy("c1"));
+        // Nothing is left for a restart to do at the source; at the
+        // destination only a committed record, or one whose removal failed.
+        CHECK(p.a.journal.load().entries.empty());
+        for (const auto& e : p.b.journal.load().entries)
+          if (e.state != migration::journal::step::committed) CHECK(failed_step == "b:remove");
       }
     }
   }
@@ -599,4 +616,184 @@ TEST_CASE("a destination without room for the images refuses before anything sto
     CHECK(p.a.rt->running("c1"));
     CHECK_FALSE(p.b.rt->running("c1"));
   }
+}
+namespace {
+
+// Runs the start-up recovery of `n` (as after a restart) and waits until
+// the records that ask the destination are answered too.
+void recover_on(pair& p, node& n) {
+  bool done = false;
+  asio::co_spawn(
+      p.io,
+      [&]() -> awaitable<void> {
+        co_await migration::recover_journal(n.ctx);
+        asio::steady_timer t(p.io);
+        while (n.registry.running()) {
+          t.expires_after(2ms);
+          co_await t.async_wait(use_awaitable);
+        }
+        done = true;
+        p.server->stop();
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  p.io.run_for(30s);
+  REQUIRE(done);
+}
+
+migration::journal::entry record(const std::string& id, migration::journal::role side, migration::journal::step s,
+                                 const std::filesystem::path& images = {}) {
+  migration::journal::entry e;
+  e.migration_id = id;
+  e.side = side;
+  e.state = s;
+  e.container = "c1";
+  e.runtime = "runc";
+  e.method = "cold";
+  e.peer = side == migration::journal::role::source ? "edge-b" : "edge-a";
+  e.images = images;
+  e.frozen = true;
+  return e;
+}
+
+// c1 frozen at edge-a by a final checkpoint into `images`, as a source
+// killed after it left it.
+void frozen_at_a(pair& p, const std::filesystem::path& images) {
+  p.a.rt->add_running("c1", initial_state);
+  bool ok = false, done = false;
+  asio::co_spawn(
+      p.io,
+      [&]() -> awaitable<void> {
+        runtime::checkpoint_request req{.image_dir = images, .work_dir = images, .keep_frozen = true};
+        ok = (co_await p.a.rt->checkpoint("c1", req)).has_value();
+        done = true;
+      },
+      asio::detached);
+  while (!done) p.io.run_one();
+  REQUIRE(ok);
+  p.a.rt->stops = 0;
+  REQUIRE(p.a.rt->containers["c1"].status == "paused");
+}
+
+}  // namespace
+
+TEST_CASE("after a crash the journal brings back, releases or removes exactly one copy", "[sessions][journal]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  using migration::journal::role;
+  using migration::journal::step;
+  pair p;
+  const std::string mid = "m-00c0ffee";
+  const auto images = p.a.cfg.storage_dir / "outgoing" / mid / "round-1";
+  auto report = [&](node& n) -> pb::Report {
+    const auto* r = n.registry.find(mid);
+    REQUIRE(r);
+    CHECK(r->phase() == "recovery");
+    return *r;
+  };
+
+  SECTION("source killed after the final checkpoint: thawed here") {
+    frozen_at_a(p, images);
+    REQUIRE(p.a.journal.write(record(mid, role::source, step::stopped, images)));
+    recover_on(p, p.a);
+    p.require_one_copy("c1", initial_state);
+    CHECK(p.a.rt->running("c1"));
+    CHECK(p.a.journal.load().entries.empty());
+    CHECK(report(p.a).result() == pb::RESULT_ROLLED_BACK);
+    CHECK_FALSE(std::filesystem::exists(images));  // the images are not needed any more
+  }
+  SECTION("source killed after sending Commit, which the destination recorded: released here") {
+    frozen_at_a(p, images);
+    p.b.rt->add_running("c1", initial_state);
+    REQUIRE(p.a.journal.write(record(mid, role::source, step::committing, images)));
+    REQUIRE(p.b.journal.write(record(mid, role::destination, step::committed)));
+    recover_on(p, p.a);
+    p.require_one_copy("c1", initial_state);
+    CHECK(p.b.rt->running("c1"));
+    CHECK_FALSE(p.a.rt->containers.contains("c1"));
+    CHECK(p.a.journal.load().entries.empty());
+    CHECK(report(p.a).result() == pb::RESULT_OK);
+  }
+  SECTION("source killed after sending Commit, which never arrived: thawed here") {
+    frozen_at_a(p, images);
+    REQUIRE(p.a.journal.write(record(mid, role::source, step::committing, images)));
+    recover_on(p, p.a);
+    p.require_one_copy("c1", initial_state);
+    CHECK(p.a.rt->running("c1"));
+    CHECK(p.a.journal.load().entries.empty());
+  }
+  SECTION("a destination that cannot answer: the copy stays frozen, reported lost, never thawed on a guess") {
+    frozen_at_a(p, images);
+    p.a.cfg.peers.front().address.port = 1;  // nobody listens there
+    p.a.cfg.timeouts.outcome = 1500ms;
+    REQUIRE(p.a.journal.write(record(mid, role::source, step::committing, images)));
+    recover_on(p, p.a);
+    CHECK(p.a.rt->containers["c1"].status == "paused");
+    CHECK_FALSE(p.a.rt->running("c1"));
+    const auto r = report(p.a);
+    CHECK(r.result() == pb::RESULT_FAILED);
+    CHECK_THAT(r.error(), Catch::Matchers::Contains("kept frozen"));
+    CHECK_THAT(r.error(), Catch::Matchers::Contains("migratectl recover " + mid));
+    CHECK(std::filesystem::exists(p.a.cfg.storage_dir / "outgoing" / mid / "lost.json"));
+    // The question stays for the next start.
+    auto left = p.a.journal.load().entries;
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].state == step::committing);
+  }
+  SECTION("destination killed after its restore, before Commit: its copy goes") {
+    p.a.rt->add_running("c1", initial_state);  // the source rolled back
+    p.b.rt->add_running("c1", initial_state);
+    REQUIRE(p.b.journal.write(record(mid, role::destination, step::restored)));
+    recover_on(p, p.b);
+    p.require_one_copy("c1", initial_state);
+    CHECK(p.a.rt->running("c1"));
+    CHECK(p.b.journal.load().entries.empty());
+  }
+  SECTION("destination killed after recording Commit: it keeps the container and the record") {
+    p.b.rt->add_running("c1", initial_state);
+    REQUIRE(p.b.journal.write(record(mid, role::destination, step::committed)));
+    recover_on(p, p.b);
+    CHECK(p.b.rt->running("c1"));
+    CHECK(p.b.journal.load().entries.size() == 1);
+  }
+  SECTION("a corrupt record: refused, shown, left in place, its container untouched") {
+    frozen_at_a(p, images);
+    REQUIRE(p.a.journal.write(record(mid, role::source, step::committing, images)));
+    const auto file = p.a.journal.dir() / (mid + ".json");
+    std::filesystem::resize_file(file, std::filesystem::file_size(file) / 2);
+    recover_on(p, p.a);
+    CHECK(p.a.rt->containers["c1"].status == "paused");
+    const auto r = report(p.a);
+    CHECK(r.result() == pb::RESULT_FAILED);
+    CHECK_THAT(r.error(), Catch::Matchers::Contains(file.string()));
+    CHECK(std::filesystem::exists(file));
+  }
+}
+
+TEST_CASE("a destination that cannot record Commit refuses it: the source rolls back, one copy", "[sessions][journal]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  // The destination's last runtime step before Commit, in a migration that works.
+  int last_b = 0;
+  {
+    pair p;
+    p.a.rt->add_running("c1", initial_state);
+    REQUIRE(p.migrate("c1", pb::COLD).report.result() == pb::RESULT_OK);
+    for (std::size_t i = 0; i < p.plan.log.size(); ++i)
+      if (p.plan.log[i].rfind("b:", 0) == 0) last_b = int(i) + 1;
+  }
+  REQUIRE(last_b > 0);
+  pair p;
+  p.a.rt->add_running("c1", initial_state);
+  p.plan.on_step = [&p, last_b](int op, const std::string&) {
+    if (op == last_b) std::filesystem::remove_all(p.b.journal.dir());  // its disk fails it
+  };
+  auto o = p.migrate("c1", pb::COLD);
+  INFO(o.report.error());
+  CHECK(o.report.result() == pb::RESULT_ROLLED_BACK);
+  CHECK_THAT(o.report.error(), Catch::Matchers::Contains("journal"));
+  p.require_one_copy("c1", initial_state);
+  CHECK(p.a.rt->running("c1"));
+  CHECK(p.a.journal.load().entries.empty());
 }
