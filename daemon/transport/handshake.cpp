@@ -6,6 +6,8 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "common/hello.hpp"
+
 namespace migrated::transport {
 namespace {
 
@@ -18,18 +20,6 @@ pb::Envelope make_hello(const identity& me, const auth::bytes& nonce) {
   *h->mutable_caps() = me.caps;
   h->set_nonce(nonce.data(), nonce.size());
   return env;
-}
-
-result<pb::Hello> check_hello(const frame& f) {
-  if (!f.msg.has_hello()) return fail(errc::protocol, "handshake: expected Hello");
-  const auto& h = f.msg.hello();
-  if (h.protocol_version() != wire::protocol_version)
-    return fail(errc::unsupported, "handshake: peer speaks protocol version " +
-                                       std::to_string(h.protocol_version()) + ", this node speaks " +
-                                       std::to_string(wire::protocol_version));
-  if (h.nonce().size() != auth::nonce_bytes) return fail(errc::protocol, "handshake: bad nonce length");
-  if (h.node().empty() || h.node().size() > 255) return fail(errc::protocol, "handshake: bad node name");
-  return h;
 }
 
 std::span<const std::uint8_t> bytes_of(const std::string& s) { return auth::as_bytes(s); }
@@ -58,7 +48,7 @@ awaitable<result<void>> handshake_client(channel& ch, const auth::psk& key, cons
     if (!refused) co_return std::unexpected(refused.error().context("handshake"));
     co_return fail(errc::protocol, "handshake: expected Hello, got a Reply");
   }
-  auto peer = check_hello(*f);
+  auto peer = check_hello(f->msg);
   if (!peer) co_return std::unexpected(peer.error());
   std::string nonce_cs(nonce_c.begin(), nonce_c.end());
   const std::string& nonce_s = peer->nonce();
@@ -93,7 +83,7 @@ awaitable<result<void>> handshake_server(channel& ch, const auth::psk& key, cons
   ch.limit_frames(handshake_frame_bytes);
   auto f = co_await ch.recv();
   if (!f) co_return std::unexpected(f.error().context("handshake"));
-  auto peer = check_hello(*f);
+  auto peer = check_hello(f->msg);
   if (!peer) {
     const result<void> refused = std::unexpected(peer.error());
     co_await ch.reply(f->msg.request_id(), refused);
