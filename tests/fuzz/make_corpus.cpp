@@ -2,8 +2,9 @@
 // with the project's own encoders and fixtures: real frames, sealed
 // datagrams, real page deltas between the small CRIU 4.1.1 fixture
 // pagemaps (the "dirtier" ones hold 1555 pages, more than fuzz_delta
-// takes), a scanned tree's manifest, the example configuration.
-// Deterministic apart from the nonces seal() draws. Run by hand after a format change:
+// takes), a scanned tree's manifest, compressed chunks, the example
+// configuration. Deterministic apart from the nonces seal() draws and the
+// scanned tree's times. Run by hand after a format change:
 //   build-fuzz/tests/fuzz/make_corpus tests/fuzz/corpus
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -19,6 +20,7 @@
 
 #include "common/datagram.hpp"
 #include "common/wire.hpp"
+#include "common/zstd_codec.hpp"
 #include "delta_input.hpp"
 #include "fs/tree.hpp"
 #include "images/delta.hpp"
@@ -255,6 +257,24 @@ void paths(const sfs::path& out) {
   }
 }
 
+// Chunks as send_files compresses them: a text file, a page, and zeros.
+void chunks(const sfs::path& out) {
+  const bytes text = read_file(source / "config/migrated.yaml");
+  bytes page(page_bytes);
+  fuzz::previous_page(1, page.data());
+  const bytes zeros(64 << 10);
+  int n = 0;
+  for (const bytes* raw : std::initializer_list<const bytes*>{&text, &page, &zeros}) {
+    zstd_compressor z(3);
+    bytes packed;
+    if (!z.compress(*raw, packed)) die("zstd");
+    const auto size = std::uint32_t(raw->size());
+    bytes seed{std::uint8_t(size), std::uint8_t(size >> 8), std::uint8_t(size >> 16), std::uint8_t(size >> 24)};
+    seed.insert(seed.end(), packed.begin(), packed.end());
+    write_seed(out / "chunk", "chunk-" + std::to_string(n++), seed);
+  }
+}
+
 void configs(const sfs::path& out) {
   write_seed(out / "config", "migrated.yaml", read_file(source / "config/migrated.yaml"));
   write_seed(out / "config", "small.yaml",
@@ -274,6 +294,7 @@ int main(int argc, char** argv) {
   criu_images(out);
   tree(out);
   paths(out);
+  chunks(out);
   configs(out);
   return 0;
 }

@@ -15,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build_dir=${MIGRATED_FUZZ_BUILD_DIR:-$root/build-fuzz}
-all_targets=(wire hello datagram delta criu_image tree path config)
+all_targets=(wire hello datagram delta criu_image tree path chunk config)
 
 usage() { echo "usage: $0 SECONDS [TARGET...] (targets: ${all_targets[*]})" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -33,14 +33,15 @@ build() {
   command -v clang++-16 >/dev/null || { log "clang++-16 missing (scripts/setup.sh installs it)"; return 1; }
   if [ ! -f "$build_dir/CMakeCache.txt" ]; then
     log "configuring $build_dir"
+    mkdir -p "$build_dir"
     CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$build_dir" -DMIGRATED_FUZZ=ON \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >"$build_dir.configure.log" 2>&1 ||
-      { cat "$build_dir.configure.log" >&2; return 1; }
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >"$build_dir/run-configure.log" 2>&1 ||
+      { cat "$build_dir/run-configure.log" >&2; return 1; }
   fi
   local b=()
   for t in "${targets[@]}"; do b+=(--target "fuzz_$t"); done
-  nice -n 5 cmake --build "$build_dir" -j2 "${b[@]}" >"$build_dir.build.log" 2>&1 ||
-    { tail -n 40 "$build_dir.build.log" >&2; return 1; }
+  nice -n 5 cmake --build "$build_dir" -j2 "${b[@]}" >"$build_dir/run-build.log" 2>&1 ||
+    { tail -n 40 "$build_dir/run-build.log" >&2; return 1; }
 }
 
 # Sanitizer findings end the run; libFuzzer reports leaks itself at exit
