@@ -60,7 +60,10 @@ run_one() {
   start=$(date +%s)
   # shellcheck disable=SC2086
   "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$work/" ${MIGRATED_FUZZ_ARGS:-} "$work/corpus" >"$work/log" 2>&1 || rc=$?
+    -artifact_prefix="$work/" ${MIGRATED_FUZZ_ARGS:-} "$work/corpus" >"$work/log" 2>&1 &
+  local pid=$!
+  wait "$pid" || rc=$?
+  rm -rf "/dev/shm/migrated-fuzz-$t-$pid"  # the target's scratch (fuzz_support.hpp)
   secs=$(( $(date +%s) - start ))
   runs=$(awk '/^stat::number_of_executed_units:/ {print $NF}' "$work/log" | tail -n 1)
   artifact=$(find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
