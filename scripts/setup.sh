@@ -28,6 +28,7 @@ packages=(
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
   systemd procps psmisc util-linux jq zstd docker.io docker-registry
   redis-server redis-tools containernetworking-plugins python3-protobuf tcpdump
+  clang-16 libclang-rt-16-dev  # tests/fuzz: libFuzzer is part of clang's runtime
 )
 
 # Build dependencies of CRIU (see docs/operations.md, "CRIU").

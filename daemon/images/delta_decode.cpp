@@ -22,6 +22,8 @@ namespace migrated::images {
 using namespace detail;  // the format's helpers, shared with delta_encode.cpp
 namespace {
 
+constexpr std::uint64_t hashes_reserved_pages = 1u << 20;  // 8 MiB of hashes, 4 GiB of pages
+
 std::string hex(std::uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
@@ -77,7 +79,10 @@ struct delta_decoder::state {
       prev_finder.emplace(*prev.set);
       prev_what = "previous " + prev.set->pages_name;
     }
-    hashes.resize(cur.stored_pages);
+    // The hashes grow with the pages written, not to the pagemap's claim:
+    // a pagemap of a few bytes may claim 2^28 pages (2 GiB of hashes)
+    // before one page of data arrives. Up to 1 Mi pages are reserved.
+    hashes.reserve(std::min<std::uint64_t>(cur.stored_pages, hashes_reserved_pages));
     carry.reserve(max_op_bytes);
     return {};
   }
@@ -139,9 +144,10 @@ struct delta_decoder::state {
       const auto hit = prev_finder->find(walk.vaddr());
       if (!hit) return fail(errc::protocol, "SAME for " + hex(walk.vaddr()) + ", not in the previous dump");
       const std::uint64_t k = std::min({n, walk.left_in_run(), hit->left_in_run});
-      std::copy_n(prev.hashes->begin() + std::ptrdiff_t(hit->index), k, hashes.begin() + std::ptrdiff_t(next));
       if (copy_mode && hit->index != next)
         return fail(errc::internal, "layouts differ although same_layout said equal");
+      const auto first = prev.hashes->begin() + std::ptrdiff_t(hit->index);
+      hashes.insert(hashes.end(), first, first + std::ptrdiff_t(k));
       if (!copy_mode)
         if (auto r = queue_copy(hit->index, next, k); !r) return r;
       next += k;
@@ -202,7 +208,8 @@ struct delta_decoder::state {
     }
     if (wbuf.empty()) wbuf_first = next;
     wbuf.insert(wbuf.end(), data, data + page_bytes);
-    hashes[next++] = hash;
+    hashes.push_back(hash);
+    ++next;
     walk.advance(1);
     if (wbuf.size() >= io_block_bytes) return flush_writes();
     return {};
@@ -315,7 +322,7 @@ struct delta_decoder::state {
   bool finished = false;
   std::vector<std::uint8_t> carry;
   std::uint64_t next = 0;  // index of the next page an op produces
-  page_hashes hashes;
+  page_hashes hashes;  // of pages 0..next-1
   delta_stats stats;
   stored_walker walk;
   std::optional<vaddr_finder> prev_finder;

@@ -20,8 +20,6 @@ pb::Envelope make_hello(const identity& me) {
   return env;
 }
 
-std::string_view role_word(pb::Role r) { return r == pb::ROLE_CONTROLLER ? "controller" : "peer"; }
-
 // What is left of a handshake's time (never zero: a last read still gets
 // a moment to report what happened).
 std::chrono::milliseconds left(std::chrono::steady_clock::time_point deadline) {
@@ -34,24 +32,6 @@ std::chrono::milliseconds left(std::chrono::steady_clock::time_point deadline) {
 constexpr std::size_t handshake_frame_bytes = 16 * 1024;
 
 }  // namespace
-
-pb::Role protocol_role(node_role r) { return r == node_role::controller ? pb::ROLE_CONTROLLER : pb::ROLE_DAEMON; }
-
-result<void> check_hello(const pb::Envelope& msg, const node_identity& who) {
-  if (!msg.has_hello()) return fail(errc::protocol, "handshake: expected Hello");
-  const auto& h = msg.hello();
-  if (h.protocol_version() != wire::protocol_version)
-    return fail(errc::unsupported, "handshake: peer speaks protocol version " +
-                                       std::to_string(h.protocol_version()) + ", this node speaks " +
-                                       std::to_string(wire::protocol_version));
-  if (h.node() != who.name)
-    return fail(errc::auth, "handshake: the certificate names " + who.name + " but its Hello says '" +
-                                h.node().substr(0, 64) + "'");
-  if (h.role() != protocol_role(who.role))
-    return fail(errc::auth, "handshake: " + who.name + "'s certificate makes it a " + std::string(role_name(who.role)) +
-                                ", its Hello claims " + std::string(role_word(h.role())));
-  return {};
-}
 
 awaitable<result<void>> handshake_client(channel& ch, const identity& me, const std::string& expect,
                                          std::chrono::milliseconds timeout) {

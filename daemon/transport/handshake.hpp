@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/hello.hpp"
 #include "transport/channel.hpp"
 
 namespace migrated::transport {
@@ -36,12 +37,5 @@ awaitable<result<void>> handshake_server(channel& ch, const identity& me, std::c
 awaitable<result<channel>> connect(const endpoint& to, const std::shared_ptr<ssl::context>& tls, const identity& me,
                                    const std::string& expect, std::chrono::milliseconds connect_timeout,
                                    std::chrono::milliseconds io_timeout);
-
-// The role a certificate's identity is in the protocol's terms.
-pb::Role protocol_role(node_role r);
-
-// Checks a Hello's shape and version, and that it agrees with the
-// certificate's identity `who` (pure: the fuzzers call it).
-result<void> check_hello(const pb::Envelope& msg, const node_identity& who);
 
 }  // namespace migrated::transport

@@ -749,6 +749,40 @@ TEST_CASE("random garbage never crashes the decoder", "[delta]") {
   CHECK(decoded > 0);  // changed FULL pages still decode
 }
 
+// Resident memory of this process, from /proc/self/statm.
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * std::uint64_t(::sysconf(_SC_PAGESIZE));
+}
+
+TEST_CASE("a pagemap's claim costs memory only as its pages arrive", "[delta]") {
+  // A received pagemap of a few bytes may claim up to the 2^28 pages the
+  // destination allows per file; the decoder used to size one hash per
+  // claimed page (2 GiB) before the first op.
+  temp_dir dir;
+  page_set huge;
+  huge.pagemap_name = "pagemap-1.img";
+  huge.pages_name = "pages-1.img";
+  huge.runs.push_back(page_run{0x10000000, std::uint32_t(1) << 28, 4, true, 0});
+  huge.stored_pages = std::uint64_t(1) << 28;
+  file out(dir.path / "out", {});
+  const std::uint64_t before = resident_bytes();
+  {
+    delta_decoder dec(previous_dump{}, huge, out.fd, false);
+    bytes stream = op(ZERO, {3});
+    stream.push_back(FULL);
+    stream.resize(stream.size() + page_bytes, 0x5a);
+    REQUIRE(dec.feed(stream));
+    CHECK(resident_bytes() - std::min(before, resident_bytes()) < (64u << 20));
+    auto r = dec.finish();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == errc::protocol);
+    CHECK(r.error().message.find("stream ends after 4 of 268435456 pages") != std::string::npos);
+  }
+}
+
 TEST_CASE("encoder errors: a failing sink, a short pages file", "[delta]") {
   temp_dir dir;
   std::mt19937_64 gen(6);
