@@ -21,8 +21,8 @@ setup_hosts
 storage_b=$MIG_WORK/b/storage
 mount -t tmpfs -o size=64m migrated-test "$storage_b" || skip "cannot mount a tmpfs over edge-b's storage"
 on_exit umount -l "$storage_b"
-write_config a "$MIG_PSK"
-write_config b "$MIG_PSK"
+write_config a ""
+write_config b ""
 on_exit daemons_stop
 daemon_start a MIGRATED_FAULT=source.transfer.wait || fail "the daemon of edge-a did not start"
 daemon_start b || fail "the daemon of edge-b did not start"

@@ -234,8 +234,8 @@ print_table() {
 require_root_tools
 command -v iptables >/dev/null 2>&1 || skip "iptables is not installed (cuts the link between the hosts)"
 setup_hosts
-write_config a "$MIG_PSK"
-write_config b "$MIG_PSK"
+write_config a ""
+write_config b ""
 short_timeouts a
 short_timeouts b
 on_exit link_up
