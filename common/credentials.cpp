@@ -33,14 +33,8 @@ namespace {
 
 constexpr std::size_t max_key_file_bytes = 64 << 10;
 
-std::string openssl_reason() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char text[256];
-  ERR_error_string_n(e, text, sizeof text);
-  return text;
-}
+// Ed25519 signs the message itself; other key types sign its SHA-256.
+const EVP_MD* digest_for(EVP_PKEY* key) { return EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256(); }
 
 std::string octal_mode(mode_t mode) {
   char text[8];
@@ -111,6 +105,15 @@ result<void> verify_chain(X509_STORE* store, X509* cert) {
 
 }  // namespace
 
+std::string openssl_reason() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char text[256];
+  ERR_error_string_n(e, text, sizeof text);
+  return text;
+}
+
 void credentials::cert_free::operator()(X509* c) const { X509_free(c); }
 void credentials::key_free::operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 void credentials::store_free::operator()(X509_STORE* s) const { X509_STORE_free(s); }
@@ -178,8 +181,7 @@ result<credentials> credentials::load(const tls_files& files) {
 std::vector<std::uint8_t> credentials::sign(std::span<const std::uint8_t> message) const {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::size_t n = 0;
-  // Ed25519 takes no digest; other key types get SHA-256.
-  const EVP_MD* md = EVP_PKEY_get_id(key_.get()) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  const EVP_MD* md = digest_for(key_.get());
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, key_.get()) != 1 ||
       EVP_DigestSign(ctx.get(), nullptr, &n, message.data(), message.size()) != 1)
     throw std::runtime_error("signing failed: " + openssl_reason());
@@ -207,7 +209,7 @@ result<node_identity> credentials::verify_signed(std::span<const std::uint8_t> d
   EVP_PKEY* key = X509_get0_pubkey(cert.get());
   if (!key) return fail(errc::auth, "certificate of " + who->name + " holds no usable key");
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  const EVP_MD* md = EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  const EVP_MD* md = digest_for(key);
   const bool good = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key) == 1 &&
                     EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(), message.size()) == 1;
   ERR_clear_error();

@@ -35,6 +35,10 @@ struct node_identity {
   node_role role = node_role::peer;
 };
 
+// OpenSSL's reason for the error it just queued (and clears the queue),
+// for messages: "error:0A000086:SSL routines::certificate verify failed".
+std::string openssl_reason();
+
 // The name and role a certificate states; errc::auth when it states no
 // valid name, no role, or either more than once.
 result<node_identity> identity_of(X509* cert);

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <array>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -24,15 +23,6 @@ namespace {
 constexpr long max_peer_certificate_list = 16 * 1024;
 constexpr std::size_t max_client_hello = 16 * 1024;
 constexpr std::uint8_t tls_handshake_record = 22;
-
-std::string openssl_reason() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char text[256];
-  ERR_error_string_n(e, text, sizeof text);
-  return text;
-}
 
 }  // namespace
 

@@ -125,7 +125,7 @@ TEST_CASE("messages that begin no conversation are refused to everyone", "[permi
   chunk.mutable_file_chunk();
   pb::Envelope provision;
   provision.mutable_provision();
-  for (const node_identity who : {node_identity{"ctl-1", node_role::controller}, node_identity{"edge-b", node_role::peer},
+  for (const node_identity& who : {node_identity{"ctl-1", node_role::controller}, node_identity{"edge-b", node_role::peer},
                                   node_identity{"edge-z", node_role::peer}}) {
     for (const pb::Envelope* m : {&commit, &chunk, &provision}) {
       auto r = server::permitted(*m, who, cfg);
