@@ -6,8 +6,6 @@
 // boundary, not the TLS alert, tells a cut-short message.
 #include "transport/channel.hpp"
 
-#include <boost/asio/read.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/error.hpp>
 #include <openssl/ssl.h>
@@ -38,19 +36,17 @@ bool closed(const boost::system::error_code& ec) {
 }  // namespace
 
 channel::channel(tcp::socket socket, std::shared_ptr<ssl::context> tls, std::chrono::milliseconds io_timeout)
-    : tls_(std::move(tls)), stream_(std::move(socket), *tls_), io_timeout_(io_timeout) {
+    : tls_(std::move(tls)), stream_(std::make_unique<tls_stream>(std::move(socket), *tls_)), io_timeout_(io_timeout) {
   boost::system::error_code ec;
-  auto& sock = beast::get_lowest_layer(stream_).socket();
+  auto& sock = stream_->layer().socket();
   auto ep = sock.remote_endpoint(ec);
   remote_ = ec ? std::string("(unknown peer)") : ep.address().to_string() + ":" + std::to_string(ep.port());
   sock.set_option(tcp::no_delay(true), ec);
 }
 
 awaitable<result<void>> channel::secure(side s, std::chrono::milliseconds timeout) {
-  boost::system::error_code ec;
-  beast::get_lowest_layer(stream_).expires_after(timeout);
-  co_await stream_.async_handshake(s == side::client ? ssl::stream_base::client : ssl::stream_base::server,
-                                   asio::redirect_error(use_awaitable, ec));
+  stream_->layer().expires_after(timeout);
+  const boost::system::error_code ec = co_await stream_->handshake(s == side::client);
   if (ec) {
     if (ec == beast::error::timeout) co_return fail(errc::timeout, "TLS handshake with " + remote_ + ": timed out");
     if (ec.category() == asio::error::get_ssl_category())
@@ -58,29 +54,29 @@ awaitable<result<void>> channel::secure(side s, std::chrono::milliseconds timeou
                                      (s == side::client ? " (is our certificate of its fleet?)" : ""));
     co_return io_error(ec, "TLS handshake with", remote_);
   }
-  auto id = peer_identity(stream_.native_handle());
+  auto id = peer_identity(stream_->native_handle());
   if (!id) co_return std::unexpected(id.error().context("authentication failed: " + remote_));
   who = std::move(*id);
+  stream_->raise_buffers();
   co_return result<void>{};
 }
 
-std::string channel::cipher() const {
-  return cipher_of(const_cast<decltype(stream_)&>(stream_).native_handle());
-}
+std::string channel::cipher() const { return stream_ ? cipher_of(stream_->native_handle()) : "(none)"; }
 
 void channel::close() {
+  if (!stream_) return;  // moved from
   boost::system::error_code ec;
-  auto& sock = beast::get_lowest_layer(stream_).socket();
+  auto& sock = stream_->layer().socket();
   sock.shutdown(tcp::socket::shutdown_both, ec);
   sock.close(ec);
 }
 
 void channel::cancel() {
   reads_cancelled_ = true;
-  beast::get_lowest_layer(stream_).cancel();
+  if (stream_) stream_->layer().cancel();
 }
 
-bool channel::is_open() const { return beast::get_lowest_layer(stream_).socket().is_open(); }
+bool channel::is_open() const { return stream_ && stream_->layer().socket().is_open(); }
 
 awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, const pb::Envelope& msg,
                                              std::span<const std::uint8_t> payload) {
@@ -90,12 +86,12 @@ awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, 
   if (header.empty() || header.size() > wire::max_header_bytes)
     co_return fail(errc::internal, "message too large to send (" + std::to_string(header.size()) + " bytes)");
   wire::prefix p{std::uint32_t(header.size()), std::uint32_t(payload.size())};
-  auto pre = wire::encode_prefix(p);
-  std::array<asio::const_buffer, 3> bufs{asio::buffer(pre), asio::buffer(header),
-                                         asio::buffer(payload.data(), payload.size())};
-  boost::system::error_code ec;
-  beast::get_lowest_layer(stream_).expires_after(timeout);
-  co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
+  const auto pre = wire::encode_prefix(p);
+  // Prefix and header in one piece: one TLS record for a small frame.
+  header.insert(header.begin(), pre.begin(), pre.end());
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(header), asio::buffer(payload.data(), payload.size())};
+  stream_->layer().expires_after(timeout);
+  const boost::system::error_code ec = co_await stream_->write(bufs);
   if (ec) co_return io_error(ec, "send to", remote_);
   co_return result<void>{};
 }
@@ -103,13 +99,12 @@ awaitable<result<void>> channel::send_within(std::chrono::milliseconds timeout, 
 awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
   if (reads_cancelled_) co_return fail(errc::cancelled, "receive from " + remote_ + ": cancelled");
   std::array<std::uint8_t, wire::prefix_bytes> pre{};
-  boost::system::error_code ec;
-  beast::get_lowest_layer(stream_).expires_after(timeout);
-  std::size_t n = co_await asio::async_read(stream_, asio::buffer(pre), asio::redirect_error(use_awaitable, ec));
-  if (ec) {
-    if (closed(ec) && n > 0)
+  stream_->layer().expires_after(timeout);
+  const auto got_prefix = co_await stream_->read(asio::buffer(pre));
+  if (got_prefix.first) {
+    if (closed(got_prefix.first) && got_prefix.second > 0)
       co_return fail(errc::protocol, "receive from " + remote_ + ": truncated frame");
-    co_return io_error(ec, "receive from", remote_);
+    co_return io_error(got_prefix.first, "receive from", remote_);
   }
   auto p = wire::decode_prefix(pre);
   if (!p) co_return std::unexpected(p.error().context("receive from " + remote_));
@@ -117,21 +112,19 @@ awaitable<result<frame>> channel::recv(std::chrono::milliseconds timeout) {
     co_return fail(errc::protocol, "receive from " + remote_ + ": a frame of " +
                                        std::to_string(std::size_t(p->header_len) + p->payload_len) +
                                        " bytes before the handshake completed (at most " + std::to_string(frame_limit_) + ")");
-  buf_.resize(std::size_t(p->header_len) + p->payload_len);
-  beast::get_lowest_layer(stream_).expires_after(timeout);
-  co_await asio::async_read(stream_, asio::buffer(buf_), asio::redirect_error(use_awaitable, ec));
-  if (ec) {
-    if (closed(ec))
-      co_return fail(errc::protocol, "receive from " + remote_ + ": truncated frame");
-    co_return io_error(ec, "receive from", remote_);
-  }
-  auto all = std::span<const std::uint8_t>(buf_);
-  auto header = all.first(p->header_len);
-  auto payload = all.subspan(p->header_len, p->payload_len);
+  // The header, then the payload straight into the frame (no second copy).
+  buf_.resize(p->header_len);
   frame f;
-  if (auto ok = wire::parse_envelope(header, f.msg); !ok)
+  f.payload.resize(p->payload_len);
+  stream_->layer().expires_after(timeout);
+  auto got = co_await stream_->read(asio::buffer(buf_));
+  if (!got.first && !f.payload.empty()) got = co_await stream_->read(asio::buffer(f.payload));
+  if (got.first) {
+    if (closed(got.first)) co_return fail(errc::protocol, "receive from " + remote_ + ": truncated frame");
+    co_return io_error(got.first, "receive from", remote_);
+  }
+  if (auto ok = wire::parse_envelope(std::span<const std::uint8_t>(buf_), f.msg); !ok)
     co_return std::unexpected(ok.error().context("receive from " + remote_));
-  f.payload.assign(payload.begin(), payload.end());
   co_return f;
 }
 

@@ -1,4 +1,4 @@
-// A peer link: one TLS 1.3 connection (transport/tls.hpp) carrying frames
+// A peer link: one TLS 1.3 connection (transport/tls_stream.hpp) carrying frames
 // (common/wire.hpp). Every read and write has a deadline; a peer that closes
 // at a frame boundary is errc::peer ("closed"), a frame cut short is
 // errc::protocol, a TLS record that does not decrypt errc::auth. The
@@ -13,13 +13,12 @@
 
 #include "asio.hpp"
 
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include "common/credentials.hpp"
 #include "common/error.hpp"
 #include "common/wire.hpp"
 #include "migrated.pb.h"
 #include "transport/tls.hpp"
+#include "transport/tls_stream.hpp"
 
 namespace migrated::transport {
 
@@ -77,7 +76,7 @@ class channel {
 
  private:
   std::shared_ptr<ssl::context> tls_;
-  boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
+  std::unique_ptr<tls_stream> stream_;  // its OpenSSL state points at it: it must not move
   std::chrono::milliseconds io_timeout_;
   std::string remote_;
   std::vector<std::uint8_t> buf_;

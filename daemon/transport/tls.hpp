@@ -1,5 +1,5 @@
 // TLS 1.3 for every connection between daemons and between a controller and
-// a daemon: OpenSSL through Boost.Asio's ssl stream, both sides presenting a
+// a daemon: OpenSSL (transport/tls_stream.hpp), both sides presenting a
 // certificate of the fleet's CA (common/credentials.hpp). Nothing else is
 // accepted: no older protocol version, no connection without a client
 // certificate, no session resumption. See docs/protocol.md, "Identities".
@@ -31,7 +31,7 @@ result<node_identity> peer_identity(SSL* connection);
 // Waits until the client's first TLS record — its ClientHello, at most
 // 16 KiB — has wholly arrived in the kernel's socket buffer, looking at it
 // without reading it. Until then a connection costs this process no TLS
-// state (OpenSSL's and Asio's buffers take ~100 KiB a connection), so idle
+// state (OpenSSL's handshake buffers and ours take tens of KiB), so idle
 // and slow-drip connections stay cheap. errc::timeout after `timeout`,
 // errc::peer when the client closes, errc::protocol for bytes that are not
 // a TLS handshake record.
