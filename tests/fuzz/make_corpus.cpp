@@ -27,6 +27,10 @@
 #include "fs/tree.hpp"
 #include "images/delta.hpp"
 #include "migrated.pb.h"
+#include "transport/tls.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 using namespace migrated;
 using namespace migrated::images;
@@ -283,6 +287,29 @@ void configs(const sfs::path& out) {
   write_seed(out / "config", "override", "peers.edge-c=[fd00::3]:7450\n");
 }
 
+// fuzz_tls: the first flight of a real client of the fleet (ctl-1), taken
+// from OpenSSL through memory BIOs, whole, cut short, and followed by junk.
+void tls_client_hello(const sfs::path& out) {
+  auto ctx = transport::make_tls_context(fuzzing::fleet_member("ctl-1"));
+  if (!ctx) die("make_tls_context: " + ctx.error().message);
+  SSL* ssl = SSL_new((*ctx)->native_handle());
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* sent = BIO_new(BIO_s_mem());
+  if (!ssl || !in || !sent) die("SSL_new");
+  SSL_set_bio(ssl, in, sent);
+  SSL_set_connect_state(ssl);
+  if (SSL_do_handshake(ssl) == 1) die("a handshake completed with nobody");
+  bytes flight(static_cast<std::size_t>(BIO_ctrl_pending(sent)));
+  if (flight.empty() || BIO_read(sent, flight.data(), int(flight.size())) != int(flight.size())) die("no ClientHello");
+  SSL_free(ssl);
+  write_seed(out / "tls", "client-hello", flight);
+  write_seed(out / "tls", "client-hello-cut", std::span(flight).first(flight.size() / 2));
+  bytes junk = flight;
+  junk.insert(junk.end(), {0x17, 0x03, 0x03, 0x00, 0x20});
+  junk.resize(junk.size() + 0x20, 0xab);
+  write_seed(out / "tls", "client-hello-then-record", junk);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -296,5 +323,6 @@ int main(int argc, char** argv) {
   paths(out);
   chunks(out);
   configs(out);
+  tls_client_hello(out);
   return 0;
 }
