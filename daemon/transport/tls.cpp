@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <array>
 
+#include <poll.h>
+
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -23,6 +25,11 @@ namespace {
 constexpr long max_peer_certificate_list = 16 * 1024;
 constexpr std::size_t max_client_hello = 16 * 1024;
 constexpr std::uint8_t tls_handshake_record = 22;
+
+bool peer_shut_down(tcp::socket& socket) {
+  pollfd p{socket.native_handle(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 }  // namespace
 
@@ -75,6 +82,9 @@ awaitable<result<void>> await_client_hello(tcp::socket& socket, std::chrono::mil
                                            std::to_string(max_client_hello) + ")");
       if (socket.available(ec) >= header.size() + length && !ec) co_return result<void>{};
     }
+    // A client that has shut down its side will send no more: waiting for
+    // the rest of the record would only hold its slot until the deadline.
+    if (peer_shut_down(socket)) co_return fail(errc::peer, "closed before its whole ClientHello");
     if (std::chrono::steady_clock::now() + wait > deadline)
       co_return fail(errc::timeout, "no ClientHello within " + std::to_string(timeout.count()) + " ms");
     pause.expires_after(wait);

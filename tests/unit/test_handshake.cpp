@@ -637,6 +637,43 @@ TEST_CASE("a client trickling TLS byte by byte still meets the deadline", "[hand
   CHECK(server_error.code == errc::timeout);
 }
 
+// Accepts one connection and waits for its ClientHello as the daemon does.
+awaitable<void> accept_and_await_hello(tcp::acceptor& acceptor, std::chrono::milliseconds timeout,
+                                       std::optional<result<void>>& out) {
+  tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
+  out = co_await transport::await_client_hello(socket, timeout);
+}
+
+TEST_CASE("a client that stops halfway through its ClientHello: let go at once if it closed, else at the deadline",
+          "[handshake]") {
+  loopback net;
+  std::optional<result<void>> waited;
+  asio::co_spawn(net.io, accept_and_await_hello(net.acceptor, 2000ms, waited), rethrow);
+  tcp::socket raw(net.io);
+  raw.connect(net.endpoint());
+  const bytes record = tls_record_start();
+  asio::write(raw, asio::buffer(record.data(), record.size() / 2));
+  bool closes = false;
+  SECTION("and shuts down its side") {
+    closes = true;
+    raw.shutdown(tcp::socket::shutdown_send);
+  }
+  SECTION("and stays silent") {}
+  const auto start = std::chrono::steady_clock::now();
+  net.run();
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE(waited.has_value());
+  REQUIRE_FALSE(*waited);
+  INFO(waited->error().message);
+  if (closes) {
+    CHECK(waited->error().code == errc::peer);
+    CHECK(took < 1000ms);
+  } else {
+    CHECK(waited->error().code == errc::timeout);
+    CHECK(took >= 1900ms);
+  }
+}
+
 TEST_CASE("connect resolves, connects and authenticates the peer it expects", "[handshake]") {
   side server;
   loopback net;
