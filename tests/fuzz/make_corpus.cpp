@@ -27,6 +27,7 @@
 #include "fs/tree.hpp"
 #include "images/delta.hpp"
 #include "migrated.pb.h"
+#include "pages/page_server_protocol.hpp"
 #include "transport/tls.hpp"
 
 #include <openssl/bio.h>
@@ -310,6 +311,30 @@ void tls_client_hello(const sfs::path& out) {
   write_seed(out / "tls", "client-hello-then-record", junk);
 }
 
+// fuzz_page_request: a piece size, then what lazy-pages sends in a post-copy
+// (GETs of one page and of a run, then the close), and the same with a
+// request that no relay accepts in the middle.
+void page_requests(const sfs::path& out) {
+  const std::vector<pages::page_request> asked{{.pid = 1, .vaddr = 0x7f5a3c000000ull, .pages = 1},
+                                               {.pid = 1, .vaddr = 0x400000, .pages = 256},
+                                               {.pid = 12, .vaddr = 0x7ffd94000000ull, .pages = 2},
+                                               {.close = true}};
+  bytes stream{24};
+  for (const auto& r : asked) {
+    const auto b = pages::encode_request(r);
+    stream.insert(stream.end(), b.begin(), b.end());
+  }
+  write_seed(out / "page_request", "get-get-get-close", stream);
+  bytes odd = stream;
+  odd[0] = 7;
+  odd[1 + 24 + 8] = 0x01;  // the second GET's address, unaligned
+  write_seed(out / "page_request", "unaligned-in-the-middle", odd);
+  bytes answers{24};
+  const auto a = pages::encode_answer({.pid = 1, .vaddr = 0x1000, .pages = 16}, 16);
+  answers.insert(answers.end(), a.begin(), a.end());
+  write_seed(out / "page_request", "answer", answers);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -324,5 +349,6 @@ int main(int argc, char** argv) {
   chunks(out);
   configs(out);
   tls_client_hello(out);
+  page_requests(out);
   return 0;
 }
