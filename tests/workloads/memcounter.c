@@ -201,13 +201,14 @@ static void write_status(uint64_t time_ms) {
   int n = snprintf(line, sizeof line,
                    "boot=%016llx counter=%llu corrupt=%llu verified_passes=%llu "
                    "max_gap_ms=%llu last_gap_ms=%llu mib=%lu regions=%zu time_ms=%llu "
-                   "net_alive=%d net_port=%u net_sent=%llu net_echoed=%llu net_errors=%llu\n",
+                   "net_alive=%d net_port=%u net_sent=%llu net_echoed=%llu net_errors=%llu "
+                   "rewritten=%llu\n",
                    (unsigned long long)st.boot, (unsigned long long)st.counter,
                    (unsigned long long)st.corrupt, (unsigned long long)st.passes,
                    (unsigned long long)st.max_gap_ms, (unsigned long long)st.last_gap_ms,
                    opt.mib, nregions, (unsigned long long)time_ms, net.alive, net.client_port,
                    (unsigned long long)net.sent, (unsigned long long)net.echoed,
-                   (unsigned long long)net.errors);
+                   (unsigned long long)net.errors, (unsigned long long)st.rewritten);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   ssize_t w = write(fd, line, (size_t)n);
