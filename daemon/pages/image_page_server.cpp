@@ -90,7 +90,7 @@ result<std::uint32_t> image_page_server::read_pages(std::uint64_t pid, std::uint
 }
 
 awaitable<result<serve_stats>> image_page_server::serve(asio::local::stream_protocol::socket& socket,
-                                                        std::chrono::milliseconds idle) {
+                                                        asio::thread_pool& pool, std::chrono::milliseconds idle) {
   unix_stream stream(std::move(socket));
   request_reader reader;
   serve_stats stats;
@@ -100,7 +100,7 @@ awaitable<result<serve_stats>> image_page_server::serve(asio::local::stream_prot
   for (;;) {
     while (auto next = reader.next()) {
       if (!*next) co_return std::unexpected(next->error().context("lazy-pages"));
-      const page_request& r = **next;
+      const page_request r = **next;
       if (r.close) {
         const std::int32_t status = 0;  // "all received"; lazy-pages then hangs up
         stream.expires_after(idle);
@@ -108,7 +108,8 @@ awaitable<result<serve_stats>> image_page_server::serve(asio::local::stream_prot
         if (ec) co_return socket_error(ec, "answer lazy-pages' close");
         co_return stats;
       }
-      auto n = read_pages(r.pid, r.vaddr, r.pages, data);
+      // The pages file is read on the pool: a disk read never stalls the I/O thread.
+      auto n = co_await offload(pool, [&] { return read_pages(r.pid, r.vaddr, r.pages, data); });
       if (!n) co_return std::unexpected(n.error());
       const auto header = encode_answer(r, *n);
       const std::array<asio::const_buffer, 2> answer{asio::buffer(header), asio::buffer(data)};

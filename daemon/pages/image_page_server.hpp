@@ -38,9 +38,9 @@ class image_page_server {
   // The pagemaps of every task in `dir` (pagemap-<pid>.img) and their pages files.
   static result<image_page_server> open(const std::filesystem::path& dir);
 
-  // Serves one lazy-pages connection until its CLOSE; every read waits at
-  // most `idle` for lazy-pages' next request.
-  awaitable<result<serve_stats>> serve(asio::local::stream_protocol::socket& socket,
+  // Serves one lazy-pages connection until its CLOSE, reading pages on
+  // `pool`; every read waits at most `idle` for lazy-pages' next request.
+  awaitable<result<serve_stats>> serve(asio::local::stream_protocol::socket& socket, asio::thread_pool& pool,
                                        std::chrono::milliseconds idle);
 
   std::size_t tasks() const { return tasks_.size(); }

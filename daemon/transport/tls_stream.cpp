@@ -21,7 +21,6 @@ namespace {
 // One TLS record and its header, tag and padding: enough for a handshake.
 constexpr std::size_t record_bytes = 16 * 1024 + 512;
 
-
 }  // namespace
 
 void tls_stream::buffer::reserve(std::size_t n) {
@@ -167,6 +166,7 @@ awaitable<boost::system::error_code> tls_stream::handshake(bool as_client) {
 }
 
 awaitable<boost::system::error_code> tls_stream::write(std::span<const asio::const_buffer> buffers) {
+  if (!ssl_) co_return failure(SSL_ERROR_SSL);
   for (const auto& b : buffers) {
     auto* p = static_cast<const std::uint8_t*>(b.data());
     std::size_t left = b.size();
@@ -187,6 +187,7 @@ awaitable<boost::system::error_code> tls_stream::write(std::span<const asio::con
 }
 
 awaitable<std::pair<boost::system::error_code, std::size_t>> tls_stream::read(asio::mutable_buffer into) {
+  if (!ssl_) co_return std::pair{failure(SSL_ERROR_SSL), std::size_t(0)};
   auto* p = static_cast<std::uint8_t*>(into.data());
   std::size_t done = 0;
   while (done < into.size()) {

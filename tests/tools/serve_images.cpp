@@ -15,8 +15,8 @@ using namespace migrated;
 namespace {
 
 awaitable<void> run(pages::image_page_server& server, asio::local::stream_protocol::socket& socket,
-                    std::optional<result<pages::serve_stats>>& out) {
-  out = co_await server.serve(socket, std::chrono::seconds(60));
+                    asio::thread_pool& pool, std::optional<result<pages::serve_stats>>& out) {
+  out = co_await server.serve(socket, pool, std::chrono::seconds(60));
 }
 
 }  // namespace
@@ -33,10 +33,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   asio::io_context io;
+  asio::thread_pool pool(1);
   asio::local::stream_protocol::socket socket(io, asio::local::stream_protocol(), fd);
   std::optional<result<pages::serve_stats>> out;
-  asio::co_spawn(io, run(*server, socket, out), asio::detached);
+  asio::co_spawn(io, run(*server, socket, pool, out), asio::detached);
   io.run();
+  pool.join();
   if (!out || !*out) {
     std::fprintf(stderr, "serve_images: %s\n", out ? (*out).error().message.c_str() : "ended without a result");
     return 1;

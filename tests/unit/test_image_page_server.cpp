@@ -89,8 +89,9 @@ awaitable<void> client(unix_socket& s, const std::vector<std::array<std::uint8_t
   }
 }
 
-awaitable<void> serve(pages::image_page_server& server, unix_socket& s, std::optional<result<pages::serve_stats>>& out) {
-  out = co_await server.serve(s, 2000ms);
+awaitable<void> serve(pages::image_page_server& server, unix_socket& s, asio::thread_pool& pool,
+                      std::optional<result<pages::serve_stats>>& out) {
+  out = co_await server.serve(s, pool, 2000ms);
 }
 
 auto get(std::uint64_t vaddr, std::uint32_t n) { return pages::encode_request({.pid = 1, .vaddr = vaddr, .pages = n}); }
@@ -108,6 +109,7 @@ TEST_CASE("image_page_server answers lazy-pages from the images, byte for byte",
   const auto last = std::find_if(task.set.runs.rbegin(), task.set.runs.rend(), [](const auto& r) { return r.has_data; });
 
   asio::io_context io;
+  asio::thread_pool pool(1);
   unix_socket a(io), b(io);
   asio::local::connect_pair(a, b);
   what_the_client_saw saw;
@@ -115,7 +117,7 @@ TEST_CASE("image_page_server answers lazy-pages from the images, byte for byte",
   std::vector<std::array<std::uint8_t, pages::iov_bytes>> requests{
       get(run->vaddr, run->nr_pages + 64), get(last->vaddr, 1), pages::encode_request({.close = true})};
   asio::co_spawn(io, client(a, requests, saw), rethrow);
-  asio::co_spawn(io, serve(*server, b, stats), rethrow);
+  asio::co_spawn(io, serve(*server, b, pool, stats), rethrow);
   io.run_for(10s);
   REQUIRE(io.stopped());
 
@@ -149,13 +151,14 @@ TEST_CASE("image_page_server refuses what the images cannot answer, and malforme
   SECTION("another task") { bad = pages::encode_request({.pid = 2, .vaddr = task.set.runs[0].vaddr, .pages = 1}); }
   SECTION("an unaligned address") { bad = get(task.set.runs[0].vaddr + 1, 1); }
   asio::io_context io;
+  asio::thread_pool pool(1);
   unix_socket a(io), b(io);
   asio::local::connect_pair(a, b);
   what_the_client_saw saw;
   std::optional<result<pages::serve_stats>> stats;
   const std::vector<std::array<std::uint8_t, pages::iov_bytes>> requests{bad};
   asio::co_spawn(io, client(a, requests, saw), rethrow);
-  asio::co_spawn(io, serve(*server, b, stats), rethrow);
+  asio::co_spawn(io, serve(*server, b, pool, stats), rethrow);
   io.run_for(10s);
   REQUIRE(io.stopped());
   REQUIRE(stats.has_value());
