@@ -133,7 +133,7 @@ stop_all
 # --- 2. the daemon's page server, pages from images on disk ----------------------
 start_workload
 criu dump -t "$pid" -D "$IMG" -v4 -o dump.log || fail "dump failed"
-ended "$pid" || fail "the dumped original still runs"
+wait_for ended "$pid" 10 || fail "the dumped original still runs"
 # lazy-pages and serve_images on the two ends of one socketpair; the
 # driver waits for both and records their exit codes.
 cat >"$TEST_WORK/pair.py" <<'PY'
