@@ -115,6 +115,8 @@ struct relay {
   std::size_t flip_at = SIZE_MAX;
   std::size_t cut_at = SIZE_MAX;
   std::size_t forwarded = 0;
+  // Both pumps use them; they live as long as the test.
+  std::optional<tcp::socket> client, server;
 };
 
 awaitable<void> pump(tcp::socket& from, tcp::socket& to, relay* r) {
@@ -139,12 +141,12 @@ awaitable<void> pump(tcp::socket& from, tcp::socket& to, relay* r) {
 }
 
 awaitable<void> run_relay(tcp::acceptor& front, tcp::endpoint back, relay& r) {
-  tcp::socket client = co_await front.async_accept(use_awaitable);
-  tcp::socket server(co_await asio::this_coro::executor);
-  co_await server.async_connect(back, use_awaitable);
+  r.client.emplace(co_await front.async_accept(use_awaitable));
+  r.server.emplace(co_await asio::this_coro::executor);
+  co_await r.server->async_connect(back, use_awaitable);
   auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, pump(server, client, nullptr), rethrow);
-  co_await pump(client, server, &r);
+  asio::co_spawn(ex, pump(*r.server, *r.client, nullptr), rethrow);
+  co_await pump(*r.client, *r.server, &r);
 }
 
 // One frame, its outcome kept.
@@ -195,11 +197,13 @@ struct loopback {
   end_point a, b;  // a: server, b: client
 
   // Connects b to a directly, or through `r`.
+  tcp::endpoint dial_to;  // coroutines keep a reference to it
+
   void connect(relay* r = nullptr) {
     asio::co_spawn(io, accept_and_secure(server, server_tls, a), rethrow);
     if (r) asio::co_spawn(io, run_relay(front, server.local_endpoint(), *r), rethrow);
-    asio::co_spawn(io, connect_and_secure(r ? front.local_endpoint() : server.local_endpoint(), client_tls, b),
-                   rethrow);
+    dial_to = r ? front.local_endpoint() : server.local_endpoint();
+    asio::co_spawn(io, connect_and_secure(dial_to, client_tls, b), rethrow);
     io.run_for(test_deadline);
     io.restart();
     REQUIRE(a.secured.has_value());
