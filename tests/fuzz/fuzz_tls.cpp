@@ -6,6 +6,9 @@
 // carry a certificate of the fleet and a signature over this server's
 // random values) with a message and one of the documented codes, and
 // never hangs: every wait has a deadline of a few milliseconds.
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdint>
 #include <optional>
 
@@ -55,6 +58,12 @@ awaitable<void> serve(tcp::socket& socket, const std::shared_ptr<transport::ssl:
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   rig& r = the_rig();
   boost::system::error_code ec;
+  // libFuzzer's timeout alarm (SIGALRM) would interrupt these blocking
+  // calls (EINTR); it waits until they are done.
+  sigset_t alarm, before;
+  sigemptyset(&alarm);
+  sigaddset(&alarm, SIGALRM);
+  pthread_sigmask(SIG_BLOCK, &alarm, &before);
   tcp::socket client(r.io);
   client.connect(r.acceptor.local_endpoint(), ec);
   FUZZ_CHECK(!ec, ec.message());
@@ -62,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(!ec, ec.message());
   asio::write(client, asio::buffer(data, size), ec);
   client.shutdown(tcp::socket::shutdown_send, ec);
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
   std::optional<result<void>> out;
   asio::co_spawn(r.io, serve(server, r.tls, out), asio::detached);
   r.io.restart();
