@@ -33,12 +33,6 @@ std::optional<std::uint64_t> pid_of(const std::string& pagemap_name) {
   return pid;
 }
 
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 std::unexpected<error> socket_error(const boost::system::error_code& ec, const char* what) {
   if (ec == beast::error::timeout) return fail(errc::timeout, std::string(what) + ": lazy-pages went silent");
   if (ec == asio::error::eof) return fail(errc::peer, std::string(what) + ": lazy-pages closed the connection");

@@ -9,13 +9,14 @@
 #include <string>
 
 namespace migrated::pages {
-namespace {
 
 std::string hex(std::uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
   return buf;
 }
+
+namespace {
 
 // 1..max pages at a page-aligned address, the end inside the address space.
 result<void> check_range(std::uint64_t vaddr, std::uint32_t pages, std::uint32_t max, const char* what) {
