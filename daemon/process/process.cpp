@@ -1,4 +1,5 @@
-// posix_spawn, then a pidfd awaited on the reactor with a deadline (see
+// posix_spawn (the child gets 0-2 and the descriptors passed, nothing
+// else), then a pidfd awaited on the reactor with a deadline (see
 // process.hpp). Output is captured in memfds and trimmed to its tail.
 #include "process/process.hpp"
 
@@ -10,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -57,6 +59,20 @@ result<pid_t> spawn(const std::vector<std::string>& argv, const options& opts, i
     posix_spawn_file_actions_adddup2(&actions, out, 1);
     posix_spawn_file_actions_adddup2(&actions, err, 2);
   }
+  // Then nothing else: a descriptor of ours that is not close-on-exec (a
+  // socket Asio made) would keep a peer or a socketpair open for as long
+  // as the child lives. Closing one that is not open is no error here.
+  int highest = 2;
+  for (const auto& [ours, theirs] : opts.pass_fds) {
+    posix_spawn_file_actions_adddup2(&actions, ours, theirs);
+    highest = std::max(highest, theirs);
+  }
+  for (int fd = 3; fd < highest; ++fd) {
+    const bool passed = std::any_of(opts.pass_fds.begin(), opts.pass_fds.end(),
+                                    [fd](const auto& p) { return p.second == fd; });
+    if (!passed) posix_spawn_file_actions_addclose(&actions, fd);
+  }
+  posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;

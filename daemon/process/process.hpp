@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "asio.hpp"
@@ -37,6 +38,9 @@ struct options {
   // descendants (a restored container) may inherit them and outlive us.
   bool discard_output = false;
   std::string input;  // the child's stdin (a CNI plugin's configuration); empty: /dev/null
+  // Descriptors the child gets beyond 0-2: {ours, its number in the child}.
+  // Nothing else of ours reaches it, close-on-exec or not.
+  std::vector<std::pair<int, int>> pass_fds;
 };
 
 // Runs argv[0] (searched in PATH) with argv on the caller's executor.
