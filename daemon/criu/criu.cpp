@@ -82,6 +82,13 @@ result<overrides> write_overrides(const std::filesystem::path& dir, const featur
                              "empty-ns none\n";
     if (auto ok = write_file(file, text); !ok) return std::unexpected(ok.error());
     o.with_netns = {"CRIU_CONFIG_FILE=" + file.string()};
+    const std::string lazy = "# Post-copy's final dump serves its pages on this descriptor (docs/design.md).\n"
+                             "ps-socket " + std::to_string(page_socket_fd) + "\n";
+    const auto lazy_file = dir / "lazy.conf", lazy_netns_file = dir / "lazy-netns.conf";
+    if (auto ok = write_file(lazy_file, common + lazy); !ok) return std::unexpected(ok.error());
+    if (auto ok = write_file(lazy_netns_file, text + lazy); !ok) return std::unexpected(ok.error());
+    o.lazy = {"CRIU_CONFIG_FILE=" + lazy_file.string()};
+    o.lazy_with_netns = {"CRIU_CONFIG_FILE=" + lazy_netns_file.string()};
   }
   return o;
 }

@@ -33,11 +33,23 @@ awaitable<features> detect(const std::filesystem::path& binary);
 //   (docs/operations.md, "Docker");
 // - with_netns: those, and "empty-ns none": a container's own network
 //   namespace travels in its images (empty when this CRIU cannot).
+// - lazy, lazy_with_netns: the same for post-copy's final dump, which
+//   serves the container's pages on the socket runc's child has at
+//   page_socket_fd (`ps-socket`; runc itself passes only an address and a
+//   port, which any local process could connect to first). Empty when this
+//   CRIU lacks scripts/criu/0002, which makes it read the file after the
+//   RPC request.
 struct overrides {
   std::filesystem::path engine_file;
   std::vector<std::string> engine;
   std::vector<std::string> with_netns;
+  std::vector<std::string> lazy;
+  std::vector<std::string> lazy_with_netns;
 };
+
+// The descriptor number at which runc, and the `criu swrk` it starts, get
+// the page socket of a lazy dump: high enough that neither reuses it.
+inline constexpr int page_socket_fd = 200;
 result<overrides> write_overrides(const std::filesystem::path& dir, const features& f);
 
 // Up to max_lines "Error (...)" lines of a CRIU log, joined with "; ",

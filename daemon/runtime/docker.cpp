@@ -155,6 +155,10 @@ awaitable<result<container_info>> docker_runtime::inspect(const std::string& id)
 // keep_frozen: the engine pauses the container (it knows it is paused, so
 // its restart policy never sees an exit), then a dump that leaves it running.
 awaitable<result<void>> docker_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
+  if (req.page_socket >= 0)
+    co_return fail(errc::unsupported, "checkpoint " + id +
+                                          ": Docker restores a checkpoint only whole (its start?checkpoint= takes "
+                                          "no lazy pages), so post-copy is for runc containers");
   if (!req.keep_frozen) co_return co_await dump(id, req);
   const json none;
   auto paused = co_await call(verb::post, "/containers/" + query_escape(id) + "/pause", none, std::chrono::seconds(30));
@@ -206,6 +210,8 @@ awaitable<result<void>> docker_runtime::checkpoint_with_runc(const std::string& 
 }
 
 awaitable<result<container_info>> docker_runtime::restore(const std::string& id, const restore_request& req) {
+  if (req.lazy_pages)
+    co_return fail(errc::unsupported, "restore " + id + ": Docker restores a checkpoint only whole, without lazy pages");
   const json none;
   auto j = co_await call(verb::get, "/containers/" + query_escape(id) + "/json", none, std::chrono::seconds(30));
   if (!j) co_return std::unexpected(j.error().context("restore " + id));

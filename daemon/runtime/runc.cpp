@@ -165,12 +165,21 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   if (req.keep_frozen) {
     if (auto paused = co_await freezer("pause", id); !paused) co_return std::unexpected(paused.error().context("checkpoint " + id));
   }
-  auto outcome = co_await dump(id, req);
-  if (outcome && attached) {
+  // A post-copy dump returns only once its pages are gone, long after the
+  // destination took the address: the frozen copy leaves its bridge first.
+  const bool early = attached && req.page_socket >= 0;
+  result<void> outcome;
+  if (early) {
     std::ofstream(req.image_dir / cni::image_file) << attached->to_json() << "\n";
     outcome = co_await cni_.isolate(net->netns, attached->ifname, true);
-    if (outcome) isolated_[id] = {*net, *attached};
   }
+  if (outcome) outcome = co_await dump(id, req);
+  if (outcome && attached && !early) {
+    std::ofstream(req.image_dir / cni::image_file) << attached->to_json() << "\n";
+    outcome = co_await cni_.isolate(net->netns, attached->ifname, true);
+  }
+  if (outcome && attached) isolated_[id] = {*net, *attached};
+  if (!outcome && early) co_await cni_.isolate(net->netns, attached->ifname, false);
   if (!outcome && req.keep_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
   co_return outcome;
 }
@@ -181,9 +190,23 @@ awaitable<result<void>> runc_runtime::dump(const std::string& id, const checkpoi
                            req.work_dir.string()});
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running || req.keep_frozen) args.push_back("--leave-running");
-  args.push_back(id);
   const bool netns = req.carry_netns && !criu_.with_netns.empty();
-  const process::options opts{.timeout = checkpoint_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine};
+  process::options opts{.timeout = checkpoint_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine};
+  if (req.page_socket >= 0) {
+    // The socket reaches CRIU through runc at page_socket_fd, named by the
+    // configuration file (criu::overrides); runc writes a byte to its
+    // --status-fd when CRIU says the page server is ready.
+    if (criu_.lazy.empty())
+      co_return fail(errc::unsupported, "checkpoint " + id +
+                                            ": post-copy needs a CRIU that reads its configuration file after "
+                                            "runc's request (scripts/criu/0002)");
+    constexpr int ready_fd = criu::page_socket_fd + 1;
+    args.insert(args.end(), {"--lazy-pages", "--status-fd", std::to_string(ready_fd)});
+    opts.timeout = req.page_transfer_timeout;
+    opts.extra_env = netns ? criu_.lazy_with_netns : criu_.lazy;
+    opts.pass_fds = {{req.page_socket, criu::page_socket_fd}, {req.ready_fd, ready_fd}};
+  }
+  args.push_back(id);
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context("checkpoint " + id));
   if (!r->ok()) co_return std::unexpected(criu_failure("checkpoint " + id, *r, req.work_dir / "dump.log"));
@@ -266,6 +289,7 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
   std::vector<std::string> verb{"restore", "--image-path", req.image_dir.string(), "--work-path",
                                 req.work_dir.string()};
   verb.insert(verb.end(), criu_options_.begin(), criu_options_.end());
+  if (req.lazy_pages) verb.push_back("--lazy-pages");
   // Images that hold the network namespace restore it (they were dumped with it).
   auto restored = co_await launch(id, verb, req.bundle, req.work_dir, "restore",
                                   !criu_.with_netns.empty() && holds_netns(req.image_dir));

@@ -64,12 +64,25 @@ struct checkpoint_request {
   // Its own network namespace goes into the images (carries_netns()).
   bool carry_netns = false;
   std::filesystem::path bundle;       // runc: where its config.json is (its network)
+  // Post-copy's final dump: no page of private memory is written. CRIU
+  // keeps them in the frozen container and serves them on `page_socket`
+  // (one end of a connected socketpair: CRIU's page-server protocol,
+  // pages/dump_page_client), after writing one byte to `ready_fd` once
+  // the images are complete. checkpoint() then returns only when the
+  // transfer ended (the client's CLOSE) or `page_transfer_timeout` passed.
+  // -1: an ordinary dump. Only runc takes it (errc::unsupported).
+  int page_socket = -1;
+  int ready_fd = -1;
+  std::chrono::milliseconds page_transfer_timeout{std::chrono::hours(1)};
 };
 
 struct restore_request {
   std::filesystem::path bundle;
   std::filesystem::path image_dir;
   std::filesystem::path work_dir;
+  // Restore without the lazy pages of a post-copy dump: `criu lazy-pages`
+  // listens in work_dir (lazy-pages.socket) and fills them on demand.
+  bool lazy_pages = false;
 };
 
 // Receives an image archive into the runtime's image store (blocking; runs
