@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <limits>
 #include <stdexcept>
@@ -212,6 +213,17 @@ result<std::vector<page_set>> read_all_page_sets(const std::filesystem::path& di
     sets.push_back(std::move(*set));
   }
   return sets;
+}
+
+std::optional<std::uint64_t> task_of_pagemap(const std::string& name) {
+  constexpr std::string_view prefix = "pagemap-", suffix = ".img";
+  if (!name.starts_with(prefix) || !name.ends_with(suffix)) return std::nullopt;
+  const char* first = name.data() + prefix.size();
+  const char* last = name.data() + name.size() - suffix.size();
+  std::uint64_t pid = 0;
+  const auto [end, ec] = std::from_chars(first, last, pid);
+  if (ec != std::errc{} || end != last || pid == 0) return std::nullopt;
+  return pid;
 }
 
 bool is_pages_file(const std::string& name) {

@@ -52,6 +52,10 @@ result<page_set> read_page_set(const std::filesystem::path& dir, const std::stri
 // Every pagemap-*.img in dir, sorted by name.
 result<std::vector<page_set>> read_all_page_sets(const std::filesystem::path& dir);
 
+// The task whose pagemap this is: "pagemap-<pid>.img" → pid; nothing for
+// other names (shared memory's pagemap-shmem-*).
+std::optional<std::uint64_t> task_of_pagemap(const std::string& name);
+
 // true for the file names of page data ("pages-*.img"), which travel as deltas.
 bool is_pages_file(const std::string& name);
 

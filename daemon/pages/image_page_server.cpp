@@ -1,52 +1,21 @@
-// Deadlines come from a beast::basic_stream over the unix socket, as for the
-// peer link: expires_after before each read and write.
+// The lazy-pages loop is serve_lazy_pages(); this file reads the pages.
 #include "pages/image_page_server.hpp"
 
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/basic_stream.hpp>
-#include <boost/beast/core/error.hpp>
 
 #include "pages/page_server_protocol.hpp"
 
 namespace migrated::pages {
-namespace {
-
-namespace beast = boost::beast;
-using unix_stream = beast::basic_stream<asio::local::stream_protocol, asio::any_io_executor, beast::unlimited_rate_policy>;
-
-// "pagemap-<pid>.img" → pid; shared memory's pagemaps (pagemap-shmem-*) are not a task's.
-std::optional<std::uint64_t> pid_of(const std::string& pagemap_name) {
-  constexpr std::string_view prefix = "pagemap-", suffix = ".img";
-  if (!pagemap_name.starts_with(prefix) || !pagemap_name.ends_with(suffix)) return std::nullopt;
-  const std::string_view digits(pagemap_name.data() + prefix.size(),
-                                pagemap_name.size() - prefix.size() - suffix.size());
-  std::uint64_t pid = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), pid);
-  if (ec != std::errc{} || end != digits.data() + digits.size() || pid == 0) return std::nullopt;
-  return pid;
-}
-
-std::unexpected<error> socket_error(const boost::system::error_code& ec, const char* what) {
-  if (ec == beast::error::timeout) return fail(errc::timeout, std::string(what) + ": lazy-pages went silent");
-  if (ec == asio::error::eof) return fail(errc::peer, std::string(what) + ": lazy-pages closed the connection");
-  return fail(errc::io, std::string(what) + ": " + ec.message());
-}
-
-}  // namespace
 
 result<image_page_server> image_page_server::open(const std::filesystem::path& dir) {
   auto sets = images::read_all_page_sets(dir);
   if (!sets) return std::unexpected(sets.error().context("page server for " + dir.string()));
   image_page_server server;
   for (auto& set : *sets) {
-    const auto pid = pid_of(set.pagemap_name);
+    const auto pid = images::task_of_pagemap(set.pagemap_name);
     if (!pid) continue;
     auto fd = open_readonly(dir / set.pages_name);
     if (!fd) return std::unexpected(fd.error().context("page server for " + dir.string()));
@@ -83,42 +52,28 @@ result<std::uint32_t> image_page_server::read_pages(std::uint64_t pid, std::uint
   return n;
 }
 
+namespace {
+
+// The images as a page source: each read on the pool, so a disk read never
+// stalls the I/O thread.
+class from_images final : public page_source {
+ public:
+  from_images(const image_page_server& server, asio::thread_pool& pool) : server_(server), pool_(pool) {}
+  awaitable<result<std::uint32_t>> pages(const page_request& r, std::vector<std::uint8_t>& out) override {
+    co_return co_await offload(pool_, [&] { return server_.read_pages(r.pid, r.vaddr, r.pages, out); });
+  }
+
+ private:
+  const image_page_server& server_;
+  asio::thread_pool& pool_;
+};
+
+}  // namespace
+
 awaitable<result<serve_stats>> image_page_server::serve(asio::local::stream_protocol::socket& socket,
                                                         asio::thread_pool& pool, std::chrono::milliseconds idle) {
-  unix_stream stream(std::move(socket));
-  request_reader reader;
-  serve_stats stats;
-  std::array<std::uint8_t, 4096> in{};
-  std::vector<std::uint8_t> data;
-  boost::system::error_code ec;
-  for (;;) {
-    while (auto next = reader.next()) {
-      if (!*next) co_return std::unexpected(next->error().context("lazy-pages"));
-      const page_request r = **next;
-      if (r.close) {
-        const std::int32_t status = 0;  // "all received"; lazy-pages then hangs up
-        stream.expires_after(idle);
-        co_await asio::async_write(stream, asio::buffer(&status, sizeof status), asio::redirect_error(use_awaitable, ec));
-        if (ec) co_return socket_error(ec, "answer lazy-pages' close");
-        co_return stats;
-      }
-      // The pages file is read on the pool: a disk read never stalls the I/O thread.
-      auto n = co_await offload(pool, [&] { return read_pages(r.pid, r.vaddr, r.pages, data); });
-      if (!n) co_return std::unexpected(n.error());
-      const auto header = encode_answer(r, *n);
-      const std::array<asio::const_buffer, 2> answer{asio::buffer(header), asio::buffer(data)};
-      stream.expires_after(idle);
-      co_await asio::async_write(stream, answer, asio::redirect_error(use_awaitable, ec));
-      if (ec) co_return socket_error(ec, "send pages to lazy-pages");
-      ++stats.requests;
-      stats.pages += *n;
-      if (*n < r.pages) ++stats.short_answers;
-    }
-    stream.expires_after(idle);
-    const std::size_t got = co_await stream.async_read_some(asio::buffer(in), asio::redirect_error(use_awaitable, ec));
-    if (ec) co_return socket_error(ec, "read from lazy-pages");
-    reader.feed(std::span<const std::uint8_t>(in.data(), got));
-  }
+  from_images source(*this, pool);
+  co_return co_await serve_lazy_pages(socket, source, idle);
 }
 
 }  // namespace migrated::pages

@@ -24,14 +24,9 @@
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
 #include "images/page_set.hpp"
+#include "pages/lazy_pages_server.hpp"
 
 namespace migrated::pages {
-
-struct serve_stats {
-  std::uint64_t requests = 0;  // GETs answered
-  std::uint64_t pages = 0;     // pages sent
-  std::uint64_t short_answers = 0;  // answers with fewer pages than asked
-};
 
 class image_page_server {
  public:
@@ -45,15 +40,15 @@ class image_page_server {
 
   std::size_t tasks() const { return tasks_.size(); }
 
+  // The answer to one GET into `out`: how many pages (blocking: a pread).
+  result<std::uint32_t> read_pages(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t asked,
+                                   std::vector<std::uint8_t>& out) const;
+
  private:
   struct task {
     images::page_set set;
     std::shared_ptr<unique_fd> pages;  // the pages file, opened once
   };
-  // The answer to one GET into `out`: how many pages.
-  result<std::uint32_t> read_pages(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t asked,
-                                   std::vector<std::uint8_t>& out) const;
-
   std::map<std::uint64_t, task> tasks_;
 };
 
