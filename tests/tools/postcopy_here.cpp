@@ -1,0 +1,288 @@
+// postcopy_here: post-copy of a runc container on one host, with the
+// daemon's own pieces end to end — runc_runtime's lazy checkpoint (the
+// container frozen whole, its private memory left in CRIU's page pipes and
+// served on a socketpair), dump_page_client fetching from it, and
+// serve_lazy_pages answering `criu lazy-pages` for runc_runtime's
+// `restore --lazy-pages` of a second container from the same images.
+//
+//   postcopy_here --root R --storage S --container ID --as ID2 --bundle B2
+//                 --images DIR --work DIR [--fail-after-pages N]
+//
+// After the checkpoint is ready it prints "ready" and waits for a line on
+// stdin (the test copies the rootfs for ID2 meanwhile). Then it restores
+// ID2, serves every page and, once all arrived, removes the frozen ID and
+// prints "moved requests N pages N short N". With --fail-after-pages the
+// page source fails after N pages: the transfer is cut, ID2 removed, ID
+// thawed, and it prints "rolled back: <why>" and exits 3. Any other error:
+// printed, exit 1. For tests/integration/test_postcopy_here.sh.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
+
+#include "common/config.hpp"
+#include "common/unique_fd.hpp"
+#include "criu/criu.hpp"
+#include "pages/dump_page_client.hpp"
+#include "pages/lazy_pages_server.hpp"
+#include "process/process.hpp"
+#include "runtime/runc.hpp"
+
+using namespace migrated;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using unix_socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+struct args {
+  std::map<std::string, std::string> named;
+  std::uint64_t fail_after_pages = 0;  // 0: never
+  const std::string& at(const std::string& k) const { return named.at(k); }
+};
+
+// A page source that gives up after `limit` pages: a cut link, for the rollback.
+class failing_after final : public pages::page_source {
+ public:
+  failing_after(pages::page_source& inner, std::uint64_t limit) : inner_(inner), limit_(limit) {}
+  awaitable<result<std::uint32_t>> pages(const pages::page_request& r, std::vector<std::uint8_t>& out) override {
+    if (limit_ != 0 && sent_ >= limit_) co_return fail(errc::peer, "the page source failed on purpose");
+    auto n = co_await inner_.pages(r, out);
+    if (n) sent_ += *n;
+    co_return n;
+  }
+
+ private:
+  pages::page_source& inner_;
+  std::uint64_t limit_;
+  std::uint64_t sent_ = 0;
+};
+
+// Something running in the background whose result is awaited later.
+template <typename T>
+struct pending {
+  std::optional<T> value;
+  std::shared_ptr<asio::steady_timer> done;
+};
+
+// (One thread: nothing can finish between the check and the wait.)
+template <typename T>
+awaitable<void> wait_for(std::shared_ptr<pending<T>> p) {
+  if (p->value) co_return;
+  boost::system::error_code ec;
+  co_await p->done->async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
+awaitable<result<void>> checkpoint_in_background(runtime::runc_runtime& rt, const std::string& id,
+                                                 const runtime::checkpoint_request& req,
+                                                 std::shared_ptr<pending<result<void>>> out) {
+  out->value = co_await rt.checkpoint(id, req);
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+awaitable<result<void>> lazy_pages_in_background(const std::vector<std::string>& argv, const process::options& opts,
+                                                 std::shared_ptr<pending<result<process::result_of_run>>> out) {
+  out->value = co_await process::run(argv, opts);
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_client& client, std::uint64_t fail_after,
+                                            std::shared_ptr<pending<result<pages::serve_stats>>> out) {
+  failing_after source(client, fail_after);
+  auto served = co_await pages::serve_lazy_pages(lazy, source, 60s);
+  if (served) {
+    if (auto closed = co_await client.close(30s); !closed) served = std::unexpected(closed.error());
+  }
+  out->value = served;
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+// One byte on `fd` (runc's --status-fd: the dump's page server is ready), within `deadline`.
+awaitable<result<void>> wait_ready(int fd, std::chrono::milliseconds deadline) {
+  struct watch {
+    asio::posix::stream_descriptor pipe;
+    bool expired = false;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto w = std::make_shared<watch>(watch{asio::posix::stream_descriptor(ex, fd)});
+  asio::steady_timer timer(ex, deadline);
+  timer.async_wait([w](boost::system::error_code ec) {
+    if (!ec) {
+      w->expired = true;
+      w->pipe.cancel();
+    }
+  });
+  char byte = 1;
+  boost::system::error_code ec;
+  co_await asio::async_read(w->pipe, asio::buffer(&byte, 1), asio::redirect_error(use_awaitable, ec));
+  timer.cancel();
+  if (w->expired) co_return fail(errc::timeout, "the dump's page server was not ready in time");
+  if (ec) co_return fail(errc::criu, "the checkpoint ended before its page server was ready");
+  co_return result<void>{};
+}
+
+template <typename T>
+std::shared_ptr<pending<T>> make_pending(asio::any_io_executor ex) {
+  auto p = std::make_shared<pending<T>>();
+  p->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+  return p;
+}
+
+awaitable<int> run(const args& a) {
+  auto ex = co_await asio::this_coro::executor;
+  config cfg;
+  cfg.runc.root = a.at("--root");
+  cfg.storage_dir = a.at("--storage");
+  const auto features = co_await criu::detect("criu");
+  auto overrides = criu::write_overrides(cfg.storage_dir / "criu", features);
+  if (!overrides) {
+    std::fprintf(stderr, "postcopy_here: %s\n", overrides.error().message.c_str());
+    co_return 1;
+  }
+  runtime::runc_runtime rt(cfg, *overrides);
+  const std::string id = a.at("--container"), copy = a.at("--as");
+  const fs::path images = a.at("--images"), work = a.at("--work");
+  auto info = co_await rt.inspect(id);
+  if (!info) {
+    std::fprintf(stderr, "postcopy_here: %s\n", info.error().message.c_str());
+    co_return 1;
+  }
+
+  unix_socket ours(ex), theirs(ex);
+  asio::local::connect_pair(ours, theirs);
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) co_return 1;
+  unique_fd ready_write(ready[1]);
+  runtime::checkpoint_request req{.image_dir = images,
+                                  .work_dir = work / "dump",
+                                  .keep_frozen = true,
+                                  .carry_netns = runtime::carries_netns(*info),
+                                  .bundle = info->bundle,
+                                  .page_socket = theirs.native_handle(),
+                                  .ready_fd = ready_write.get()};
+  fs::create_directories(req.work_dir);
+  auto dumped = make_pending<result<void>>(ex);
+  asio::co_spawn(ex, checkpoint_in_background(rt, id, req, dumped), asio::detached);
+  // runc holds its own copies once it started; the spawn happened synchronously up to the first suspension.
+  auto is_ready = co_await wait_ready(ready[0], 30s);
+  theirs.close();
+  ready_write.reset();
+  if (!is_ready) {
+    co_await wait_for(dumped);
+    std::fprintf(stderr, "postcopy_here: %s%s\n", is_ready.error().message.c_str(),
+                 dumped->value && !*dumped->value ? (": " + dumped->value->error().message).c_str() : "");
+    co_return 1;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  std::string line;
+  if (!std::getline(std::cin, line)) {  // nobody to go on for: end the transfer, the original runs on
+    ours.close();
+    co_await wait_for(dumped);
+    co_await rt.thaw(id);
+    std::fprintf(stderr, "postcopy_here: stdin closed before the restore\n");
+    co_return 1;
+  }
+
+  auto held = pages::lazy_runs(images);
+  if (!held) {
+    std::fprintf(stderr, "postcopy_here: %s\n", held.error().message.c_str());
+    co_return 1;
+  }
+  pages::dump_page_client client(std::move(ours), std::move(*held));
+
+  unix_socket lazy_ours(ex), lazy_theirs(ex);
+  asio::local::connect_pair(lazy_ours, lazy_theirs);
+  const fs::path restore_work = work / "restore";
+  fs::create_directories(restore_work);
+  const std::vector<std::string> lazy_argv{"criu", "lazy-pages", "--page-server", "--ps-socket", "3", "-D",
+                                           images.string(), "-W", restore_work.string(), "-v4", "-o", "lazy.log"};
+  process::options lazy_opts{.timeout = 120s, .pass_fds = {{lazy_theirs.native_handle(), 3}}};
+  auto lazy = make_pending<result<process::result_of_run>>(ex);
+  asio::co_spawn(ex, lazy_pages_in_background(lazy_argv, lazy_opts, lazy), asio::detached);
+  asio::steady_timer tick(ex);
+  for (int i = 0; i < 100 && !fs::exists(restore_work / "lazy-pages.socket"); ++i) {
+    tick.expires_after(100ms);
+    co_await tick.async_wait(use_awaitable);
+  }
+  lazy_theirs.close();
+
+  auto served = make_pending<result<pages::serve_stats>>(ex);
+  asio::co_spawn(ex, relay_in_background(lazy_ours, client, a.fail_after_pages, served), asio::detached);
+  const runtime::restore_request rreq{.bundle = a.at("--bundle"), .image_dir = images, .work_dir = restore_work,
+                                      .lazy_pages = true};
+  auto restored = co_await rt.restore(copy, rreq);
+  co_await wait_for(served);
+  co_await wait_for(lazy);
+  if (!*served->value) client.abandon();  // cut: the dump sees its client go
+  co_await wait_for(dumped);
+
+  const bool moved = restored && *served->value && *dumped->value && *lazy->value && (*lazy->value)->ok();
+  if (moved) {
+    if (auto gone = co_await rt.remove(id); !gone) {
+      std::fprintf(stderr, "postcopy_here: remove the original: %s\n", gone.error().message.c_str());
+      co_return 1;
+    }
+    const auto& s = **served->value;
+    std::printf("moved requests %llu pages %llu short %llu\n", (unsigned long long)s.requests,
+                (unsigned long long)s.pages, (unsigned long long)s.short_answers);
+    co_return 0;
+  }
+  std::string why = !restored ? restored.error().message
+                  : !*served->value ? served->value->error().message
+                  : !*dumped->value ? dumped->value->error().message
+                  : !*lazy->value ? lazy->value->error().message
+                                  : "lazy-pages: " + (*lazy->value)->summary();
+  if (auto gone = co_await rt.remove(copy); !gone)
+    std::fprintf(stderr, "postcopy_here: remove the copy: %s\n", gone.error().message.c_str());
+  if (auto back = co_await rt.thaw(id); !back) {
+    std::fprintf(stderr, "postcopy_here: thaw the original: %s (after: %s)\n", back.error().message.c_str(), why.c_str());
+    co_return 1;
+  }
+  std::printf("rolled back: %s\n", why.c_str());
+  co_return 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing the test runner holds (its lock) may reach runc, CRIU and the
+  // frozen container through us.
+  ::close_range(3, ~0u, 0);
+  args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--fail-after-pages") {
+      if (std::from_chars(v.data(), v.data() + v.size(), a.fail_after_pages).ec != std::errc{}) return 2;
+    } else {
+      a.named[k] = v;
+    }
+  }
+  for (const char* k : {"--root", "--storage", "--container", "--as", "--bundle", "--images", "--work"})
+    if (!a.named.contains(k)) {
+      std::fprintf(stderr, "postcopy_here: %s is missing\n", k);
+      return 2;
+    }
+  asio::io_context io;
+  int rc = 1;
+  asio::co_spawn(io, run(a), [&](std::exception_ptr e, int r) {
+    if (e) std::fprintf(stderr, "postcopy_here: exception\n");
+    else rc = r;
+  });
+  io.run();
+  return rc;
+}
