@@ -11,7 +11,11 @@
 // faults for ever. So every request is checked before it is sent, against
 // the runs the dump's pagemaps mark lazy (PE_LAZY without PE_PRESENT), and
 // asks at most for the rest of the run it starts in: what is left is the
-// caller's to ask again. One request is in flight at a time.
+// caller's to ask again.
+//
+// CRIU answers one request at a time, in order, so requests take turns on
+// the socket; a fault's request goes ahead of every background one
+// waiting, and waits at most for the one answer already under way.
 //
 // As a page_source it answers lazy-pages on the same host directly (a
 // restore beside the frozen original; docs/design.md, "Post-copy").
@@ -19,7 +23,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <memory>
 #include <map>
 #include <vector>
 
@@ -40,6 +46,8 @@ using held_runs = std::map<std::uint64_t, std::vector<images::page_run>>;
 // The lazy runs of a `--lazy-pages` dump in `dir` (its pagemap-<pid>.img).
 result<held_runs> lazy_runs(const std::filesystem::path& dir);
 
+enum class priority { fault, background };
+
 class dump_page_client final : public page_source {
  public:
   // `answer_deadline`: how long pages() waits for one answer.
@@ -52,9 +60,10 @@ class dump_page_client final : public page_source {
   // dump does not hold that page; errc::timeout when the answer took
   // longer than `deadline`; errc::peer when CRIU hung up.
   awaitable<result<std::uint32_t>> get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
-                                       std::vector<std::uint8_t>& out, std::chrono::milliseconds deadline);
+                                       std::vector<std::uint8_t>& out, std::chrono::milliseconds deadline,
+                                       priority p = priority::fault);
 
-  // page_source: get() with the answer deadline.
+  // page_source: get() of a fault, with the answer deadline.
   awaitable<result<std::uint32_t>> pages(const page_request& r, std::vector<std::uint8_t>& out) override;
 
   // Ends the transfer: CLOSE, then CRIU's status (0), after which the dump
@@ -73,9 +82,17 @@ class dump_page_client final : public page_source {
  private:
   using unix_stream = boost::beast::basic_stream<asio::local::stream_protocol, asio::any_io_executor,
                                                  boost::beast::unlimited_rate_policy>;
+  // Turns on the socket: the holder sends and reads; release() wakes the
+  // first fault waiting, else the first background request.
+  awaitable<void> acquire(priority p);
+  void release();
+  struct turn;
+
   unix_stream stream_;
   held_runs held_;
   std::chrono::milliseconds answer_deadline_;
+  bool busy_ = false;
+  std::deque<std::shared_ptr<asio::steady_timer>> faults_waiting_, background_waiting_;
 };
 
 }  // namespace migrated::pages

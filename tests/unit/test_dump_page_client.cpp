@@ -185,6 +185,44 @@ TEST_CASE("dump_page_client refuses an unheld page before sending, and reports a
   }
 }
 
+TEST_CASE("dump_page_client sends a fault's request ahead of waiting background ones", "[pages]") {
+  images_of_task task;
+  auto server = pages::image_page_server::open(task.dir.path);
+  REQUIRE(server);
+  asio::io_context io;
+  asio::thread_pool pool(1);
+  unix_socket a(io), b(io);
+  asio::local::connect_pair(a, b);
+  pages::dump_page_client client(std::move(a), task.held());
+  const auto& run = client.held().at(1).front();
+  std::vector<std::string> finished;
+  std::optional<result<pages::serve_stats>> stats;
+  std::vector<std::uint8_t> d1, d2, d3, d4;
+  // (const char*: g++ 12 mishandles non-trivial by-value coroutine parameters.)
+  auto request = [&](const char* name, std::uint64_t v, pages::priority p,
+                     std::vector<std::uint8_t>& out) -> awaitable<void> {
+    auto n = co_await client.get(1, v, 1, out, 2000ms, p);
+    finished.push_back(n ? std::string(name) : std::string(name) + " failed");
+  };
+  auto all = [&]() -> awaitable<void> {
+    // The first takes the socket; the others queue in this order while it waits.
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, request("background 1", run.vaddr, pages::priority::background, d1), rethrow);
+    asio::co_spawn(ex, request("background 2", run.vaddr, pages::priority::background, d2), rethrow);
+    asio::co_spawn(ex, request("background 3", run.vaddr, pages::priority::background, d3), rethrow);
+    asio::co_spawn(ex, request("fault", run.vaddr, pages::priority::fault, d4), rethrow);
+    co_return;
+  };
+  asio::co_spawn(io, all(), rethrow);
+  asio::co_spawn(io, serve(*server, b, pool, stats), rethrow);
+  // Run until the four are done, then let the serve end at the socket's close.
+  for (int i = 0; i < 200 && finished.size() < 4; ++i) io.run_for(10ms);
+  client.abandon();
+  io.run_for(2s);
+  REQUIRE(finished.size() == 4);
+  CHECK(finished == std::vector<std::string>{"background 1", "fault", "background 2", "background 3"});
+}
+
 TEST_CASE("lazy_runs keeps the runs a lazy dump leaves in its page pipes", "[pages]") {
   // The fixture is an ordinary dump: every run has its pages in the file
   // (PE_PRESENT), so a lazy dump's page server would hold none of them.
