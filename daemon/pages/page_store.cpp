@@ -66,14 +66,17 @@ awaitable<result<std::uint32_t>> page_store::pages(const page_request& r, std::v
     co_return n;
   }
   // Missing: fetch up to the next page held (lazy-pages asks again from there).
-  std::uint32_t want = r.pages;
+  std::uint32_t want = std::min(r.pages, max_miss_pages);
   const auto next = task.lower_bound(r.vaddr);
   if (next != task.end()) want = std::uint32_t(std::min<std::uint64_t>(want, (next->first - r.vaddr) / page_size));
   const page_request ask{.pid = r.pid, .vaddr = r.vaddr, .pages = want};
   const auto t0 = std::chrono::steady_clock::now();
   auto n = co_await remote_.pages(ask, out);
   if (!n) co_return std::unexpected(n.error().context("fetch from the source"));
-  fetch_ms_.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  if (r.pages == 1) {
+    ++stats_.faults;
+    fault_ms_.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
   ++stats_.fetches;
   stats_.fetched_pages += *n;
   // A push of these pages may have arrived while the fetch was under way:
@@ -89,7 +92,7 @@ awaitable<result<std::uint32_t>> page_store::pages(const page_request& r, std::v
 
 store_stats page_store::stats() const {
   store_stats s = stats_;
-  s.fetch_latency = summarize(fetch_ms_);
+  s.fault_latency = summarize(fault_ms_);
   return s;
 }
 

@@ -5,6 +5,12 @@
 // `remote` (the source, with a fault's priority) — so a fault waits for
 // at most one fetch of its own, never behind pages being pushed.
 //
+// lazy-pages asks for a fault's page alone and for the rest in runs of up
+// to 4 MiB in the background, reading answers strictly in order: a miss
+// is fetched at most max_miss_pages at a time, so a fault queued behind a
+// background request waits for a short answer, never for megabytes (the
+// push brings the rest). Only one-page requests count as faults.
+//
 // Each page is given to lazy-pages once (it copies it into the process
 // and never asks again), so an answered page is dropped, and a pushed copy
 // that arrives after lazy-pages got the page another way is not kept.
@@ -33,13 +39,16 @@ struct latency_summary {
 };
 latency_summary summarize(std::vector<double> samples_ms);
 
+inline constexpr std::uint32_t max_miss_pages = 16;  // 64 KiB: 5 ms at 100 Mbit
+
 struct store_stats {
   std::uint64_t pushed_pages = 0;     // taken by put()
   std::uint64_t stale_pushes = 0;     // pushed after lazy-pages had them: dropped
   std::uint64_t local_pages = 0;      // answered from what was held
   std::uint64_t fetched_pages = 0;    // fetched from the source on demand
   std::uint64_t fetches = 0;
-  latency_summary fetch_latency;
+  std::uint64_t faults = 0;           // of those, one-page requests: the process waits on each
+  latency_summary fault_latency;
 };
 
 class page_store final : public page_source {
@@ -71,7 +80,7 @@ class page_store final : public page_source {
   std::uint64_t held_count_ = 0;
   std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash> given_;  // (pid, vaddr) lazy-pages has
   store_stats stats_;
-  std::vector<double> fetch_ms_;
+  std::vector<double> fault_ms_;
 };
 
 }  // namespace migrated::pages
