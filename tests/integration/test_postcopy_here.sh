@@ -4,12 +4,15 @@
 # CRIU a socketpair through runc (ps-socket in the CRIU configuration file,
 # the descriptor inherited by `criu swrk`), the frozen container keeps its
 # memory, pages/dump_page_client fetches every page from the dump's page
-# server, and pages/serve_lazy_pages answers `criu lazy-pages` for
-# `runc restore --lazy-pages` of a copy from the same images.
+# server — pushing every page in the background (pages/push_order) and
+# fetching a fault's pages ahead of the push — into the destination's
+# pages/page_store, and pages/serve_lazy_pages answers `criu lazy-pages`
+# from it for `runc restore --lazy-pages` of a copy from the same images.
 #  1. moved: the copy is the same process (boot id), counts on, keeps its
 #     TCP connection over loopback, verifies every page after the last one
-#     arrived; the images hold no memory; the frozen original is gone; one
-#     copy runs.
+#     arrived; every page lazy-pages took was either pushed ahead or
+#     fetched for a fault, and the store holds nothing at the end; the
+#     images hold no memory; the frozen original is gone; one copy runs.
 #  2. cut after 2 000 pages: the copy is removed and the original, frozen
 #     whole all along, runs on with its state (the same boot, counting on
 #     from where it stopped, no page corrupt).
@@ -50,10 +53,11 @@ on_exit show_logs
 field_of() { status_field "$TEST_WORK/$1" "$2"; }
 state_of() { container_state "$ROOT" "$1"; }
 
-# postcopy FAIL_AFTER: starts pc-src, moves it to pc-copy through the tool
-# (FAIL_AFTER 0: never cut). Sets boot, before, tool_out, tool_rc.
+# postcopy FAIL_AFTER PUSH_MIB_S: starts pc-src, moves it to pc-copy
+# through the tool (FAIL_AFTER 0: never cut), the push paced at
+# PUSH_MIB_S. Sets boot, before, tool_out, tool_rc.
 postcopy() {
-  local fail_after=$1
+  local fail_after=$1 push_rate=$2
   cleanup_containers
   rm -rf "$TEST_WORK/src" "$TEST_WORK/copy" "$TEST_WORK/img" "$TEST_WORK/work"
   mkdir -p "$TEST_WORK/img" "$TEST_WORK/work"
@@ -67,7 +71,7 @@ postcopy() {
 
   coproc TOOL { "$MIGRATED_BUILD_DIR/postcopy_here" --root "$ROOT" --storage "$TEST_WORK/storage" \
     --container pc-src --as pc-copy --bundle "$TEST_WORK/copy" --images "$TEST_WORK/img" \
-    --work "$TEST_WORK/work" --fail-after-pages "$fail_after" 2>"$TEST_WORK/tool.err"; }
+    --work "$TEST_WORK/work" --fail-after-pages "$fail_after" --push-mib-s "$push_rate" 2>"$TEST_WORK/tool.err"; }
   # Our own copies of its pipes and pid: bash drops the coproc's once it exits.
   local tool_pid=$TOOL_PID from_tool to_tool line=""
   exec {from_tool}<&"${TOOL[0]}" {to_tool}>&"${TOOL[1]}"
@@ -95,7 +99,9 @@ postcopy() {
 }
 
 # --- 1. moved -------------------------------------------------------------------
-postcopy 0
+# The push paced at 16 MiB/s, as over a slow link: the process faults on
+# pages before they are pushed (its verifier reads every page each pass).
+postcopy 0 16
 assert_eq 0 "$tool_rc" "postcopy_here exit code ($(cat "$TEST_WORK/tool.err"))"
 assert_contains "$tool_out" "moved" "postcopy_here's outcome"
 transferred=$(grep -o 'UFFD transferred pages: ([0-9]*/[0-9]*)' "$TEST_WORK/work/restore/lazy.log" | tail -n 1)
@@ -104,8 +110,15 @@ done_pages=$(sed -E 's/.*\(([0-9]+)\/([0-9]+)\)/\1/' <<<"$transferred")
 all_pages=$(sed -E 's/.*\(([0-9]+)\/([0-9]+)\)/\2/' <<<"$transferred")
 assert_eq "$all_pages" "$done_pages" "pages transferred of those lazy-pages had to"
 assert_ge "$all_pages" $((MIB * 256)) "pages transferred (at least the workload's memory)"
-served_pages=$(awk '{print $5}' <<<"$tool_out")
-assert_eq "$all_pages" "$served_pages" "pages the daemon's client fetched and served"
+# "moved requests N pages N ... held N p50_ms X ...": the value after a key.
+out_field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' <<<"$tool_out"; }
+assert_eq "$all_pages" "$(out_field pages)" "pages the daemon served to lazy-pages"
+assert_eq "$all_pages" $(($(out_field local) + $(out_field fetched))) \
+  "pages served = pushed ahead and answered locally + fetched for faults"
+assert_ge "$(out_field local)" 1 "pages pushed ahead and answered locally"
+assert_ge "$(out_field faults)" 1 "faults fetched ahead of the push"
+assert_eq 0 "$(out_field held)" "pages still held by the destination's store at the end"
+log "pushed $(out_field pushed) (stale $(out_field stale)), fetched $(out_field fetched) in $(out_field fetches) fetches, $(out_field faults) of them faults: p50 $(out_field p50_ms) ms, p99 $(out_field p99_ms) ms, max $(out_field max_ms) ms"
 assert_eq running "$(state_of pc-copy)" "pc-copy"
 assert_eq "" "$(state_of pc-src)" "pc-src after the move (removed)"
 passes=$(field_of copy verified_passes)
@@ -121,7 +134,7 @@ assert_eq 1 "$(field_of copy net_alive)" "the copy's connection"
 log "moved: $(cat "$TEST_WORK/copy/rootfs/data/status")"
 
 # --- 2. cut: the original runs on -------------------------------------------------
-postcopy 2000
+postcopy 2000 0
 assert_eq 3 "$tool_rc" "postcopy_here exit code when cut ($(cat "$TEST_WORK/tool.err"))"
 assert_contains "$tool_out" "rolled back" "postcopy_here's outcome"
 assert_eq "" "$(state_of pc-copy)" "pc-copy after the cut (removed)"

@@ -1,19 +1,24 @@
 // postcopy_here: post-copy of a runc container on one host, with the
 // daemon's own pieces end to end — runc_runtime's lazy checkpoint (the
 // container frozen whole, its private memory left in CRIU's page pipes and
-// served on a socketpair), dump_page_client fetching from it, and
-// serve_lazy_pages answering `criu lazy-pages` for runc_runtime's
-// `restore --lazy-pages` of a second container from the same images.
+// served on a socketpair), dump_page_client fetching from it — every page
+// pushed in the background in push_order, a fault's pages ahead of them —
+// into a page_store, and serve_lazy_pages answering `criu lazy-pages` from
+// the store for runc_runtime's `restore --lazy-pages` of a second
+// container from the same images.
 //
 //   postcopy_here --root R --storage S --container ID --as ID2 --bundle B2
-//                 --images DIR --work DIR [--fail-after-pages N]
+//                 --images DIR --work DIR [--fail-after-pages N] [--push-mib-s R]
 //
 // After the checkpoint is ready it prints "ready" and waits for a line on
 // stdin (the test copies the rootfs for ID2 meanwhile). Then it restores
 // ID2, serves every page and, once all arrived, removes the frozen ID and
-// prints "moved requests N pages N short N". With --fail-after-pages the
+// prints "moved requests N pages N short N pushed N stale N local N
+// fetched N fetches N faults N held N p50_ms X p99_ms X max_ms X" (the
+// latencies of faults). With --fail-after-pages the
 // page source fails after N pages: the transfer is cut, ID2 removed, ID
-// thawed, and it prints "rolled back: <why>" and exits 3. Any other error:
+// thawed, and it prints "rolled back: <why>" and exits 3. --push-mib-s
+// paces the push as a link of that rate would, so the process faults. Any other error:
 // printed, exit 1. For tests/integration/test_postcopy_here.sh.
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -36,6 +41,8 @@
 #include "criu/criu.hpp"
 #include "pages/dump_page_client.hpp"
 #include "pages/lazy_pages_server.hpp"
+#include "pages/page_store.hpp"
+#include "pages/push_order.hpp"
 #include "process/process.hpp"
 #include "runtime/runc.hpp"
 
@@ -49,6 +56,7 @@ namespace {
 struct args {
   std::map<std::string, std::string> named;
   std::uint64_t fail_after_pages = 0;  // 0: never
+  double push_mib_s = 0;               // 0: as fast as the host goes
   const std::string& at(const std::string& k) const { return named.at(k); }
 };
 
@@ -99,14 +107,90 @@ awaitable<result<void>> lazy_pages_in_background(const std::vector<std::string>&
   co_return result<void>{};
 }
 
-awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_client& client, std::uint64_t fail_after,
-                                            std::shared_ptr<pending<result<pages::serve_stats>>> out) {
-  failing_after source(client, fail_after);
-  auto served = co_await pages::serve_lazy_pages(lazy, source, 60s);
-  if (served) {
-    if (auto closed = co_await client.close(30s); !closed) served = std::unexpected(closed.error());
+template <typename T>
+std::shared_ptr<pending<T>> make_pending(asio::any_io_executor ex) {
+  auto p = std::make_shared<pending<T>>();
+  p->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+  return p;
+}
+
+// The source as the store sees it: every miss is a fault, fetched with a
+// fault's priority, and the push goes on after it.
+class faults_to final : public pages::page_source {
+ public:
+  faults_to(pages::dump_page_client& client, pages::push_order& order) : client_(client), order_(order) {}
+  awaitable<result<std::uint32_t>> pages(const pages::page_request& r, std::vector<std::uint8_t>& out) override {
+    order_.fault_at(r.pid, r.vaddr);
+    co_return co_await client_.get(r.pid, r.vaddr, r.pages, out, 10s, pages::priority::fault);
   }
-  out->value = served;
+
+ private:
+  pages::dump_page_client& client_;
+  pages::push_order& order_;
+};
+
+struct relay_outcome {
+  result<pages::serve_stats> served = fail(errc::internal, "not served");
+  pages::store_stats store;
+  std::uint64_t held_at_end = 0;
+};
+
+// Pushes every page in push_order into the store, 1 MiB at a time, until
+// all are there or delivered, or `stop`.
+awaitable<result<void>> push(pages::dump_page_client& client, pages::push_order& order, pages::page_store& store,
+                             const bool& stop, double mib_s, std::shared_ptr<pending<result<void>>> out) {
+  std::vector<std::uint8_t> data;
+  asio::steady_timer pace(co_await asio::this_coro::executor);
+  auto due = std::chrono::steady_clock::now();
+  const pages::push_order::done_fn done = [&](std::uint64_t pid, std::uint64_t v) {
+    return store.holds(pid, v) || store.given(pid, v);
+  };
+  result<void> r;
+  while (!stop) {
+    const auto next = order.next(256, done);
+    if (!next) break;
+    auto n = co_await client.get(next->pid, next->vaddr, next->pages, data, 10s, pages::priority::background);
+    if (!n) {
+      r = std::unexpected(n.error().context("push"));
+      break;
+    }
+    if (auto kept = store.put(next->pid, next->vaddr, data); !kept) {
+      r = std::unexpected(kept.error());
+      break;
+    }
+    if (mib_s > 0) {  // a link slower than this host: faults come before the push is done
+      due += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(double(data.size()) / (mib_s * 1024 * 1024)));
+      pace.expires_at(due);
+      co_await pace.async_wait(use_awaitable);
+    }
+  }
+  out->value = r;
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_client& client, std::uint64_t fail_after,
+                                            double push_mib_s, std::shared_ptr<pending<relay_outcome>> out) {
+  pages::push_order order(client.held());
+  faults_to source(client, order);
+  pages::page_store store(source);
+  failing_after to_lazy(store, fail_after);
+  bool stop = false;
+  auto pushed = make_pending<result<void>>(co_await asio::this_coro::executor);
+  asio::co_spawn(co_await asio::this_coro::executor, push(client, order, store, stop, push_mib_s, pushed), asio::detached);
+  relay_outcome o;
+  o.served = co_await pages::serve_lazy_pages(lazy, to_lazy, 60s);
+  stop = true;
+  if (!o.served) client.abandon();  // a cut: the push ends too
+  co_await wait_for(pushed);
+  if (o.served && !*pushed->value) o.served = std::unexpected(pushed->value->error());
+  if (o.served) {
+    if (auto closed = co_await client.close(30s); !closed) o.served = std::unexpected(closed.error());
+  }
+  o.store = store.stats();
+  o.held_at_end = store.held_pages();
+  out->value = std::move(o);
   out->done->cancel();
   co_return result<void>{};
 }
@@ -135,12 +219,6 @@ awaitable<result<void>> wait_ready(int fd, std::chrono::milliseconds deadline) {
   co_return result<void>{};
 }
 
-template <typename T>
-std::shared_ptr<pending<T>> make_pending(asio::any_io_executor ex) {
-  auto p = std::make_shared<pending<T>>();
-  p->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
-  return p;
-}
 
 awaitable<int> run(const args& a) {
   auto ex = co_await asio::this_coro::executor;
@@ -221,29 +299,35 @@ awaitable<int> run(const args& a) {
   }
   lazy_theirs.close();
 
-  auto served = make_pending<result<pages::serve_stats>>(ex);
-  asio::co_spawn(ex, relay_in_background(lazy_ours, client, a.fail_after_pages, served), asio::detached);
+  auto served = make_pending<relay_outcome>(ex);
+  asio::co_spawn(ex, relay_in_background(lazy_ours, client, a.fail_after_pages, a.push_mib_s, served), asio::detached);
   const runtime::restore_request rreq{.bundle = a.at("--bundle"), .image_dir = images, .work_dir = restore_work,
                                       .lazy_pages = true};
   auto restored = co_await rt.restore(copy, rreq);
   co_await wait_for(served);
   co_await wait_for(lazy);
-  if (!*served->value) client.abandon();  // cut: the dump sees its client go
   co_await wait_for(dumped);
 
-  const bool moved = restored && *served->value && *dumped->value && *lazy->value && (*lazy->value)->ok();
+  const relay_outcome& relayed = *served->value;
+  const bool moved = restored && relayed.served && *dumped->value && *lazy->value && (*lazy->value)->ok();
   if (moved) {
     if (auto gone = co_await rt.remove(id); !gone) {
       std::fprintf(stderr, "postcopy_here: remove the original: %s\n", gone.error().message.c_str());
       co_return 1;
     }
-    const auto& s = **served->value;
-    std::printf("moved requests %llu pages %llu short %llu\n", (unsigned long long)s.requests,
-                (unsigned long long)s.pages, (unsigned long long)s.short_answers);
+    const auto& s = *relayed.served;
+    const auto& st = relayed.store;
+    std::printf("moved requests %llu pages %llu short %llu pushed %llu stale %llu local %llu fetched %llu "
+                "fetches %llu faults %llu held %llu p50_ms %.3f p99_ms %.3f max_ms %.3f\n",
+                (unsigned long long)s.requests, (unsigned long long)s.pages, (unsigned long long)s.short_answers,
+                (unsigned long long)st.pushed_pages, (unsigned long long)st.stale_pushes,
+                (unsigned long long)st.local_pages, (unsigned long long)st.fetched_pages,
+                (unsigned long long)st.fetches, (unsigned long long)st.faults, (unsigned long long)relayed.held_at_end,
+                st.fault_latency.p50_ms, st.fault_latency.p99_ms, st.fault_latency.max_ms);
     co_return 0;
   }
   std::string why = !restored ? restored.error().message
-                  : !*served->value ? served->value->error().message
+                  : !relayed.served ? relayed.served.error().message
                   : !*dumped->value ? dumped->value->error().message
                   : !*lazy->value ? lazy->value->error().message
                                   : "lazy-pages: " + (*lazy->value)->summary();
@@ -268,6 +352,8 @@ int main(int argc, char** argv) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--fail-after-pages") {
       if (std::from_chars(v.data(), v.data() + v.size(), a.fail_after_pages).ec != std::errc{}) return 2;
+    } else if (k == "--push-mib-s") {
+      if (std::from_chars(v.data(), v.data() + v.size(), a.push_mib_s).ec != std::errc{} || a.push_mib_s < 0) return 2;
     } else {
       a.named[k] = v;
     }
