@@ -50,13 +50,15 @@ struct event_fields {
   std::string_view id;
   std::string_view phase;
   bool active = false;
+  std::span<const field> extra;  // more journald fields (summary())
 };
 thread_local event_fields current_event;
 
 class event_scope {
  public:
-  event_scope(std::string_view id, std::string_view phase) : saved_(current_event) {
-    current_event = event_fields{id, phase, true};
+  event_scope(std::string_view id, std::string_view phase, std::span<const field> extra = {})
+      : saved_(current_event) {
+    current_event = event_fields{id, phase, true, extra};
   }
   ~event_scope() { current_event = saved_; }
   event_scope(const event_scope&) = delete;
@@ -93,7 +95,7 @@ class journald_sink final : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     std::vector<std::string> fields;
-    fields.reserve(9);
+    fields.reserve(9 + current_event.extra.size());
     fields.push_back(field_text("MESSAGE", {msg.payload.data(), msg.payload.size()}));
     fields.push_back(field_text("PRIORITY", std::to_string(syslog_priority(msg.level))));
     fields.push_back(identifier_);
@@ -101,13 +103,14 @@ class journald_sink final : public spdlog::sinks::base_sink<std::mutex> {
     if (current_event.active) {
       fields.push_back(field_text("MIGRATION_ID", current_event.id));
       fields.push_back(field_text("PHASE", current_event.phase));
+      for (const auto& f : current_event.extra) fields.push_back(field_text(f.name, f.value));
     }
     if (!msg.source.empty()) {
       fields.push_back(field_text("CODE_FILE", msg.source.filename));
       fields.push_back(field_text("CODE_LINE", std::to_string(msg.source.line)));
       fields.push_back(field_text("CODE_FUNC", msg.source.funcname ? msg.source.funcname : ""));
     }
-    std::array<iovec, 9> vector{};
+    std::vector<iovec> vector(fields.size());
     for (std::size_t i = 0; i < fields.size(); ++i)
       vector[i] = iovec{fields[i].data(), fields[i].size()};
     // A failure reaches the logger's error handler; the caller never sees it.
@@ -225,6 +228,13 @@ void event(spdlog::logger& logger, spdlog::level::level_enum level,
   if (!logger.should_log(level)) return;
   const event_scope scope(migration_id, phase);
   logger.log(level, "[{}] {}: {}", migration_id, phase, message);
+}
+
+void summary(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view migration_id,
+             std::span<const field> fields, std::string_view message) {
+  if (!logger.should_log(level)) return;
+  const event_scope scope(migration_id, "finished", fields);
+  logger.log(level, "[{}] finished: {}", migration_id, message);
 }
 
 }  // namespace migrated::log

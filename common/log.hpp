@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,19 @@ std::shared_ptr<spdlog::logger> get(std::string_view module);
 void event(spdlog::logger& logger, spdlog::level::level_enum level,
            std::string_view migration_id, std::string_view phase,
            std::string_view message);
+
+// One more journald field of a summary line: NAME=value.
+struct field {
+  std::string_view name;
+  std::string value;
+};
+
+// The one line that closes a migration: "[<id>] finished: <message>" on
+// text sinks; on journald also PHASE=finished and `fields` (CONTAINER=,
+// PEER=, METHOD=, RESULT=, DOWNTIME_MS=), for queries such as
+//   journalctl -u migrated RESULT=rolled_back
+void summary(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view migration_id,
+             std::span<const field> fields, std::string_view message);
 
 template <class... Args>
 void info(spdlog::logger& l, std::string_view id, std::string_view phase,

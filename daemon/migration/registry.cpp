@@ -2,8 +2,13 @@
 // thread touches it.
 #include "migration/registry.hpp"
 
+#include <array>
+#include <cstdio>
+
 #include "common/auth.hpp"
 #include "common/hash.hpp"
+#include "common/log.hpp"
+#include "common/names.hpp"
 
 namespace migrated::migration {
 
@@ -24,6 +29,28 @@ void registry::update(const pb::Report& report) {
   if (it != entries_.end()) it->second.report = report;
 }
 
+namespace {
+
+// The log's summary of a finished migration, as its source saw it (the
+// destination does not know the downtime).
+void log_summary(const pb::Report& r) {
+  char downtime[32];
+  std::snprintf(downtime, sizeof downtime, "%.0f", r.downtime_ms());
+  const std::array<log::field, 5> fields{{{"CONTAINER", r.container()},
+                                          {"PEER", r.destination()},
+                                          {"METHOD", std::string(method_name(r.method()))},
+                                          {"RESULT", std::string(result_name(r.result()))},
+                                          {"DOWNTIME_MS", downtime}}};
+  const bool ok = r.result() == pb::RESULT_OK;
+  std::string message = "container " + r.container() + " to " + r.destination() + ", method " +
+                        std::string(method_name(r.method())) + ": " + std::string(result_name(r.result()));
+  if (ok) message += ", downtime " + std::string(downtime) + " ms";
+  if (!r.error().empty()) message += ": " + r.error();
+  log::summary(*log::get("migration"), ok ? spdlog::level::info : spdlog::level::err, r.id(), fields, message);
+}
+
+}  // namespace
+
 void registry::finish(const pb::Report& report) {
   auto& e = entries_[report.id()];
   e.report = report;
@@ -31,6 +58,7 @@ void registry::finish(const pb::Report& report) {
   if (!e.finished) {
     e.finished = true;
     finished_order_.push_back(report.id());
+    if (!node_.empty() && report.source() == node_) log_summary(report);
   }
   while (finished_order_.size() > max_finished) {
     entries_.erase(finished_order_.front());

@@ -4,13 +4,16 @@
 // cancel action; Abort (one migration) and stop_all (the daemon is
 // stopping) run it with a reason. What a session does when cancelled is
 // its own affair: it never gives up a commit exchange in flight. Finished
-// entries are kept (bounded) so status can report them.
+// entries are kept (bounded) so status can report them. A migration this
+// node was the source of ends with one summary line in the log (its
+// CONTAINER, PEER, METHOD, RESULT, DOWNTIME_MS: log::summary).
 #pragma once
 
 #include <deque>
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "common/error.hpp"
 #include "migrated.pb.h"
@@ -22,6 +25,9 @@ using cancel_fn = std::function<void(const std::string& reason)>;
 class registry {
  public:
   static constexpr std::size_t max_finished = 200;
+
+  // `node`: this node's name, which a report names as its source.
+  explicit registry(std::string node = {}) : node_(std::move(node)) {}
 
   std::string new_id() const;  // "m-" + 12 hex digits
   void add(const pb::Report& report, cancel_fn cancel = nullptr);
@@ -50,6 +56,7 @@ class registry {
     cancel_fn cancel;
     bool finished = false;
   };
+  std::string node_;
   std::map<std::string, entry> entries_;
   std::deque<std::string> finished_order_;
 };

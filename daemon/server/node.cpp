@@ -168,7 +168,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     if (!s) co_return fatal(s.error());
     udp_sock.emplace(std::move(*s));
   }
-  migration::registry registry;
+  migration::registry registry(cfg.node_name);
   migration::admission slots(ex, cfg.max_concurrent_migrations);
   migration::node_context ctx{cfg,
                               std::move(*creds),
