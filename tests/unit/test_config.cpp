@@ -72,6 +72,7 @@ TEST_CASE("config: the shipped example parses and validates", "[config]") {
   CHECK(cfg->find_peer("edge-z") == nullptr);
   CHECK(cfg->runc.root == "/run/migrated/runc");
   CHECK(cfg->timeouts.checkpoint == std::chrono::milliseconds(120000));
+  CHECK(cfg->log.sink == "journald");  // the README's journalctl queries find its lines
   auto checked = validate(*cfg);
   INFO((checked ? std::string() : checked.error().message));
   CHECK(checked);
