@@ -25,8 +25,8 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
-#include <memory>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include <boost/asio/local/stream_protocol.hpp>

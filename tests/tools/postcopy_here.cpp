@@ -219,7 +219,6 @@ awaitable<result<void>> wait_ready(int fd, std::chrono::milliseconds deadline) {
   co_return result<void>{};
 }
 
-
 awaitable<int> run(const args& a) {
   auto ex = co_await asio::this_coro::executor;
   config cfg;
@@ -255,7 +254,7 @@ awaitable<int> run(const args& a) {
   fs::create_directories(req.work_dir);
   auto dumped = make_pending<result<void>>(ex);
   asio::co_spawn(ex, checkpoint_in_background(rt, id, req, dumped), asio::detached);
-  // runc holds its own copies once it started; the spawn happened synchronously up to the first suspension.
+  // Once the page server is ready, runc and CRIU hold their own copies of both: ours go.
   auto is_ready = co_await wait_ready(ready[0], 30s);
   theirs.close();
   ready_write.reset();
