@@ -1,8 +1,9 @@
 // A page server for `criu lazy-pages` that answers from CRIU images on
 // disk: the destination's side of post-copy for the pages it already holds
-// (a hybrid's last pre-copy round, pages pushed ahead). One connection —
-// the daemon's end of the socketpair lazy-pages got as `--ps-socket` — is
-// served until lazy-pages sends CLOSE: each GET is answered with the pages
+// (a hybrid's last pre-copy round, pages pushed ahead). serve() runs
+// serve_lazy_pages() on one connection — the daemon's end of the
+// socketpair lazy-pages got as `--ps-socket` — with the images as its page
+// source, until lazy-pages sends CLOSE: each GET is answered with the pages
 // stored contiguously from the address asked for (lazy-pages asks again for
 // the rest, so an answer may be shorter than the request), read from the
 // pages file of the task's pagemap (images/page_set.hpp).

@@ -9,8 +9,6 @@
 // test_postcopy_here runs the client against CRIU's own server.)
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <iterator>
 #include <optional>
 
 #include <boost/asio/local/connect_pair.hpp>
@@ -19,6 +17,7 @@
 #include "images/page_set.hpp"
 #include "pages/dump_page_client.hpp"
 #include "pages/image_page_server.hpp"
+#include "task_images.hpp"
 #include "temp_dir.hpp"
 
 using namespace migrated;
@@ -28,33 +27,19 @@ using unix_socket = asio::local::stream_protocol::socket;
 
 namespace {
 
-const fs::path fixtures = fs::path(__FILE__).parent_path() / "fixtures" / "criu-4.1.1";
-
 void rethrow(std::exception_ptr e) {
   if (e) std::rethrow_exception(e);
 }
 
-struct images_of_task {
-  migrated::testing::temp_dir dir;
-  images::page_set set;
-  std::vector<std::uint8_t> pages;
-  images_of_task() {
-    fs::copy_file(fixtures / "tiny-1-pagemap-1.img", dir.path / "pagemap-1.img");
-    fs::copy_file(fixtures / "tiny-1-pages-1.img", dir.path / "pages-1.img");
-    auto s = images::read_page_set(dir.path, "pagemap-1.img");
-    REQUIRE(s);
-    set = *s;
-    std::ifstream in(dir.path / "pages-1.img", std::ios::binary);
-    pages.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  // What the image server holds, as the client must know it: the runs with data.
-  pages::held_runs held() const {
-    pages::held_runs h;
-    for (const auto& r : set.runs)
-      if (r.has_data) h[1].push_back(r);
-    return h;
-  }
-};
+using images_of_task = migrated::testing::task_images;
+
+// What the image server holds, as the client must know it: the runs with data.
+pages::held_runs held_by(const images_of_task& task) {
+  pages::held_runs h;
+  for (const auto& r : task.set.runs)
+    if (r.has_data) h[1].push_back(r);
+  return h;
+}
 
 awaitable<void> serve(pages::image_page_server& server, unix_socket& s, asio::thread_pool& pool,
                       std::optional<result<pages::serve_stats>>& out) {
@@ -108,7 +93,7 @@ TEST_CASE("dump_page_client fetches every held page, byte for byte, and closes",
   asio::thread_pool pool(1);
   unix_socket a(io), b(io);
   asio::local::connect_pair(a, b);
-  pages::dump_page_client client(std::move(a), task.held());
+  pages::dump_page_client client(std::move(a), held_by(task));
   fetched got;
   std::optional<result<pages::serve_stats>> stats;
   asio::co_spawn(io, fetch_all(client, task, chunk, got), rethrow);
@@ -131,7 +116,7 @@ TEST_CASE("dump_page_client fetches every held page, byte for byte, and closes",
 TEST_CASE("dump_page_client asks only for memory the dump holds", "[pages]") {
   images_of_task task;
   asio::io_context io;
-  pages::dump_page_client client(unix_socket(io), task.held());
+  pages::dump_page_client client(unix_socket(io), held_by(task));
   const auto& runs = client.held().at(1);
   REQUIRE_FALSE(runs.empty());
   const auto& first = runs.front();
@@ -146,15 +131,11 @@ TEST_CASE("dump_page_client asks only for memory the dump holds", "[pages]") {
 
 TEST_CASE("dump_page_client refuses an unheld page before sending, and reports a server gone", "[pages]") {
   images_of_task task;
-  auto server = pages::image_page_server::open(task.dir.path);
-  REQUIRE(server);
   asio::io_context io;
-  asio::thread_pool pool(1);
-  unix_socket a(io), b(io);
+  unix_socket a(io), b(io);  // b plays the server: it hangs up, or stays silent
   asio::local::connect_pair(a, b);
-  pages::dump_page_client client(std::move(a), task.held());
+  pages::dump_page_client client(std::move(a), held_by(task));
   std::optional<result<std::uint32_t>> refused, after;
-  std::optional<result<pages::serve_stats>> stats;
   std::vector<std::uint8_t> data;
   const std::string how = GENERATE("hung up", "silent");
   auto run = [&]() -> awaitable<void> {
@@ -193,7 +174,7 @@ TEST_CASE("dump_page_client sends a fault's request ahead of waiting background 
   asio::thread_pool pool(1);
   unix_socket a(io), b(io);
   asio::local::connect_pair(a, b);
-  pages::dump_page_client client(std::move(a), task.held());
+  pages::dump_page_client client(std::move(a), held_by(task));
   const auto& run = client.held().at(1).front();
   std::vector<std::string> finished;
   std::optional<result<pages::serve_stats>> stats;

@@ -8,8 +8,6 @@
 // runs it against CRIU's own lazy-pages.)
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <iterator>
 #include <optional>
 
 #include <boost/asio/local/connect_pair.hpp>
@@ -19,6 +17,7 @@
 #include "images/page_set.hpp"
 #include "pages/image_page_server.hpp"
 #include "pages/page_server_protocol.hpp"
+#include "task_images.hpp"
 #include "temp_dir.hpp"
 
 using namespace migrated;
@@ -28,31 +27,11 @@ using unix_socket = asio::local::stream_protocol::socket;
 
 namespace {
 
-const fs::path fixtures = fs::path(__FILE__).parent_path() / "fixtures" / "criu-4.1.1";
-
-std::vector<std::uint8_t> read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 void rethrow(std::exception_ptr e) {
   if (e) std::rethrow_exception(e);
 }
 
-// The images of one task, named as CRIU names them for pid 1.
-struct images_of_task {
-  migrated::testing::temp_dir dir;
-  images::page_set set;
-  std::vector<std::uint8_t> pages;
-  images_of_task() {
-    fs::copy_file(fixtures / "tiny-1-pagemap-1.img", dir.path / "pagemap-1.img");
-    fs::copy_file(fixtures / "tiny-1-pages-1.img", dir.path / "pages-1.img");
-    auto s = images::read_page_set(dir.path, "pagemap-1.img");
-    REQUIRE(s);
-    set = *s;
-    pages = read_all(dir.path / "pages-1.img");
-  }
-};
+using images_of_task = migrated::testing::task_images;
 
 struct what_the_client_saw {
   std::vector<std::pair<pages::page_request, std::vector<std::uint8_t>>> answers;
