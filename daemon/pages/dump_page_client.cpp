@@ -60,35 +60,6 @@ std::uint32_t dump_page_client::available(std::uint64_t pid, std::uint64_t vaddr
   return std::uint32_t(std::min<std::uint64_t>((end - vaddr) / page_size, max_request_pages));
 }
 
-// Ends a turn however the coroutine holding it leaves.
-struct dump_page_client::turn {
-  dump_page_client& client;
-  ~turn() { client.release(); }
-};
-
-awaitable<void> dump_page_client::acquire(priority p) {
-  if (!busy_) {
-    busy_ = true;
-    co_return;
-  }
-  auto wake = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
-                                                   asio::steady_timer::time_point::max());
-  (p == priority::fault ? faults_waiting_ : background_waiting_).push_back(wake);
-  boost::system::error_code ec;  // operation_aborted: release() handed us the turn
-  co_await wake->async_wait(asio::redirect_error(use_awaitable, ec));
-}
-
-void dump_page_client::release() {
-  for (auto* queue : {&faults_waiting_, &background_waiting_}) {
-    if (queue->empty()) continue;
-    auto next = queue->front();
-    queue->pop_front();
-    next->cancel();  // busy_ stays set: the turn passes to it
-    return;
-  }
-  busy_ = false;
-}
-
 awaitable<result<std::uint32_t>> dump_page_client::get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
                                                        std::vector<std::uint8_t>& out,
                                                        std::chrono::milliseconds deadline, priority p) {
@@ -99,8 +70,8 @@ awaitable<result<std::uint32_t>> dump_page_client::get(std::uint64_t pid, std::u
   const page_request asked{.pid = pid, .vaddr = vaddr, .pages = std::min(pages, most)};
   const auto request = encode_request(asked);
 
-  co_await acquire(p);
-  const turn mine{*this};
+  co_await turns_.acquire(p == priority::fault);
+  const transport::turns::guard mine{turns_};
   boost::system::error_code ec;
   std::array<std::uint8_t, iov_bytes> header{};
   stream_.expires_after(deadline);
@@ -131,8 +102,8 @@ void dump_page_client::abandon() {
 
 awaitable<result<void>> dump_page_client::close(std::chrono::milliseconds deadline) {
   const auto request = encode_request(page_request{.close = true});
-  co_await acquire(priority::background);
-  const turn mine{*this};
+  co_await turns_.acquire(false);
+  const transport::turns::guard mine{turns_};
   boost::system::error_code ec;
   std::int32_t status = -1;
   stream_.expires_after(deadline);

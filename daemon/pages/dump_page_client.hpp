@@ -23,7 +23,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -37,6 +36,7 @@
 #include "images/page_set.hpp"
 #include "pages/lazy_pages_server.hpp"
 #include "pages/page_server_protocol.hpp"
+#include "transport/turns.hpp"
 
 namespace migrated::pages {
 
@@ -82,17 +82,10 @@ class dump_page_client final : public page_source {
  private:
   using unix_stream = boost::beast::basic_stream<asio::local::stream_protocol, asio::any_io_executor,
                                                  boost::beast::unlimited_rate_policy>;
-  // Turns on the socket: the holder sends and reads; release() wakes the
-  // first fault waiting, else the first background request.
-  awaitable<void> acquire(priority p);
-  void release();
-  struct turn;
-
   unix_stream stream_;
   held_runs held_;
   std::chrono::milliseconds answer_deadline_;
-  bool busy_ = false;
-  std::deque<std::shared_ptr<asio::steady_timer>> faults_waiting_, background_waiting_;
+  transport::turns turns_;  // on the socket: a fault goes ahead of every background request waiting
 };
 
 }  // namespace migrated::pages
