@@ -94,6 +94,11 @@ awaitable<result<std::uint32_t>> dump_page_client::pages(const page_request& r, 
   co_return co_await get(r.pid, r.vaddr, r.pages, out, answer_deadline_);
 }
 
+awaitable<result<std::uint32_t>> dump_page_client::provide(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                                           std::vector<std::uint8_t>& out, bool urgent) {
+  co_return co_await get(pid, vaddr, pages, out, answer_deadline_, urgent ? priority::fault : priority::background);
+}
+
 void dump_page_client::abandon() {
   boost::system::error_code ignored;
   stream_.socket().shutdown(asio::socket_base::shutdown_both, ignored);

@@ -36,6 +36,7 @@
 #include "images/page_set.hpp"
 #include "pages/lazy_pages_server.hpp"
 #include "pages/page_server_protocol.hpp"
+#include "transport/page_link.hpp"
 #include "transport/turns.hpp"
 
 namespace migrated::pages {
@@ -48,7 +49,7 @@ result<held_runs> lazy_runs(const std::filesystem::path& dir);
 
 enum class priority { fault, background };
 
-class dump_page_client final : public page_source {
+class dump_page_client final : public page_source, public transport::page_provider {
  public:
   // `answer_deadline`: how long pages() waits for one answer.
   dump_page_client(asio::local::stream_protocol::socket socket, held_runs held,
@@ -65,6 +66,9 @@ class dump_page_client final : public page_source {
 
   // page_source: get() of a fault, with the answer deadline.
   awaitable<result<std::uint32_t>> pages(const page_request& r, std::vector<std::uint8_t>& out) override;
+  // page_provider: get() for the page link, urgent as a fault, with the answer deadline.
+  awaitable<result<std::uint32_t>> provide(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                           std::vector<std::uint8_t>& out, bool urgent) override;
 
   // Ends the transfer: CLOSE, then CRIU's status (0), after which the dump
   // cures the container's tasks and finishes.

@@ -1,0 +1,76 @@
+#include "pages/page_pull.hpp"
+
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+namespace migrated::pages {
+
+awaitable<result<std::uint32_t>> link_source::pages(const page_request& r, std::vector<std::uint8_t>& out) {
+  order_.fault_at(r.pid, r.vaddr);
+  const std::uint32_t asked = std::min(r.pages, transport::max_link_pages);
+  co_return co_await link_.get(r.pid, r.vaddr, asked, out, true, deadline_);
+}
+
+namespace {
+
+struct pulling {
+  explicit pulling(asio::any_io_executor ex) : changed(ex, asio::steady_timer::time_point::max()) {}
+  std::size_t running = 0;
+  asio::steady_timer changed;  // cancelled when a worker ends
+  std::optional<error> failed;
+  pull_stats stats;
+  // Pages asked for and not yet answered: after the order wraps around,
+  // they are not asked for again.
+  std::set<std::pair<std::uint64_t, std::uint64_t>> asked;
+};
+
+awaitable<void> worker(transport::page_link_client& link, push_order& order, page_store& store,
+                       const pull_options& opts, const bool& stop, pulling& p) {
+  const push_order::done_fn done = [&store, &p](std::uint64_t pid, std::uint64_t v) {
+    return store.holds(pid, v) || store.given(pid, v) || p.asked.contains({pid, v});
+  };
+  std::vector<std::uint8_t> data;
+  while (!stop && !p.failed) {
+    const auto next = order.next(std::min(opts.chunk_pages, transport::max_link_pages), done);
+    if (!next) break;
+    for (std::uint32_t i = 0; i < next->pages; ++i) p.asked.insert({next->pid, next->vaddr + i * page_size});
+    auto n = co_await link.get(next->pid, next->vaddr, next->pages, data, false, opts.deadline);
+    for (std::uint32_t i = 0; i < next->pages; ++i) p.asked.erase({next->pid, next->vaddr + i * page_size});
+    if (!n) {
+      if (!p.failed) p.failed = n.error().context("background transfer");
+      break;
+    }
+    if (auto kept = store.put(next->pid, next->vaddr, data); !kept) {
+      if (!p.failed) p.failed = kept.error();
+      break;
+    }
+    ++p.stats.requests;
+    p.stats.pages += *n;
+  }
+  --p.running;
+  p.changed.cancel();
+}
+
+}  // namespace
+
+awaitable<result<pull_stats>> pull_pages(transport::page_link_client& link, push_order& order, page_store& store,
+                                         const pull_options& opts, const bool& stop) {
+  auto ex = co_await asio::this_coro::executor;
+  pulling p(ex);
+  const std::size_t workers = opts.window == 0 ? 1 : opts.window;
+  for (std::size_t i = 0; i < workers; ++i) {
+    ++p.running;
+    asio::co_spawn(ex, worker(link, order, store, opts, stop, p), asio::detached);
+  }
+  while (p.running > 0) {  // they refer to `p`
+    p.changed.expires_at(asio::steady_timer::time_point::max());
+    boost::system::error_code ec;
+    co_await p.changed.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  if (p.failed) co_return std::unexpected(*p.failed);
+  co_return p.stats;
+}
+
+}  // namespace migrated::pages

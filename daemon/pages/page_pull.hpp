@@ -1,0 +1,56 @@
+// The destination's side of a post-copy's page transfer, over the page
+// link (transport/page_link.hpp): a page lazy-pages asks for and the store
+// lacks is fetched at once as urgent (a fault), and the rest comes in the
+// background, in push_order, a bounded window of requests outstanding,
+// into the page_store, until every page is held there or was given.
+//
+// The destination asks for the background pages rather than the source
+// pushing them: what can stand ahead of a fault's answer on the wire is
+// then at most the window (window × chunk pages), whatever the socket
+// buffers and the link's queue would hold (docs/design.md, "Post-copy").
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "asio.hpp"
+#include "common/error.hpp"
+#include "pages/lazy_pages_server.hpp"
+#include "pages/page_store.hpp"
+#include "pages/push_order.hpp"
+#include "transport/page_link.hpp"
+
+namespace migrated::pages {
+
+// The store's remote: a miss is fetched over the link as urgent, and the
+// background goes on after the page the process faulted on.
+class link_source final : public page_source {
+ public:
+  link_source(transport::page_link_client& link, push_order& order, std::chrono::milliseconds deadline)
+      : link_(link), order_(order), deadline_(deadline) {}
+  awaitable<result<std::uint32_t>> pages(const page_request& r, std::vector<std::uint8_t>& out) override;
+
+ private:
+  transport::page_link_client& link_;
+  push_order& order_;
+  std::chrono::milliseconds deadline_;
+};
+
+struct pull_options {
+  std::uint32_t chunk_pages = 32;   // 128 KiB a request
+  std::size_t window = 4;           // requests outstanding: 512 KiB, 42 ms at 100 Mbit
+  std::chrono::milliseconds deadline = std::chrono::seconds(30);  // for one answer
+};
+
+struct pull_stats {
+  std::uint64_t requests = 0;
+  std::uint64_t pages = 0;
+};
+
+// Pulls every page of `order` that `store` neither holds nor gave, until
+// none is left (success), `stop` is set (success: the caller ends it), or
+// a request fails (its error, after the others outstanding ended).
+awaitable<result<pull_stats>> pull_pages(transport::page_link_client& link, push_order& order, page_store& store,
+                                         const pull_options& opts, const bool& stop);
+
+}  // namespace migrated::pages

@@ -1,0 +1,101 @@
+// The page link of a post-copy: a channel of its own between the two
+// daemons (TLS, authenticated like every peer link) that carries only
+// pages — from the source, which holds the frozen container's memory, to
+// the destination, whose restored process faults on it.
+//
+// The destination asks and the source answers: a PageGet, then a PageData
+// of the same request_id with the pages (or a Reply with the error). The
+// destination drives the whole transfer, the background one included, so
+// what may stand ahead of a fault's answer is bounded by the requests it
+// keeps outstanding, not by socket buffers: an urgent request (a fault)
+// goes ahead of every other one waiting, at the source's page provider and
+// again on the wire, and so waits at most for the one answer under way in
+// each place (docs/design.md, "Post-copy").
+//
+// Each end has one reader; writers take turns (transport/turns.hpp), the
+// urgent first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "asio.hpp"
+#include "common/error.hpp"
+#include "transport/channel.hpp"
+#include "transport/turns.hpp"
+
+namespace migrated::transport {
+
+inline constexpr std::uint32_t link_page_bytes = 4096;
+inline constexpr std::uint32_t max_link_pages = 1024;  // 4 MiB an answer
+
+// Where the source's pages come from (the dump's page server).
+class page_provider {
+ public:
+  virtual ~page_provider() = default;
+  // 1..pages pages of task `pid` from `vaddr` into `out` (resized to them);
+  // how many. errc::protocol: not memory it holds (that request is
+  // refused, the link goes on); any other error ends the link.
+  virtual awaitable<result<std::uint32_t>> provide(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                                   std::vector<std::uint8_t>& out, bool urgent) = 0;
+};
+
+struct page_link_stats {
+  std::uint64_t requests = 0;  // answered with pages
+  std::uint64_t urgent = 0;    // of those, urgent
+  std::uint64_t pages = 0;
+  std::uint64_t refused = 0;   // answered with an error
+};
+
+// The source's end: answers the requests on `ch` from `provider` until the
+// destination's PagesEnd, which it acknowledges once every answer went.
+// At most `in_flight` requests are worked on at once (the next is read
+// when one is answered); `idle` bounds the wait for the next request.
+// An Abort is errc::cancelled with its reason.
+awaitable<result<page_link_stats>> serve_page_link(channel& ch, page_provider& provider,
+                                                   std::chrono::milliseconds idle, std::size_t in_flight = 16);
+
+// The destination's end.
+class page_link_client {
+ public:
+  explicit page_link_client(channel& ch) : ch_(ch) {}
+  page_link_client(const page_link_client&) = delete;
+  page_link_client& operator=(const page_link_client&) = delete;
+
+  // Reads the answers, and must run while anything is asked; ends with
+  // success once finish() is acknowledged, or with the link's error, which
+  // every get() waiting then returns too. `idle` bounds each read.
+  awaitable<result<void>> run(std::chrono::milliseconds idle);
+
+  // At most `pages` pages of task `pid` from `vaddr` into `out` (resized
+  // to them); how many. The source's error when it refused, errc::timeout
+  // after `deadline` (a late answer is dropped), the link's error when the
+  // link failed.
+  awaitable<result<std::uint32_t>> get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                       std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline);
+
+  // PagesEnd, and the source's acknowledgement (which also ends run()).
+  awaitable<result<void>> finish(std::chrono::milliseconds deadline);
+
+  // Whether the link failed (and why): every later get() fails at once.
+  const std::optional<error>& failed() const { return failed_; }
+
+ private:
+  struct waiter;
+  awaitable<result<void>> send(const pb::Envelope& env, std::span<const std::uint8_t> payload, bool urgent);
+  awaitable<std::shared_ptr<waiter>> expect(std::uint64_t id);
+  awaitable<result<pb::Envelope>> wait(std::uint64_t id, waiter& w, std::chrono::milliseconds deadline);
+  void fail_all(const error& e);
+
+  channel& ch_;
+  turns writes_;
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, std::shared_ptr<waiter>> waiting_;
+  std::optional<error> failed_;
+};
+
+}  // namespace migrated::transport

@@ -1,0 +1,173 @@
+// The destination's end of the page link: requests go out as the callers
+// make them (urgent ones first when several wait to be written), and the
+// one reader hands each answer to the get() waiting on its request_id.
+#include "transport/page_link.hpp"
+
+#include <string>
+
+namespace migrated::transport {
+namespace {
+
+std::string hex(std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  do {
+    s.insert(s.begin(), digits[v & 15]);
+    v >>= 4;
+  } while (v != 0);
+  return "0x" + s;
+}
+
+}  // namespace
+
+struct page_link_client::waiter {
+  explicit waiter(asio::any_io_executor ex) : wake(ex, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer wake;
+  // What was asked (none: the PagesEnd), and where its pages go.
+  std::uint64_t pid = 0, vaddr = 0;
+  std::uint32_t pages = 0;
+  std::vector<std::uint8_t>* out = nullptr;
+  std::optional<result<pb::Envelope>> answer;
+};
+
+void page_link_client::fail_all(const error& e) {
+  if (!failed_) failed_ = e;
+  for (auto& [id, w] : waiting_) {
+    w->answer = std::unexpected(*failed_);
+    w->wake.cancel();
+  }
+  waiting_.clear();
+}
+
+awaitable<result<void>> page_link_client::send(const pb::Envelope& env, std::span<const std::uint8_t> payload,
+                                               bool urgent) {
+  co_await writes_.acquire(urgent);
+  const turns::guard mine{writes_};
+  if (failed_) co_return std::unexpected(*failed_);
+  auto sent = co_await ch_.send(env, payload);
+  if (!sent) fail_all(sent.error().context("page link"));
+  co_return sent;
+}
+
+// (Registered before its request is sent: the answer may come before the send returns.)
+awaitable<std::shared_ptr<page_link_client::waiter>> page_link_client::expect(std::uint64_t id) {
+  auto w = std::make_shared<waiter>(co_await asio::this_coro::executor);
+  waiting_.emplace(id, w);
+  co_return w;
+}
+
+awaitable<result<pb::Envelope>> page_link_client::wait(std::uint64_t id, waiter& w,
+                                                       std::chrono::milliseconds deadline) {
+  if (!w.answer) {
+    w.wake.expires_after(deadline);
+    boost::system::error_code ec;  // operation_aborted: answered (or the link failed)
+    co_await w.wake.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  if (w.answer) co_return std::move(*w.answer);
+  waiting_.erase(id);  // the answer, if it comes, is dropped
+  co_return fail(errc::timeout, "page link: no answer from the source in " + std::to_string(deadline.count()) + " ms");
+}
+
+awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                                       std::vector<std::uint8_t>& out, bool urgent,
+                                                       std::chrono::milliseconds deadline) {
+  const std::string what = "pages " + hex(vaddr) + " of task " + std::to_string(pid);
+  if (failed_) co_return std::unexpected(failed_->context(what));
+  if (pages == 0 || pages > max_link_pages || vaddr % link_page_bytes != 0)
+    co_return fail(errc::internal, what + ": " + std::to_string(pages) + " pages is no request for the page link");
+  const std::uint64_t id = next_id_++;
+  pb::Envelope env;
+  env.set_request_id(id);
+  auto* g = env.mutable_page_get();
+  g->set_pid(pid);
+  g->set_vaddr(vaddr);
+  g->set_pages(pages);
+  g->set_urgent(urgent);
+  auto w = co_await expect(id);
+  w->pid = pid;
+  w->vaddr = vaddr;
+  w->pages = pages;
+  w->out = &out;
+  if (auto sent = co_await send(env, {}, urgent); !sent) {
+    waiting_.erase(id);
+    co_return std::unexpected(sent.error().context(what));
+  }
+  auto answer = co_await wait(id, *w, deadline);
+  if (!answer) co_return std::unexpected(answer.error().context(what));
+  if (answer->has_reply()) co_return std::unexpected(to_result(answer->reply()).error().context(what));
+  co_return answer->page_data().pages();
+}
+
+awaitable<result<void>> page_link_client::finish(std::chrono::milliseconds deadline) {
+  if (failed_) co_return std::unexpected(*failed_);
+  const std::uint64_t id = next_id_++;
+  pb::Envelope env;
+  env.set_request_id(id);
+  env.mutable_pages_end();
+  auto w = co_await expect(id);
+  if (auto sent = co_await send(env, {}, false); !sent) {
+    waiting_.erase(id);
+    co_return sent;
+  }
+  auto answer = co_await wait(id, *w, deadline);
+  if (!answer) co_return std::unexpected(answer.error().context("end of the page transfer"));
+  co_return with_context(to_result(answer->reply()), "end of the page transfer");
+}
+
+awaitable<result<void>> page_link_client::run(std::chrono::milliseconds idle) {
+  for (;;) {
+    auto f = co_await ch_.recv(idle);
+    if (!f) {
+      fail_all(f.error().context("page link"));
+      co_return std::unexpected(*failed_);
+    }
+    const std::uint64_t id = f->msg.request_id();
+    if (f->msg.has_abort()) {
+      fail_all(aborted_by_peer(ch_, f->msg.abort()).context("page link"));
+      co_return std::unexpected(*failed_);
+    }
+    const bool pages = f->msg.has_page_data();
+    if (!pages && !f->msg.has_reply()) {
+      fail_all(error{errc::protocol, "page link: the source sent message #" + std::to_string(f->msg.body_case())});
+      co_return std::unexpected(*failed_);
+    }
+    if (id == 0 || id >= next_id_) {
+      fail_all(error{errc::protocol, "page link: an answer to request " + std::to_string(id) + ", never made"});
+      co_return std::unexpected(*failed_);
+    }
+    const auto it = waiting_.find(id);
+    if (it == waiting_.end()) continue;  // its get() gave up waiting
+    auto w = it->second;
+    // What the source sends is checked before it is used: a PageGet is
+    // answered with the pages asked for (or fewer, from the same address),
+    // all of them there, or with an error; a PagesEnd with a Reply.
+    const bool is_end = w->pages == 0;
+    std::string wrong;
+    if (pages) {
+      const auto& d = f->msg.page_data();
+      if (is_end) wrong = "pages for the end of the transfer";
+      else if (d.pid() != w->pid || d.vaddr() != w->vaddr || d.pages() == 0 || d.pages() > w->pages)
+        wrong = std::to_string(d.pages()) + " pages at " + hex(d.vaddr()) + " of task " + std::to_string(d.pid()) +
+                " for " + std::to_string(w->pages) + " at " + hex(w->vaddr) + " of task " + std::to_string(w->pid);
+      else if (f->payload.size() != std::uint64_t(d.pages()) * link_page_bytes)
+        wrong = std::to_string(f->payload.size()) + " bytes for " + std::to_string(d.pages()) + " pages";
+    } else if (!is_end && f->msg.reply().ok()) {
+      wrong = "no pages and no error";
+    }
+    if (!wrong.empty()) {
+      fail_all(error{errc::protocol, "page link: answer to request " + std::to_string(id) + ": " + wrong});
+      co_return std::unexpected(*failed_);
+    }
+    if (pages) *w->out = std::move(f->payload);
+    waiting_.erase(it);
+    const bool ended = is_end && f->msg.reply().ok();  // finish() acknowledged
+    w->answer = std::move(f->msg);
+    w->wake.cancel();
+    if (ended) {  // nothing more comes: whatever still waits ends now
+      fail_all(error{errc::cancelled, "page link: the transfer ended"});
+      co_return result<void>{};
+    }
+  }
+}
+
+}  // namespace migrated::transport

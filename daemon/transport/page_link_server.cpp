@@ -1,0 +1,134 @@
+// The source's end of the page link: one reader takes the requests, each
+// is answered by a coroutine of its own (the provider puts urgent ones
+// first), and the answers take turns on the channel, urgent ones first.
+// The reader stops reading while `in_flight` requests are worked on, so a
+// destination cannot make the source hold more than that many answers.
+#include "transport/page_link.hpp"
+
+#include <string>
+
+namespace migrated::transport {
+namespace {
+
+struct serving {
+  serving(channel& c, page_provider& p, asio::any_io_executor ex)
+      : ch(c), provider(p), changed(ex, asio::steady_timer::time_point::max()) {}
+  channel& ch;
+  page_provider& provider;
+  turns writes;
+  std::size_t busy = 0;         // requests being answered
+  asio::steady_timer changed;   // cancelled when one is answered
+  std::optional<error> failed;  // the first error that ends the link
+  page_link_stats stats;
+
+  // The link ends: the reader too, if it waits for a request.
+  void end(const error& e) {
+    if (failed) return;
+    failed = e;
+    ch.cancel();
+  }
+};
+
+awaitable<void> wait_change(serving& s) {
+  s.changed.expires_at(asio::steady_timer::time_point::max());
+  boost::system::error_code ec;
+  co_await s.changed.async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
+awaitable<result<void>> send(serving& s, const pb::Envelope& env, std::span<const std::uint8_t> payload, bool urgent) {
+  co_await s.writes.acquire(urgent);
+  const turns::guard mine{s.writes};
+  if (s.failed) co_return std::unexpected(*s.failed);
+  co_return co_await s.ch.send(env, payload);
+}
+
+// One request, answered with its pages or with the provider's refusal.
+awaitable<void> answer(serving& s, std::uint64_t id, std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                       bool urgent) {
+  std::vector<std::uint8_t> data;
+  auto n = co_await s.provider.provide(pid, vaddr, pages, data, urgent);
+  pb::Envelope env;
+  if (n) {
+    env.set_request_id(id);
+    auto* d = env.mutable_page_data();
+    d->set_pid(pid);
+    d->set_vaddr(vaddr);
+    d->set_pages(*n);
+  } else if (n.error().code == errc::protocol) {
+    env = make_reply(id, std::unexpected(n.error()));
+  } else {
+    s.end(n.error());
+  }
+  if (!s.failed) {
+    const std::span<const std::uint8_t> payload = n ? std::span<const std::uint8_t>(data) : std::span<const std::uint8_t>();
+    if (auto sent = co_await send(s, env, payload, urgent); !sent) {
+      s.end(sent.error().context("page link"));
+    } else if (n) {
+      ++s.stats.requests;
+      s.stats.urgent += urgent ? 1 : 0;
+      s.stats.pages += *n;
+    } else {
+      ++s.stats.refused;
+    }
+  }
+  --s.busy;
+  s.changed.cancel();
+}
+
+// A request's own checks, before the provider sees it.
+result<void> check(const pb::PageGet& g) {
+  if (g.pages() == 0 || g.pages() > max_link_pages)
+    return fail(errc::protocol, std::to_string(g.pages()) + " pages asked (1.." + std::to_string(max_link_pages) + ")");
+  if (g.vaddr() % link_page_bytes != 0) return fail(errc::protocol, "an address not page-aligned");
+  if (g.vaddr() > ~std::uint64_t(0) - std::uint64_t(g.pages()) * link_page_bytes)
+    return fail(errc::protocol, "pages past the end of the address space");
+  return {};
+}
+
+awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::chrono::milliseconds idle) {
+  auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    while (s.busy >= in_flight && !s.failed) co_await wait_change(s);
+    if (s.failed) co_return std::unexpected(*s.failed);
+    auto f = co_await s.ch.recv(idle);
+    if (!f) co_return std::unexpected(f.error().context("page link"));
+    const std::uint64_t id = f->msg.request_id();
+    if (f->msg.has_page_get()) {
+      const auto& g = f->msg.page_get();
+      if (auto ok = check(g); !ok) {
+        ++s.stats.refused;
+        const pb::Envelope refusal = make_reply(id, ok);
+        if (auto sent = co_await send(s, refusal, {}, g.urgent()); !sent) co_return sent;
+        continue;
+      }
+      ++s.busy;
+      asio::co_spawn(ex, answer(s, id, g.pid(), g.vaddr(), g.pages(), g.urgent()), asio::detached);
+    } else if (f->msg.has_pages_end()) {
+      while (s.busy > 0) co_await wait_change(s);  // every answer goes before the acknowledgement
+      if (s.failed) co_return std::unexpected(*s.failed);
+      const pb::Envelope done = make_reply(id, result<void>{});
+      co_return co_await send(s, done, {}, false);
+    } else if (f->msg.has_abort()) {
+      co_return std::unexpected(aborted_by_peer(s.ch, f->msg.abort()).context("page link"));
+    } else {
+      co_return fail(errc::protocol, "page link: message #" + std::to_string(f->msg.body_case()) + " is no page request");
+    }
+  }
+}
+
+}  // namespace
+
+awaitable<result<page_link_stats>> serve_page_link(channel& ch, page_provider& provider, std::chrono::milliseconds idle,
+                                                   std::size_t in_flight) {
+  serving s(ch, provider, co_await asio::this_coro::executor);
+  auto served = co_await read_requests(s, in_flight == 0 ? 1 : in_flight, idle);
+  if (!served) {
+    s.end(served.error());
+    ch.close();  // answers still being written end now; the provider's end within its deadline
+  }
+  while (s.busy > 0) co_await wait_change(s);  // they refer to `s`
+  if (!served) co_return std::unexpected(*s.failed);  // the first error, not the cancelled read it caused
+  co_return s.stats;
+}
+
+}  // namespace migrated::transport
