@@ -4,15 +4,18 @@
 # CRIU a socketpair through runc (ps-socket in the CRIU configuration file,
 # the descriptor inherited by `criu swrk`), the frozen container keeps its
 # memory, pages/dump_page_client fetches every page from the dump's page
-# server — pushing every page in the background (pages/push_order) and
-# fetching a fault's pages ahead of the push — into the destination's
-# pages/page_store, and pages/serve_lazy_pages answers `criu lazy-pages`
-# from it for `runc restore --lazy-pages` of a copy from the same images.
+# server for the source's end of the page link (transport/page_link, TLS on
+# loopback between two nodes of a fleet), whose destination end pulls
+# every page in the background (pages/page_pull, in push_order) into the
+# destination's pages/page_store and fetches a fault's pages as urgent,
+# and pages/serve_lazy_pages answers `criu lazy-pages` from the store for
+# `runc restore --lazy-pages` of a copy from the same images.
 #  1. moved: the copy is the same process (boot id), counts on, keeps its
 #     TCP connection over loopback, verifies every page after the last one
-#     arrived; every page lazy-pages took was either pushed ahead or
-#     fetched for a fault, and the store holds nothing at the end; the
-#     images hold no memory; the frozen original is gone; one copy runs.
+#     arrived; every page lazy-pages took was either brought ahead or
+#     fetched for a fault, every one of them crossed the link, and the
+#     store holds nothing at the end; the images hold no memory; the frozen
+#     original is gone; one copy runs.
 #  2. cut after 2 000 pages: the copy is removed and the original, frozen
 #     whole all along, runs on with its state (the same boot, counting on
 #     from where it stopped, no page corrupt).
@@ -30,6 +33,7 @@ on_exit rm -rf "$TEST_WORK"
 ROOT=$TEST_WORK/runc
 CGROUP_PARENT=migrated-postcopy-$$
 mkdir -p "$ROOT"
+make_fleet "$TEST_WORK/tls" edge-a edge-b
 cleanup_containers() {
   local id
   pkill -9 -f "postcopy_here --root $ROOT" 2>/dev/null || true
@@ -71,7 +75,7 @@ postcopy() {
 
   coproc TOOL { "$MIGRATED_BUILD_DIR/postcopy_here" --root "$ROOT" --storage "$TEST_WORK/storage" \
     --container pc-src --as pc-copy --bundle "$TEST_WORK/copy" --images "$TEST_WORK/img" \
-    --work "$TEST_WORK/work" --fail-after-pages "$fail_after" --push-mib-s "$push_rate" 2>"$TEST_WORK/tool.err"; }
+    --work "$TEST_WORK/work" --tls "$TEST_WORK/tls" --fail-after-pages "$fail_after" --push-mib-s "$push_rate" 2>"$TEST_WORK/tool.err"; }
   # Our own copies of its pipes and pid: bash drops the coproc's once it exits.
   local tool_pid=$TOOL_PID from_tool to_tool line=""
   exec {from_tool}<&"${TOOL[0]}" {to_tool}>&"${TOOL[1]}"
@@ -99,8 +103,9 @@ postcopy() {
 }
 
 # --- 1. moved -------------------------------------------------------------------
-# The push paced at 16 MiB/s, as over a slow link: the process faults on
-# pages before they are pushed (its verifier reads every page each pass).
+# The background answers paced at 16 MiB/s, as over a slow link: the
+# process faults on pages before they arrive (its verifier reads every
+# page each pass).
 postcopy 0 16
 assert_eq 0 "$tool_rc" "postcopy_here exit code ($(cat "$TEST_WORK/tool.err"))"
 assert_contains "$tool_out" "moved" "postcopy_here's outcome"
@@ -116,7 +121,10 @@ assert_eq "$all_pages" "$(out_field pages)" "pages the daemon served to lazy-pag
 assert_eq "$all_pages" $(($(out_field local) + $(out_field fetched))) \
   "pages served = pushed ahead and answered locally + fetched for faults"
 assert_ge "$(out_field local)" 1 "pages pushed ahead and answered locally"
-assert_ge "$(out_field faults)" 1 "faults fetched ahead of the push"
+assert_ge "$(out_field faults)" 1 "faults fetched ahead of the background transfer"
+assert_ge "$(out_field link_urgent)" "$(out_field fetches)" "urgent requests on the link (every fetch for lazy-pages)"
+assert_eq "$(($(out_field pushed) + $(out_field fetched)))" "$(out_field link_pages)" \
+  "pages that crossed the link = brought in the background + fetched"
 assert_eq 0 "$(out_field held)" "pages still held by the destination's store at the end"
 log "pushed $(out_field pushed) (stale $(out_field stale)), fetched $(out_field fetched) in $(out_field fetches) fetches, $(out_field faults) of them faults: p50 $(out_field p50_ms) ms, p99 $(out_field p99_ms) ms, max $(out_field max_ms) ms"
 assert_eq running "$(state_of pc-copy)" "pc-copy"

@@ -1,25 +1,31 @@
 // postcopy_here: post-copy of a runc container on one host, with the
 // daemon's own pieces end to end — runc_runtime's lazy checkpoint (the
 // container frozen whole, its private memory left in CRIU's page pipes and
-// served on a socketpair), dump_page_client fetching from it — every page
-// pushed in the background in push_order, a fault's pages ahead of them —
-// into a page_store, and serve_lazy_pages answering `criu lazy-pages` from
-// the store for runc_runtime's `restore --lazy-pages` of a second
-// container from the same images.
+// served on a socketpair), dump_page_client fetching from it for the
+// source's end of the page link (TLS on loopback between two nodes of the
+// fleet in --tls), and at the destination's end the link's client pulling
+// every page in the background in push_order into a page_store, a fault's
+// pages fetched as urgent, and serve_lazy_pages answering `criu
+// lazy-pages` from the store for runc_runtime's `restore --lazy-pages` of
+// a second container from the same images.
 //
 //   postcopy_here --root R --storage S --container ID --as ID2 --bundle B2
-//                 --images DIR --work DIR [--fail-after-pages N] [--push-mib-s R]
+//                 --images DIR --work DIR --tls DIR [--fail-after-pages N]
+//                 [--push-mib-s R]
 //
+// --tls: a fleet (scripts/migrated-ca) with ca.crt and edge-a, edge-b.
 // After the checkpoint is ready it prints "ready" and waits for a line on
 // stdin (the test copies the rootfs for ID2 meanwhile). Then it restores
 // ID2, serves every page and, once all arrived, removes the frozen ID and
 // prints "moved requests N pages N short N pushed N stale N local N
-// fetched N fetches N faults N held N p50_ms X p99_ms X max_ms X" (the
-// latencies of faults). With --fail-after-pages the
+// fetched N fetches N faults N held N p50_ms X p99_ms X max_ms X
+// link_pages N link_urgent N" (the latencies of faults; "pushed": pages
+// the background transfer brought). With --fail-after-pages the
 // page source fails after N pages: the transfer is cut, ID2 removed, ID
 // thawed, and it prints "rolled back: <why>" and exits 3. --push-mib-s
-// paces the push as a link of that rate would, so the process faults. Any other error:
-// printed, exit 1. For tests/integration/test_postcopy_here.sh.
+// paces the background answers as a link of that rate would, so the
+// process faults. Any other error: printed, exit 1. For
+// tests/integration/test_postcopy_here.sh.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,14 +43,19 @@
 #include <boost/asio/read.hpp>
 
 #include "common/config.hpp"
+#include "common/credentials.hpp"
 #include "common/unique_fd.hpp"
 #include "criu/criu.hpp"
 #include "pages/dump_page_client.hpp"
 #include "pages/lazy_pages_server.hpp"
+#include "pages/page_pull.hpp"
 #include "pages/page_store.hpp"
 #include "pages/push_order.hpp"
 #include "process/process.hpp"
 #include "runtime/runc.hpp"
+#include "transport/channel.hpp"
+#include "transport/page_link.hpp"
+#include "transport/tls.hpp"
 
 using namespace migrated;
 using namespace std::chrono_literals;
@@ -114,79 +125,141 @@ std::shared_ptr<pending<T>> make_pending(asio::any_io_executor ex) {
   return p;
 }
 
-// The source as the store sees it: every miss is a fault, fetched with a
-// fault's priority, and the push goes on after it.
-class faults_to final : public pages::page_source {
+// The source's pages as a link of `mib_s` would deliver the background
+// ones (0: as fast as the host goes), so the process faults on pages
+// before the background transfer brings them.
+class paced final : public transport::page_provider {
  public:
-  faults_to(pages::dump_page_client& client, pages::push_order& order) : client_(client), order_(order) {}
-  awaitable<result<std::uint32_t>> pages(const pages::page_request& r, std::vector<std::uint8_t>& out) override {
-    order_.fault_at(r.pid, r.vaddr);
-    co_return co_await client_.get(r.pid, r.vaddr, r.pages, out, 10s, pages::priority::fault);
+  paced(transport::page_provider& inner, double mib_s) : inner_(inner), mib_s_(mib_s) {}
+  awaitable<result<std::uint32_t>> provide(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                           std::vector<std::uint8_t>& out, bool urgent) override {
+    auto n = co_await inner_.provide(pid, vaddr, pages, out, urgent);
+    if (!n || urgent || mib_s_ <= 0) co_return n;
+    const auto now = std::chrono::steady_clock::now();
+    due_ = std::max(due_, now) + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(double(out.size()) / (mib_s_ * 1024 * 1024)));
+    asio::steady_timer pace(co_await asio::this_coro::executor, due_);
+    co_await pace.async_wait(use_awaitable);
+    co_return n;
   }
 
  private:
-  pages::dump_page_client& client_;
-  pages::push_order& order_;
+  transport::page_provider& inner_;
+  double mib_s_;
+  std::chrono::steady_clock::time_point due_{};
 };
+
+// Both daemons' ends of the page link in this process: TLS on loopback
+// between edge-a (the source, accepting) and edge-b of the fleet in `tls`.
+awaitable<result<void>> open_link(const fs::path& tls, std::optional<transport::channel>& source,
+                                  std::optional<transport::channel>& destination) {
+  auto ex = co_await asio::this_coro::executor;
+  std::shared_ptr<transport::ssl::context> ctx[2];
+  const char* names[2] = {"edge-a", "edge-b"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string n = names[i];
+    auto creds = credentials::load({.ca = tls / "ca.crt", .cert = tls / (n + ".crt"), .key = tls / (n + ".key")});
+    if (!creds) co_return std::unexpected(creds.error());
+    auto c = transport::make_tls_context(*creds);
+    if (!c) co_return std::unexpected(c.error());
+    ctx[i] = *c;
+  }
+  tcp::acceptor acceptor(ex, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket out(ex);
+  co_await out.async_connect(acceptor.local_endpoint(), use_awaitable);
+  tcp::socket in = co_await acceptor.async_accept(use_awaitable);
+  source.emplace(std::move(in), ctx[0], 10s);
+  destination.emplace(std::move(out), ctx[1], 10s);
+  auto accepted = make_pending<result<void>>(ex);
+  auto secure_source = [](transport::channel& ch, std::shared_ptr<pending<result<void>>> done) -> awaitable<void> {
+    done->value = co_await ch.secure(transport::channel::side::server, 10s);
+    done->done->cancel();
+  };
+  asio::co_spawn(ex, secure_source(*source, accepted), asio::detached);
+  auto connected = co_await destination->secure(transport::channel::side::client, 10s);
+  co_await wait_for(accepted);
+  if (!connected) co_return connected;
+  co_return *accepted->value;
+}
 
 struct relay_outcome {
   result<pages::serve_stats> served = fail(errc::internal, "not served");
   pages::store_stats store;
   std::uint64_t held_at_end = 0;
+  transport::page_link_stats link;  // the source's end
 };
 
-// Pushes every page in push_order into the store, 1 MiB at a time, until
-// all are there or delivered, or `stop`.
-awaitable<result<void>> push(pages::dump_page_client& client, pages::push_order& order, pages::page_store& store,
-                             const bool& stop, double mib_s, std::shared_ptr<pending<result<void>>> out) {
-  std::vector<std::uint8_t> data;
-  asio::steady_timer pace(co_await asio::this_coro::executor);
-  auto due = std::chrono::steady_clock::now();
-  const pages::push_order::done_fn done = [&](std::uint64_t pid, std::uint64_t v) {
-    return store.holds(pid, v) || store.given(pid, v);
-  };
-  result<void> r;
-  while (!stop) {
-    const auto next = order.next(256, done);
-    if (!next) break;
-    auto n = co_await client.get(next->pid, next->vaddr, next->pages, data, 10s, pages::priority::background);
-    if (!n) {
-      r = std::unexpected(n.error().context("push"));
-      break;
-    }
-    if (auto kept = store.put(next->pid, next->vaddr, data); !kept) {
-      r = std::unexpected(kept.error());
-      break;
-    }
-    if (mib_s > 0) {  // a link slower than this host: faults come before the push is done
-      due += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(double(data.size()) / (mib_s * 1024 * 1024)));
-      pace.expires_at(due);
-      co_await pace.async_wait(use_awaitable);
-    }
-  }
-  out->value = r;
+awaitable<result<void>> serve_link_in_background(transport::channel& ch, transport::page_provider& provider,
+                                                 std::shared_ptr<pending<result<transport::page_link_stats>>> out) {
+  out->value = co_await transport::serve_page_link(ch, provider, 60s);
   out->done->cancel();
   co_return result<void>{};
 }
 
-awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_client& client, std::uint64_t fail_after,
-                                            double push_mib_s, std::shared_ptr<pending<relay_outcome>> out) {
-  pages::push_order order(client.held());
-  faults_to source(client, order);
-  pages::page_store store(source);
+awaitable<result<void>> run_link_in_background(transport::page_link_client& link,
+                                               std::shared_ptr<pending<result<void>>> out) {
+  out->value = co_await link.run(60s);
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+awaitable<result<void>> pull_in_background(transport::page_link_client& link, pages::push_order& order,
+                                           pages::page_store& store, const bool& stop,
+                                           std::shared_ptr<pending<result<pages::pull_stats>>> out) {
+  out->value = co_await pages::pull_pages(link, order, store, pages::pull_options{}, stop);
+  out->done->cancel();
+  co_return result<void>{};
+}
+
+// The source daemon's end (the dump's pages, served on the link) and the
+// destination's (the link's client, the background pull into the store,
+// the store answering lazy-pages), until lazy-pages has every page.
+awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_client& client,
+                                            const pages::held_runs& dest_held, const fs::path& tls,
+                                            std::uint64_t fail_after, double push_mib_s,
+                                            std::shared_ptr<pending<relay_outcome>> out) {
+  auto ex = co_await asio::this_coro::executor;
+  relay_outcome o;
+  std::optional<transport::channel> source_end, destination_end;
+  if (auto linked = co_await open_link(tls, source_end, destination_end); !linked) {
+    o.served = std::unexpected(linked.error().context("page link"));
+    client.abandon();
+    lazy.close();  // lazy-pages ends, and the restore with it
+    out->value = std::move(o);
+    out->done->cancel();
+    co_return result<void>{};
+  }
+  paced provider(client, push_mib_s);
+  auto link_served = make_pending<result<transport::page_link_stats>>(ex);
+  asio::co_spawn(ex, serve_link_in_background(*source_end, provider, link_served), asio::detached);
+
+  transport::page_link_client link(*destination_end);
+  auto link_ran = make_pending<result<void>>(ex);
+  asio::co_spawn(ex, run_link_in_background(link, link_ran), asio::detached);
+  pages::push_order order(dest_held);  // the destination's own reading of the images
+  pages::link_source remote(link, order, 10s);
+  pages::page_store store(remote);
   failing_after to_lazy(store, fail_after);
   bool stop = false;
-  auto pushed = make_pending<result<void>>(co_await asio::this_coro::executor);
-  asio::co_spawn(co_await asio::this_coro::executor, push(client, order, store, stop, push_mib_s, pushed), asio::detached);
-  relay_outcome o;
+  auto pulled = make_pending<result<pages::pull_stats>>(ex);
+  asio::co_spawn(ex, pull_in_background(link, order, store, stop, pulled), asio::detached);
   o.served = co_await pages::serve_lazy_pages(lazy, to_lazy, 60s);
   stop = true;
-  if (!o.served) client.abandon();  // a cut: the push ends too
-  co_await wait_for(pushed);
-  if (o.served && !*pushed->value) o.served = std::unexpected(pushed->value->error());
+  if (!o.served) destination_end->close();  // a cut: every end fails
+  co_await wait_for(pulled);
+  if (o.served && !*pulled->value) o.served = std::unexpected(pulled->value->error());
+  if (o.served) {
+    if (auto ended = co_await link.finish(30s); !ended) o.served = std::unexpected(ended.error());
+  }
+  if (!o.served) destination_end->close();
+  co_await wait_for(link_ran);
+  co_await wait_for(link_served);
+  if (o.served && !*link_served->value) o.served = std::unexpected(link_served->value->error());
+  if (*link_served->value) o.link = **link_served->value;
   if (o.served) {
     if (auto closed = co_await client.close(30s); !closed) o.served = std::unexpected(closed.error());
+  } else {
+    client.abandon();
   }
   o.store = store.stats();
   o.held_at_end = store.held_pages();
@@ -232,7 +305,7 @@ awaitable<int> run(const args& a) {
   }
   runtime::runc_runtime rt(cfg, *overrides);
   const std::string id = a.at("--container"), copy = a.at("--as");
-  const fs::path images = a.at("--images"), work = a.at("--work");
+  const fs::path images = a.at("--images"), work = a.at("--work"), tls = a.at("--tls");
   auto info = co_await rt.inspect(id);
   if (!info) {
     std::fprintf(stderr, "postcopy_here: %s\n", info.error().message.c_str());
@@ -281,6 +354,8 @@ awaitable<int> run(const args& a) {
     co_return 1;
   }
   pages::dump_page_client client(std::move(ours), std::move(*held));
+  const auto dest_held = pages::lazy_runs(images);  // what the destination reads from the images it received
+  if (!dest_held) co_return 1;
 
   unix_socket lazy_ours(ex), lazy_theirs(ex);
   asio::local::connect_pair(lazy_ours, lazy_theirs);
@@ -299,7 +374,8 @@ awaitable<int> run(const args& a) {
   lazy_theirs.close();
 
   auto served = make_pending<relay_outcome>(ex);
-  asio::co_spawn(ex, relay_in_background(lazy_ours, client, a.fail_after_pages, a.push_mib_s, served), asio::detached);
+  asio::co_spawn(ex, relay_in_background(lazy_ours, client, *dest_held, tls, a.fail_after_pages,
+                                                   a.push_mib_s, served), asio::detached);
   const runtime::restore_request rreq{.bundle = a.at("--bundle"), .image_dir = images, .work_dir = restore_work,
                                       .lazy_pages = true};
   auto restored = co_await rt.restore(copy, rreq);
@@ -317,16 +393,18 @@ awaitable<int> run(const args& a) {
     const auto& s = *relayed.served;
     const auto& st = relayed.store;
     std::printf("moved requests %llu pages %llu short %llu pushed %llu stale %llu local %llu fetched %llu "
-                "fetches %llu faults %llu held %llu p50_ms %.3f p99_ms %.3f max_ms %.3f\n",
+                "fetches %llu faults %llu held %llu p50_ms %.3f p99_ms %.3f max_ms %.3f link_pages %llu link_urgent %llu\n",
                 (unsigned long long)s.requests, (unsigned long long)s.pages, (unsigned long long)s.short_answers,
                 (unsigned long long)st.pushed_pages, (unsigned long long)st.stale_pushes,
                 (unsigned long long)st.local_pages, (unsigned long long)st.fetched_pages,
                 (unsigned long long)st.fetches, (unsigned long long)st.faults, (unsigned long long)relayed.held_at_end,
-                st.fault_latency.p50_ms, st.fault_latency.p99_ms, st.fault_latency.max_ms);
+                st.fault_latency.p50_ms, st.fault_latency.p99_ms, st.fault_latency.max_ms,
+                (unsigned long long)relayed.link.pages, (unsigned long long)relayed.link.urgent);
     co_return 0;
   }
-  std::string why = !restored ? restored.error().message
-                  : !relayed.served ? relayed.served.error().message
+  // The transfer's error first: a restore fails because of it.
+  std::string why = !relayed.served ? relayed.served.error().message
+                  : !restored ? restored.error().message
                   : !*dumped->value ? dumped->value->error().message
                   : !*lazy->value ? lazy->value->error().message
                                   : "lazy-pages: " + (*lazy->value)->summary();
@@ -357,7 +435,7 @@ int main(int argc, char** argv) {
       a.named[k] = v;
     }
   }
-  for (const char* k : {"--root", "--storage", "--container", "--as", "--bundle", "--images", "--work"})
+  for (const char* k : {"--root", "--storage", "--container", "--as", "--bundle", "--images", "--work", "--tls"})
     if (!a.named.contains(k)) {
       std::fprintf(stderr, "postcopy_here: %s is missing\n", k);
       return 2;
