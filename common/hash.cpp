@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <iterator>
 #include <new>
 #include <vector>
@@ -75,6 +76,12 @@ result<digest128> hash_file(const std::filesystem::path& file) {
   }
   ::close(fd);
   return stream.digest();
+}
+
+std::string hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
 }
 
 std::string to_hex(std::span<const std::uint8_t> data) {

@@ -31,5 +31,7 @@ class xxh128_stream {
 digest128 xxh128(std::span<const std::uint8_t> data);
 result<digest128> hash_file(const std::filesystem::path& file);
 std::string to_hex(std::span<const std::uint8_t> data);
+// "0x7f0012345000": an address (or a code) as error messages write it.
+std::string hex(std::uint64_t v);
 
 }  // namespace migrated

@@ -16,6 +16,7 @@
 
 #include <xxhash.h>
 
+#include "common/hash.hpp"
 #include "images/delta_format.hpp"
 
 namespace migrated::images {
@@ -23,12 +24,6 @@ using namespace detail;  // the format's helpers, shared with delta_encode.cpp
 namespace {
 
 constexpr std::uint64_t hashes_reserved_pages = 1u << 20;  // 8 MiB of hashes, 4 GiB of pages
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 result<void> pwrite_full(int fd, const std::uint8_t* buf, std::size_t len, std::uint64_t off,
                          const std::string& what) {

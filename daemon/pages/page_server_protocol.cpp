@@ -10,12 +10,6 @@
 
 namespace migrated::pages {
 
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 namespace {
 
 // 1..max pages at a page-aligned address, the end inside the address space.

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/hash.hpp"  // hex(), for the messages about pages
 
 namespace migrated::pages {
 
@@ -55,8 +56,6 @@ struct page_server_iov {
   std::uint32_t flags() const { return cmd >> 16; }
 };
 
-// "0x7f0012345000": an address as the messages about pages write it.
-std::string hex(std::uint64_t v);
 
 std::array<std::uint8_t, iov_bytes> encode(const page_server_iov& iov);
 page_server_iov decode(std::span<const std::uint8_t, iov_bytes> bytes);

@@ -5,21 +5,9 @@
 
 #include <string>
 
+#include "common/hash.hpp"
+
 namespace migrated::transport {
-namespace {
-
-std::string hex(std::uint64_t v) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string s;
-  do {
-    s.insert(s.begin(), digits[v & 15]);
-    v >>= 4;
-  } while (v != 0);
-  return "0x" + s;
-}
-
-}  // namespace
-
 struct page_link_client::waiter {
   explicit waiter(asio::any_io_executor ex) : wake(ex, asio::steady_timer::time_point::max()) {}
   asio::steady_timer wake;
