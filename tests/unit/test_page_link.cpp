@@ -108,6 +108,19 @@ awaitable<void> serve_link(channel& ch, transport::page_provider& provider, serv
   out.stats = co_await transport::serve_page_link(ch, provider, io_timeout);
 }
 
+// Both ends of the page link running: the source serving from `src`, the destination's reader.
+struct running_link {
+  served_link served;
+  transport::page_link_client link;
+  std::optional<result<void>> ran;
+
+  running_link(link_ends& ends, source_pages& src) : link(*ends.destination) {
+    asio::co_spawn(ends.io, serve_link(*ends.source, *src.client, served), rethrow);
+    asio::co_spawn(ends.io, read(*this), rethrow);
+  }
+  static awaitable<void> read(running_link& l) { l.ran = co_await l.link.run(io_timeout); }
+};
+
 }  // namespace
 
 TEST_CASE("a fault, then the background pull, bring every page over the page link", "[pages][link]") {
@@ -115,13 +128,10 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   source_pages src(ends.io);
   const std::uint32_t chunk = GENERATE(1u, 32u);
   const std::size_t window = GENERATE(std::size_t(1), std::size_t(4));
-  served_link served;
-  asio::co_spawn(ends.io, serve_link(*ends.source, *src.client, served), rethrow);
-
-  transport::page_link_client link(*ends.destination);
-  std::optional<result<void>> ran;
-  auto run = [&]() -> awaitable<void> { ran = co_await link.run(io_timeout); };
-  asio::co_spawn(ends.io, run(), rethrow);
+  running_link both(ends, src);
+  auto& link = both.link;
+  const auto& served = both.served;
+  const auto& ran = both.ran;
 
   const auto held = held_by(src.task);
   pages::push_order order(held);
@@ -189,12 +199,9 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
 TEST_CASE("an urgent request overtakes the background ones asked before it", "[pages][link]") {
   link_ends ends;
   source_pages src(ends.io);
-  served_link served;
-  asio::co_spawn(ends.io, serve_link(*ends.source, *src.client, served), rethrow);
-  transport::page_link_client link(*ends.destination);
-  std::optional<result<void>> ran;
-  auto run = [&]() -> awaitable<void> { ran = co_await link.run(io_timeout); };
-  asio::co_spawn(ends.io, run(), rethrow);
+  running_link both(ends, src);
+  auto& link = both.link;
+  const auto& served = both.served;
 
   const auto held = held_by(src.task);
   const auto first = held.at(1).front();
