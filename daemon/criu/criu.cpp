@@ -127,4 +127,10 @@ std::string log_errors(const std::filesystem::path& log, std::size_t max_lines) 
   return out + " (see " + log.string() + ")";
 }
 
+std::vector<std::string> lazy_pages_command(const std::filesystem::path& binary, const std::filesystem::path& images,
+                                            const std::filesystem::path& work, int socket_fd) {
+  return {binary.string(), "lazy-pages", "--page-server", "--ps-socket", std::to_string(socket_fd), "-D",
+          images.string(), "-W", work.string(), "-v4", "-o", "lazy-pages.log"};
+}
+
 }  // namespace migrated::criu

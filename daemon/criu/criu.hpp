@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "asio.hpp"
 #include "common/error.hpp"
@@ -51,6 +53,14 @@ struct overrides {
 // the page socket of a lazy dump: high enough that neither reuses it.
 inline constexpr int page_socket_fd = 200;
 result<overrides> write_overrides(const std::filesystem::path& dir, const features& f);
+
+// `criu lazy-pages` for a post-copy restore of `images`: it listens on
+// `work`/lazy-pages.socket for the restore's userfaultfds, and asks for
+// every page the images lack on the page-server socket it finds at
+// descriptor `socket_fd` (the caller's page source; --ps-socket).
+std::vector<std::string> lazy_pages_command(const std::filesystem::path& binary, const std::filesystem::path& images,
+                                            const std::filesystem::path& work, int socket_fd);
+inline constexpr std::string_view lazy_pages_socket = "lazy-pages.socket";  // in `work`
 
 // Up to max_lines "Error (...)" lines of a CRIU log, joined with "; ",
 // followed by " (see <log>)". Empty when the log has none or is missing.

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
 
 #include "common/unique_fd.hpp"
 
@@ -179,6 +180,28 @@ awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const
   if (w->killed)
     co_return fail(errc::timeout, argv[0] + " did not finish within " + std::to_string(opts.timeout.count()) + " ms (killed)");
   co_return r;
+}
+
+awaitable<result<void>> await_status(int fd, std::chrono::milliseconds deadline) {
+  struct watch {
+    asio::posix::stream_descriptor pipe;
+    bool expired = false;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto w = std::make_shared<watch>(watch{asio::posix::stream_descriptor(ex, fd)});
+  asio::steady_timer timer(ex, deadline);
+  timer.async_wait([w](boost::system::error_code ec) {
+    if (ec) return;
+    w->expired = true;
+    w->pipe.cancel();
+  });
+  char byte = 0;
+  boost::system::error_code ec;
+  co_await asio::async_read(w->pipe, asio::buffer(&byte, 1), asio::redirect_error(use_awaitable, ec));
+  timer.cancel();
+  if (w->expired) co_return fail(errc::timeout, "not ready within " + std::to_string(deadline.count()) + " ms");
+  if (ec) co_return fail(errc::peer, "it ended before it was ready");
+  co_return result<void>{};
 }
 
 }  // namespace migrated::process

@@ -52,4 +52,10 @@ struct options {
 // a temporary that spans the co_await, which g++ 12 destroys twice.)
 awaitable<result<result_of_run>> run(const std::vector<std::string>& argv, const options& opts);
 
+// A child's status descriptor (runc's --status-fd, the read end of a
+// pipe): one byte once it is ready. errc::timeout after `deadline`,
+// errc::peer when the pipe closed first (the child ended before it was
+// ready). Takes `fd` over: it is closed once this returns.
+awaitable<result<void>> await_status(int fd, std::chrono::milliseconds deadline);
+
 }  // namespace migrated::process

@@ -46,7 +46,7 @@ on_exit cleanup_containers
 show_logs() {
   [ "${TEST_FAILED:-1}" = 1 ] || return 0
   local f
-  for f in "$TEST_WORK"/work/dump/dump.log "$TEST_WORK"/work/restore/lazy.log "$TEST_WORK"/work/restore/restore.log; do
+  for f in "$TEST_WORK"/work/dump/dump.log "$TEST_WORK"/work/restore/lazy-pages.log "$TEST_WORK"/work/restore/restore.log; do
     [ -f "$f" ] && { echo "--- $f (errors)"; grep -i 'error\|warn' "$f" | tail -n 15; }
   done
   [ -f "$TEST_WORK/tool.err" ] && { echo "--- postcopy_here"; cat "$TEST_WORK/tool.err"; }
@@ -109,7 +109,7 @@ postcopy() {
 postcopy 0 16
 assert_eq 0 "$tool_rc" "postcopy_here exit code ($(cat "$TEST_WORK/tool.err"))"
 assert_contains "$tool_out" "moved" "postcopy_here's outcome"
-transferred=$(grep -o 'UFFD transferred pages: ([0-9]*/[0-9]*)' "$TEST_WORK/work/restore/lazy.log" | tail -n 1)
+transferred=$(grep -o 'UFFD transferred pages: ([0-9]*/[0-9]*)' "$TEST_WORK/work/restore/lazy-pages.log" | tail -n 1)
 log "lazy-pages $transferred"
 done_pages=$(sed -E 's/.*\(([0-9]+)\/([0-9]+)\)/\1/' <<<"$transferred")
 all_pages=$(sed -E 's/.*\(([0-9]+)\/([0-9]+)\)/\2/' <<<"$transferred")

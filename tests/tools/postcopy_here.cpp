@@ -39,8 +39,6 @@
 #include <string>
 
 #include <boost/asio/local/connect_pair.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/read.hpp>
 
 #include "common/config.hpp"
 #include "common/credentials.hpp"
@@ -249,7 +247,8 @@ awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_
   co_await wait_for(pulled);
   if (o.served && !*pulled->value) o.served = std::unexpected(pulled->value->error());
   if (o.served) {
-    if (auto ended = co_await link.finish(30s); !ended) o.served = std::unexpected(ended.error());
+    const pb::PagesEnd summary;
+    if (auto ended = co_await link.finish(summary, 30s); !ended) o.served = std::unexpected(ended.error());
   }
   if (!o.served) destination_end->close();
   co_await wait_for(link_ran);
@@ -265,30 +264,6 @@ awaitable<result<void>> relay_in_background(unix_socket& lazy, pages::dump_page_
   o.held_at_end = store.held_pages();
   out->value = std::move(o);
   out->done->cancel();
-  co_return result<void>{};
-}
-
-// One byte on `fd` (runc's --status-fd: the dump's page server is ready), within `deadline`.
-awaitable<result<void>> wait_ready(int fd, std::chrono::milliseconds deadline) {
-  struct watch {
-    asio::posix::stream_descriptor pipe;
-    bool expired = false;
-  };
-  auto ex = co_await asio::this_coro::executor;
-  auto w = std::make_shared<watch>(watch{asio::posix::stream_descriptor(ex, fd)});
-  asio::steady_timer timer(ex, deadline);
-  timer.async_wait([w](boost::system::error_code ec) {
-    if (!ec) {
-      w->expired = true;
-      w->pipe.cancel();
-    }
-  });
-  char byte = 1;
-  boost::system::error_code ec;
-  co_await asio::async_read(w->pipe, asio::buffer(&byte, 1), asio::redirect_error(use_awaitable, ec));
-  timer.cancel();
-  if (w->expired) co_return fail(errc::timeout, "the dump's page server was not ready in time");
-  if (ec) co_return fail(errc::criu, "the checkpoint ended before its page server was ready");
   co_return result<void>{};
 }
 
@@ -328,7 +303,7 @@ awaitable<int> run(const args& a) {
   auto dumped = make_pending<result<void>>(ex);
   asio::co_spawn(ex, checkpoint_in_background(rt, id, req, dumped), asio::detached);
   // Once the page server is ready, runc and CRIU hold their own copies of both: ours go.
-  auto is_ready = co_await wait_ready(ready[0], 30s);
+  auto is_ready = co_await process::await_status(ready[0], 30s);
   theirs.close();
   ready_write.reset();
   if (!is_ready) {
@@ -361,13 +336,12 @@ awaitable<int> run(const args& a) {
   asio::local::connect_pair(lazy_ours, lazy_theirs);
   const fs::path restore_work = work / "restore";
   fs::create_directories(restore_work);
-  const std::vector<std::string> lazy_argv{"criu", "lazy-pages", "--page-server", "--ps-socket", "3", "-D",
-                                           images.string(), "-W", restore_work.string(), "-v4", "-o", "lazy.log"};
+  const auto lazy_argv = criu::lazy_pages_command("criu", images, restore_work, 3);
   process::options lazy_opts{.timeout = 120s, .pass_fds = {{lazy_theirs.native_handle(), 3}}};
   auto lazy = make_pending<result<process::result_of_run>>(ex);
   asio::co_spawn(ex, lazy_pages_in_background(lazy_argv, lazy_opts, lazy), asio::detached);
   asio::steady_timer tick(ex);
-  for (int i = 0; i < 100 && !fs::exists(restore_work / "lazy-pages.socket"); ++i) {
+  for (int i = 0; i < 100 && !fs::exists(restore_work / criu::lazy_pages_socket); ++i) {
     tick.expires_after(100ms);
     co_await tick.async_wait(use_awaitable);
   }
