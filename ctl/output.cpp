@@ -71,6 +71,14 @@ json to_json(const pb::Report& r) {
       {"bandwidth_mib_s", ms3(r.bandwidth_mib_s())},
       {"throttle_max_pct", r.throttle_max_pct()},
       {"convergence", r.convergence()},
+      {"postcopy_ms", ms3(r.postcopy_ms())},
+      {"pages_faulted", r.pages_faulted()},
+      {"pages_pushed", r.pages_pushed()},
+      {"postcopy_faults", r.postcopy_faults()},
+      {"fault_p50_ms", ms3(r.fault_p50_ms())},
+      {"fault_p99_ms", ms3(r.fault_p99_ms())},
+      {"fault_max_ms", ms3(r.fault_max_ms())},
+      {"bytes_postcopy", r.bytes_postcopy()},
       {"started_unix_ms", r.started_unix_ms()},
       {"rounds", rounds},
   };
@@ -101,6 +109,11 @@ std::string report_table(const pb::Report& r) {
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
   if (!r.convergence().empty()) out += fmt::format("  warm-up     {}\n", r.convergence());
+  if (r.method() == pb::POSTCOPY)
+    out += fmt::format("  post-copy   {:.1f} ms after the restore: {} pages faulted, {} pushed ({}); faults p50 {:.2f} / "
+                       "p99 {:.2f} / max {:.2f} ms\n",
+                       r.postcopy_ms(), r.pages_faulted(), r.pages_pushed(), human_bytes(r.bytes_postcopy()),
+                       r.fault_p50_ms(), r.fault_p99_ms(), r.fault_max_ms());
   if (r.throttle_max_pct() > 0) out += fmt::format("  throttle    up to {}% CPU taken (auto-converge), lifted\n", r.throttle_max_pct());
   if (r.rounds_size() > 0) {
     out += fmt::format("  {:>5}  {:<7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10} {:>4}\n", "round", "kind", "ms",

@@ -24,6 +24,7 @@ round_stats& migration_stats::round(std::string_view kind) {
 std::uint64_t migration_stats::bytes_wire() const {
   std::uint64_t total = 0;
   for (const auto& r : rounds) total += r.sent.bytes_wire;
+  total += postcopy.link_bytes();
   return total;
 }
 
@@ -51,6 +52,14 @@ pb::Report to_report(const migration_stats& s) {
   r.set_downtime_ms(s.downtime_ms);
   r.set_rollback_ms(s.rollback_ms);
   r.set_warmup_frozen_ms(s.warmup_frozen_ms);
+  r.set_postcopy_ms(s.postcopy.postcopy_ms());
+  r.set_pages_faulted(s.postcopy.pages_faulted());
+  r.set_pages_pushed(s.postcopy.pages_pulled());
+  r.set_postcopy_faults(s.postcopy.faults());
+  r.set_fault_p50_ms(s.postcopy.fault_p50_ms());
+  r.set_fault_p99_ms(s.postcopy.fault_p99_ms());
+  r.set_fault_max_ms(s.postcopy.fault_max_ms());
+  r.set_bytes_postcopy(s.postcopy.link_bytes());
   r.set_bytes_image(s.bytes_image);
   r.set_bytes_rootfs(s.bytes_rootfs);
   r.set_bytes_engine_image(s.bytes_engine_image);

@@ -51,6 +51,7 @@ struct migration_stats {
   std::uint32_t throttle_max_pct = 0;
   double bandwidth_mib_s = 0;
   std::vector<round_stats> rounds;
+  pb::PagesEnd postcopy;                 // post-copy: how the pages came (the destination's PagesEnd)
 
   round_stats& add_round(std::string kind);
   // The newest round of `kind`, added when there is none yet.

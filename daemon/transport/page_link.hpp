@@ -49,6 +49,7 @@ struct page_link_stats {
   std::uint64_t urgent = 0;    // of those, urgent
   std::uint64_t pages = 0;
   std::uint64_t refused = 0;   // answered with an error
+  pb::PagesEnd end;            // what the destination said of the transfer
 };
 
 // The source's end: answers the requests on `ch` from `provider` until the
@@ -78,8 +79,9 @@ class page_link_client {
   awaitable<result<std::uint32_t>> get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
                                        std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline);
 
-  // PagesEnd, and the source's acknowledgement (which also ends run()).
-  awaitable<result<void>> finish(std::chrono::milliseconds deadline);
+  // PagesEnd (with what this end measured), and the source's
+  // acknowledgement (which also ends run()).
+  awaitable<result<void>> finish(const pb::PagesEnd& summary, std::chrono::milliseconds deadline);
 
   // Whether the link failed (and why): every later get() fails at once.
   const std::optional<error>& failed() const { return failed_; }

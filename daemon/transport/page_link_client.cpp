@@ -86,12 +86,12 @@ awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::u
   co_return answer->page_data().pages();
 }
 
-awaitable<result<void>> page_link_client::finish(std::chrono::milliseconds deadline) {
+awaitable<result<void>> page_link_client::finish(const pb::PagesEnd& summary, std::chrono::milliseconds deadline) {
   if (failed_) co_return std::unexpected(*failed_);
   const std::uint64_t id = next_id_++;
   pb::Envelope env;
   env.set_request_id(id);
-  env.mutable_pages_end();
+  *env.mutable_pages_end() = summary;
   auto w = co_await expect(id);
   if (auto sent = co_await send(env, {}, false); !sent) {
     waiting_.erase(id);

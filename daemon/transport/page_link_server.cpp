@@ -104,6 +104,7 @@ awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::ch
       ++s.busy;
       asio::co_spawn(ex, answer(s, id, g.pid(), g.vaddr(), g.pages(), g.urgent()), asio::detached);
     } else if (f->msg.has_pages_end()) {
+      s.stats.end = f->msg.pages_end();
       while (s.busy > 0) co_await wait_change(s);  // every answer goes before the acknowledgement
       if (s.failed) co_return std::unexpected(*s.failed);
       const pb::Envelope done = make_reply(id, result<void>{});

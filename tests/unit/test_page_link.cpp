@@ -162,7 +162,10 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
         else ++wrong;
       }
     }
-    finished = co_await link.finish(io_timeout);
+    pb::PagesEnd summary;
+    summary.set_pages_faulted(1);
+    summary.set_pages_pulled((*pulled)->pages);
+    finished = co_await link.finish(summary, io_timeout);
     co_await src.client->close(io_timeout);
   };
   asio::co_spawn(ends.io, destination(), rethrow);
@@ -192,6 +195,9 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   CHECK((*served.stats)->pages == src.task.set.stored_pages);
   CHECK((*served.stats)->urgent == 1);
   CHECK((*served.stats)->refused == 0);
+  // The destination's account of the transfer reaches the source with PagesEnd.
+  CHECK((*served.stats)->end.pages_faulted() == 1);
+  CHECK((*served.stats)->end.pages_pulled() == src.task.set.stored_pages - 1);
   REQUIRE(src.served.has_value());
   CHECK(src.served->has_value());
 }
@@ -230,7 +236,8 @@ TEST_CASE("an urgent request overtakes the background ones asked before it", "[p
   CHECK(std::count(finished.begin(), finished.end(), "background") == background);
   bool ended = false;
   auto end = [&]() -> awaitable<void> {
-    ended = (co_await link.finish(io_timeout)).has_value();
+    const pb::PagesEnd summary;
+    ended = (co_await link.finish(summary, io_timeout)).has_value();
     co_await src.client->close(io_timeout);
   };
   asio::co_spawn(ends.io, end(), rethrow);
