@@ -1,6 +1,7 @@
 // What a migration session needs from its node: configuration, credentials
 // and TLS context, identity, the thread pool, the runtimes, the registry of
-// migrations, the queue of migrations waiting for a slot and the journal.
+// migrations, the queue of migrations waiting for a slot, the journal and
+// the meeting place of page links.
 // Built once in main and passed by reference; sessions own nothing of it.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include "common/config.hpp"
 #include "migration/admission.hpp"
 #include "migration/journal.hpp"
+#include "migration/page_links.hpp"
 #include "migration/registry.hpp"
 #include "runtime/runtime.hpp"
 #include "transport/handshake.hpp"
@@ -27,6 +29,8 @@ struct node_context {
   // What each migration did to a container, on disk (journal.hpp); none in
   // tests that play sessions without a storage directory.
   journal::store* journal = nullptr;
+  // Where post-copy's page links meet their sessions (none: no post-copy).
+  page_links* links = nullptr;
 };
 
 }  // namespace migrated::migration

@@ -60,6 +60,9 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
   pb::Capabilities c;
   for (auto& name : runtimes.names()) c.add_runtimes(name);
   for (auto m : {"cold", "precopy", "diff", "full", "replay", "auto"}) c.add_methods(m);
+  // Post-copy restores through userfaultfd and dumps with a CRIU that
+  // takes its page socket from the configuration file (scripts/criu/0002).
+  if (f.userfaultfd && f.own_netns) c.add_methods("postcopy");
   c.set_criu_version(f.version);
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);
@@ -170,6 +173,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   }
   migration::registry registry(cfg.node_name);
   migration::admission slots(ex, cfg.max_concurrent_migrations);
+  migration::page_links links;
   migration::node_context ctx{cfg,
                               std::move(*creds),
                               std::move(*tls),
@@ -178,7 +182,8 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
                               runtimes,
                               registry,
                               slots,
-                              &journal};
+                              &journal,
+                              &links};
   // Before anyone is served: what a crash left half done (journal_recovery.hpp).
   co_await migration::recover_journal(ctx);
   report_leftovers(cfg);

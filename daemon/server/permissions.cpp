@@ -10,7 +10,9 @@ bool for_controllers(const pb::Envelope& m) {
          m.has_measure();
 }
 
-bool for_peers(const pb::Envelope& m) { return m.has_pull() || m.has_probe() || m.has_outcome_query(); }
+bool for_peers(const pb::Envelope& m) {
+  return m.has_pull() || m.has_probe() || m.has_outcome_query() || m.has_page_link_open();
+}
 
 std::string what(const pb::Envelope& m) {
   if (m.has_migrate()) return "start a migration";
@@ -22,6 +24,7 @@ std::string what(const pb::Envelope& m) {
   if (m.has_pull()) return "send a container";
   if (m.has_probe()) return "probe the link";
   if (m.has_outcome_query()) return "ask what became of a migration";
+  if (m.has_page_link_open()) return "open a page link";
   return "send message #" + std::to_string(m.body_case());
 }
 

@@ -130,6 +130,15 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       co_await session.run(f->msg);
       co_return;
     }
+    if (f->msg.has_page_link_open()) {
+      if (ctx_.links) {
+        co_await ctx_.links->arrive(ch, f->msg.request_id(), f->msg.page_link_open().migration_id());
+      } else {
+        const result<void> none = fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
+        co_await ch.reply(f->msg.request_id(), none);
+      }
+      co_return;
+    }
     if (f->msg.has_probe()) {
       if (auto ok = co_await migration::answer_probe(ch, *f); !ok)
         logger()->warn("bandwidth probe from {}: {}", ch.peer.node(), ok.error().message);

@@ -1,0 +1,57 @@
+// Where a post-copy's page link meets its migration at the destination.
+// The source opens the link on a connection of its own (PageLinkOpen, the
+// first request on it); the destination session waiting for the pages of
+// that migration takes it over. Until the session lets go, the connection's
+// handler waits and the channel stays its own: neither side owns the
+// other's objects, and a link nobody expects is refused at once.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "asio.hpp"
+#include "common/error.hpp"
+#include "transport/channel.hpp"
+
+namespace migrated::migration {
+
+class page_links {
+ public:
+  struct slot;
+
+  // The destination session's claim on the link of `migration_id`, from
+  // `source` (a peer's node name). The claim ends when this goes.
+  class expected {
+   public:
+    expected() = default;
+    expected(page_links* links, std::shared_ptr<slot> s) : links_(links), slot_(std::move(s)) {}
+    expected(expected&& o) noexcept : links_(o.links_), slot_(std::move(o.slot_)) {}
+    expected& operator=(expected&& o) noexcept;
+    ~expected() { release(); }
+
+    // The link, once the source opened it; errc::timeout after `deadline`.
+    awaitable<result<transport::channel*>> arrival(std::chrono::milliseconds deadline);
+    // Done with the link: its handler closes it.
+    void release();
+
+   private:
+    page_links* links_ = nullptr;
+    std::shared_ptr<slot> slot_;
+  };
+
+  // errc::already_exists when that migration already expects one. `ex`:
+  // the session's (the daemon's I/O thread).
+  result<expected> expect(asio::any_io_executor ex, const std::string& migration_id, const std::string& source);
+
+  // The connection handler's side, for PageLinkOpen on `ch` (request `rid`):
+  // refused (the Reply says why) unless a session expects this link from
+  // this peer; otherwise the Reply goes and this waits until the session
+  // released the link.
+  awaitable<void> arrive(transport::channel& ch, std::uint64_t rid, const std::string& migration_id);
+
+ private:
+  std::map<std::string, std::shared_ptr<slot>> waiting_;
+};
+
+}  // namespace migrated::migration
