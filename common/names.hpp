@@ -24,6 +24,7 @@ inline constexpr std::string_view checkpoint = "checkpoint";
 inline constexpr std::string_view transfer = "transfer";
 inline constexpr std::string_view restore = "restore";
 inline constexpr std::string_view ready = "ready";
+inline constexpr std::string_view postcopy = "postcopy";  // the process runs there; its pages follow
 inline constexpr std::string_view commit = "commit";
 inline constexpr std::string_view release = "release";
 inline constexpr std::string_view rollback = "rollback";

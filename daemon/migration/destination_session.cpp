@@ -34,7 +34,7 @@ bool valid_migration_id(const std::string& id) {
   return std::regex_match(id, re);
 }
 
-bool keeps_process_state(pb::Method m) { return m == pb::COLD || m == pb::PRECOPY; }
+bool keeps_process_state(pb::Method m) { return m == pb::COLD || m == pb::PRECOPY || m == pb::POSTCOPY; }
 
 // What each state accepts next (Abort is always accepted). Named arrays, not
 // braced lists at the call: g++ 12 miscompiles those passed to coroutines.
@@ -52,6 +52,7 @@ std::string_view phase_of(destination_session::state s) {
     case st::receiving: return phase::transfer;
     case st::launching: return phase::restore;
     case st::waiting_ready: return phase::ready;
+    case st::postcopy: return phase::postcopy;
     case st::waiting_commit: return phase::commit;
     case st::committed: return phase::commit;
     case st::removing: return phase::rollback;
@@ -76,6 +77,7 @@ std::string_view name(destination_session::state s) {
     case st::receiving: return "receiving";
     case st::launching: return "launching";
     case st::waiting_ready: return "waiting_ready";
+    case st::postcopy: return "postcopy";
     case st::waiting_commit: return "waiting_commit";
     case st::committed: return "committed";
     case st::removing: return "removing";
@@ -116,6 +118,7 @@ void destination_session::cancel(const std::string& reason) {
     return;
   if (!cancelled_) cancelled_ = reason;
   ch_.cancel();  // whatever waits on the source ends now; the link stays for the Abort
+  if (lazy_ && lazy_->link) lazy_->link->close();  // and the page transfer with it
 }
 
 awaitable<void> destination_session::run(const pb::Envelope& pull) {
@@ -158,6 +161,15 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   if (bundle_.empty()) co_return fail(errc::protocol, "MigrateBegin before the container was provisioned");
   stats_.method = method_;
   rounds_ = std::make_unique<round_receiver>(dir_);
+  if (method_ == pb::POSTCOPY) {
+    // Before the source hears the final round went well, which is when it opens the link.
+    if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
+    auto ex = co_await asio::this_coro::executor;
+    lazy_ = std::make_unique<lazy_transfer>(ex);
+    auto claim = ctx_.links->expect(ex, id_, ch_.peer.node());
+    if (!claim) co_return std::unexpected(claim.error());
+    lazy_->claim = std::move(*claim);
+  }
   if (auto ok = co_await ch_.reply(begin->msg.request_id(), {}, id_); !ok) co_return ok;
   enter(state::receiving, std::string(method_name(method_)));
 
@@ -168,6 +180,9 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   }
   co_await fault_point::reach(id_, "dest.received");
   if (auto ok = co_await launch(!keeps_process_state(method_)); !ok) co_return ok;
+  if (method_ == pb::POSTCOPY) {
+    if (auto ok = co_await receive_pages_to_the_end(); !ok) co_return ok;
+  }
   co_await fault_point::reach(id_, "dest.ready");
   co_return co_await await_commit();
 }
@@ -350,6 +365,8 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
     launched = std::unexpected(adapted.error());
   } else if (fresh) {
     launched = co_await rt_->start(container_, bundle_, dir_ / "work");
+  } else if (method_ == pb::POSTCOPY) {
+    launched = co_await restore_lazily();
   } else {
     const auto images = rounds_->current_dir();
     if (fault_injected("dest.restore.fail")) {
@@ -427,6 +444,7 @@ awaitable<result<transport::frame>> destination_session::next(std::span<const pb
 // link ends before the removal: a source still sending to a side that
 // stopped reading would otherwise wait out its I/O deadline meanwhile.
 awaitable<void> destination_session::clean_up(const result<void>& outcome) {
+  co_await end_page_transfer();
   if (!outcome && ch_.is_open()) {
     const auto code = outcome.error().code;
     // A source that aborted or went away needs no answer.
@@ -447,6 +465,7 @@ awaitable<void> destination_session::clean_up(const result<void>& outcome) {
       log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
     }
   }
+  co_await lazy_pages_ended();
   // A committed record stays: it answers the source's OutcomeQuery. The
   // oldest beyond the store's limits go (on the pool: it reads them all).
   if (journaled_ && state_ != state::committed && removed) {

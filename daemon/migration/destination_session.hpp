@@ -17,8 +17,14 @@
 //                  filesystem's last changes, up to the final round.
 //                  diff, full, replay: trees, up to RoundBegin{start_fresh}.
 //   launching      restore the final round (or start fresh; replay: run its
-//                  replay hook), answer RestoreResult
+//                  replay hook), answer RestoreResult; for post-copy
+//                  (destination_postcopy.cpp) the source opens
+//                  the page link; `criu lazy-pages` answers the restored
+//                  process's faults from a page store that the link fills,
+//                  faults first, the rest in the background
 //   waiting_ready  the readiness probe (destination_ready.cpp), answer Ready
+//   postcopy       post-copy: until lazy-pages holds every page; then
+//                  PagesEnd on the link
 //   waiting_commit Commit makes the copy here the container; Abort, a closed
 //                  connection, the commit deadline, or the daemon stopping
 //                  make this side remove it: the source is restoring its own
@@ -35,17 +41,27 @@
 #include <optional>
 #include <span>
 
+#include "background.hpp"
 #include "migration/context.hpp"
 #include "migration/image_rounds.hpp"
+#include "migration/page_links.hpp"
 #include "migration/stats.hpp"
 #include "migration/stopwatch.hpp"
+#include "pages/lazy_pages_server.hpp"
+#include "pages/page_pull.hpp"
+#include "pages/page_store.hpp"
+#include "pages/push_order.hpp"
+#include "process/process.hpp"
 #include "transport/channel.hpp"
+#include "transport/page_link.hpp"
 
 namespace migrated::migration {
 
 class destination_session {
  public:
-  enum class state { pulling, receiving, launching, waiting_ready, waiting_commit, committed, removing, done, failed };
+  enum class state {
+    pulling, receiving, launching, waiting_ready, postcopy, waiting_commit, committed, removing, done, failed
+  };
 
   destination_session(node_context& ctx, transport::channel& ch);
 
@@ -72,6 +88,12 @@ class destination_session {
   awaitable<result<void>> become_ready(const stopwatch& since);
   awaitable<result<std::string>> wait_for_service();
   awaitable<result<void>> await_commit();
+  // Post-copy (destination_postcopy.cpp).
+  awaitable<result<runtime::container_info>> restore_lazily();
+  awaitable<result<void>> start_lazy_pages(const std::filesystem::path& images);
+  awaitable<result<void>> receive_pages_to_the_end();
+  awaitable<void> end_page_transfer();
+  awaitable<void> lazy_pages_ended();
   awaitable<void> clean_up(const result<void>& outcome);
 
   // The next frame if it is one of `allowed` (Abort always is, and ends
@@ -101,6 +123,29 @@ class destination_session {
   bool journaled_ = false;          // a journal record exists for this migration
   std::optional<std::string> cancelled_;
   stopwatch total_;
+
+  // Post-copy: the page link and what answers lazy-pages from it. Each
+  // background step is waited for (end_page_transfer) before these go.
+  struct lazy_transfer {
+    explicit lazy_transfer(asio::any_io_executor ex) : lazy_ours(ex), lazy_theirs(ex) {}
+    page_links::expected claim;          // the link, once the source opened it
+    transport::channel* link = nullptr;  // its channel, held by its connection's handler
+    std::optional<transport::page_link_client> client;
+    std::optional<pages::push_order> order;
+    std::optional<pages::link_source> remote;
+    std::optional<pages::page_store> store;
+    pages::pull_options pull;  // (the pull refers to it while it runs)
+    bool stop_pull = false;
+    asio::local::stream_protocol::socket lazy_ours, lazy_theirs;  // to `criu lazy-pages`
+    std::vector<std::string> lazy_argv;
+    process::options lazy_options;
+    background<void> link_ran;
+    background<pages::pull_stats> pulled;
+    background<pages::serve_stats> served;
+    background<process::result_of_run> lazy_pages;
+    stopwatch::clock::time_point restored_at{};
+  };
+  std::unique_ptr<lazy_transfer> lazy_;
 };
 
 std::string_view name(destination_session::state s);

@@ -3,9 +3,10 @@
 // environment (common/fault.hpp), where <point> is a phase boundary reached
 // by reach() (the list, with where each is, in docs/testing.md):
 //   source.accepted, source.connecting, source.warmup, source.stopping,
-//   source.checkpointed, source.transfer, source.restore,
+//   source.checkpointed, source.transfer, source.restore, source.postcopy,
 //   source.committing, source.released;
-//   dest.receiving, dest.received, dest.restored, dest.ready, dest.committed
+//   dest.receiving, dest.received, dest.restored, dest.postcopy, dest.ready,
+//   dest.committed
 // and <action> one of:
 //   pause   the session logs "fault point <point>: paused" and waits until
 //           the migration is cancelled (abort, SIGTERM) or 120 s pass

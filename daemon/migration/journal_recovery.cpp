@@ -71,6 +71,12 @@ awaitable<result<std::string>> bring_back(node_context& ctx, const journal::entr
     co_await drop_images(ctx, e);  // warm-up rounds, if any
     co_return e.container + " was never stopped (it is " + (info ? info->status : "gone") + "): nothing to do";
   }
+  // A post-copy's images lack the memory, which only its frozen copy held:
+  // restoring them would bring back a process with pages missing.
+  if (!frozen && e.method == method_name(pb::POSTCOPY))
+    co_return fail(errc::runtime, e.container + " runs nowhere: its post-copy images lack its memory, which only its "
+                                                "frozen copy here held, and that copy is " +
+                                      (info ? info->status : std::string("gone")));
   if (info && !frozen) co_await rt->remove(e.container);  // a stopped remnant: its images bring it back
   runtime::container_info c;
   c.id = e.container;

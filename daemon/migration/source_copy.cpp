@@ -1,9 +1,15 @@
 // The source's copy of a container during a migration (see source_copy.hpp).
 #include "migration/source_copy.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "process/process.hpp"
 
 namespace migrated::migration {
 namespace {
@@ -95,6 +101,68 @@ awaitable<result<void>> source_copy::checkpoint(const std::filesystem::path& ima
   co_return ok;
 }
 
+// The dump runs until its pages are gone; its status pipe closes with it,
+// so a dump that fails before it is ready ends the wait for that at once.
+awaitable<result<void>> source_copy::run_lazy_dump(runtime::runtime& rt, const std::string& id,
+                                                   const runtime::checkpoint_request& req, unique_fd& ready_write) {
+  auto ok = co_await rt.checkpoint(id, req);
+  ready_write.reset();
+  co_return ok;
+}
+
+awaitable<result<void>> source_copy::checkpoint_lazily(const std::filesystem::path& images,
+                                                       const std::filesystem::path& work, int page_socket,
+                                                       std::chrono::milliseconds ready_within) {
+  if (state_ != state::running) co_return fail(errc::internal, "checkpoint: the container no longer runs here");
+  if (lazy_dump_.started()) co_return fail(errc::internal, "checkpoint: a lazy dump was taken already");
+  int status[2];
+  if (::pipe2(status, O_CLOEXEC) != 0) co_return fail(errc::io, std::string("pipe: ") + std::strerror(errno));
+  lazy_ready_ = unique_fd(status[1]);
+  lift_throttle();
+  images_ = images;
+  images_whole_ = false;
+  lazy_request_ = runtime::checkpoint_request{.image_dir = images,
+                                              .work_dir = work,
+                                              .keep_frozen = true,
+                                              .carry_netns = runtime::carries_netns(container_),
+                                              .bundle = container_.bundle,
+                                              .page_socket = page_socket,
+                                              .ready_fd = lazy_ready_.get()};
+  stopped_at_ = stopwatch::clock::now();
+  lazy_dump_.start(co_await asio::this_coro::executor, run_lazy_dump(rt_, container_.id, lazy_request_, lazy_ready_),
+                   "the lazy dump");
+  auto ready = co_await process::await_status(status[0], ready_within);
+  if (ready) {
+    state_ = state::stopped;
+    frozen_ = true;
+    co_return result<void>{};
+  }
+  // It ended first (its own error says why), or hung: the caller hangs up
+  // the page socket, and lazy_dump_ended() finds what became of it.
+  state_ = state::stopped;
+  frozen_ = true;
+  if (lazy_dump_.done()) {
+    auto ended = co_await lazy_dump_ended();
+    if (!ended) co_return ended;
+  }
+  co_return std::unexpected(ready.error().context("the lazy dump of " + container_.id));
+}
+
+awaitable<result<void>> source_copy::lazy_dump_ended() {
+  if (!lazy_dump_.started()) co_return result<void>{};
+  auto ended = co_await lazy_dump_.wait();
+  if (ended || state_ != state::stopped) co_return ended;
+  // runc gives a container whose dump failed back to its processes.
+  auto still = co_await rt_.inspect(container_.id);
+  if (still && still->status == "running") {
+    state_ = state::running;
+    frozen_ = false;
+  } else {
+    frozen_ = still && still->status == "paused";
+  }
+  co_return ended;
+}
+
 awaitable<result<void>> source_copy::stop() {
   if (state_ != state::running) co_return fail(errc::internal, "stop: the container no longer runs here");
   if (auto held = co_await hold_restarts(); !held) co_return held;
@@ -130,6 +198,8 @@ void source_copy::commit() {
 
 awaitable<void> source_copy::release() {
   if (state_ != state::committed) co_return;
+  if (auto ended = co_await lazy_dump_ended(); !ended)  // its client closed the transfer before Commit
+    log::warn(*logger(), id_, phase::release, "{}", ended.error().message);
   if (running_at_commit_) {  // replay: it served until the destination was ready
     // A stop that fails (or a bug that throws) must not keep a second copy
     // running: the removal below kills whatever is left.
@@ -154,6 +224,14 @@ awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work
     co_return result<void>{};
   }
   if (state_ != state::stopped && state_ != state::lost) co_return result<void>{};
+  // A lazy dump is over once its page client hung up (the session did).
+  if (auto ended = co_await lazy_dump_ended(); !ended)
+    log::warn(*logger(), id_, phase::rollback, "{}", ended.error().message);
+  if (state_ == state::running) {
+    log::warn(*logger(), id_, phase::rollback, "{} runs on here (its dump gave it back)", container_.id);
+    state_ = state::restored;
+    co_return result<void>{};
+  }
   // (Fault point for the tests of a rollback that fails: neither a thaw nor
   // the images bring it back.)
   const bool fault = fault_injected("source.rollback.fail");
@@ -175,6 +253,8 @@ awaitable<result<void>> source_copy::roll_back(const std::filesystem::path& work
   result<runtime::container_info> back = std::unexpected(error{});
   if (fault) {
     back = fail(errc::runtime, "fault point source.rollback.fail");
+  } else if (!images_whole_) {
+    back = fail(errc::runtime, "its memory was only in the frozen copy (post-copy), and the images lack it");
   } else if (!images_.empty()) {
     const runtime::restore_request req{container_.bundle, images_, work};
     back = co_await rt_.restore(container_.id, req);

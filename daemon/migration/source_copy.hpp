@@ -24,6 +24,8 @@
 #include <filesystem>
 #include <string>
 
+#include "background.hpp"
+#include "common/unique_fd.hpp"
 #include "migration/stopwatch.hpp"
 #include "runtime/runtime.hpp"
 
@@ -66,6 +68,20 @@ class source_copy {
   // downtime begins; it stays frozen). A dump that failed half-way may still
   // have stopped it: the runtime is asked, and the state says what it found.
   awaitable<result<void>> checkpoint(const std::filesystem::path& images, const std::filesystem::path& work);
+  // Post-copy's final dump: running → stopped as checkpoint(), but the
+  // private memory is not written. It stays in the frozen container, and
+  // the dump goes on in the background serving it on `page_socket` (one
+  // end of a socketpair; the caller keeps the other for its
+  // pages/dump_page_client). Returns once the images are complete and the
+  // pages can be asked for, within `ready_within`. The dump ends when that
+  // client closes the transfer or hangs up: lazy_dump_ended(). Until then
+  // the frozen container is the only place the memory is — the images
+  // alone cannot bring it back, so a rollback that cannot thaw it loses it.
+  awaitable<result<void>> checkpoint_lazily(const std::filesystem::path& images, const std::filesystem::path& work,
+                                            int page_socket, std::chrono::milliseconds ready_within);
+  // The lazy dump's end (at once when there is none). A dump that failed
+  // gave the container back to its processes: the state says so.
+  awaitable<result<void>> lazy_dump_ended();
   // running → stopped without process state (diff, full).
   awaitable<result<void>> stop();
   // stopped or running → committed. From here on nothing rolls back.
@@ -82,6 +98,8 @@ class source_copy {
   awaitable<result<void>> hold_restarts();
   awaitable<void> after_failed_stop();
   void lift_throttle();
+  static awaitable<result<void>> run_lazy_dump(runtime::runtime& rt, const std::string& id,
+                                               const runtime::checkpoint_request& req, unique_fd& ready_write);
 
   runtime::runtime& rt_;
   runtime::container_info container_;
@@ -93,7 +111,12 @@ class source_copy {
   std::uint32_t throttle_pct_ = 0;
   double cpus_used_ = 0;
   std::filesystem::path images_;
+  bool images_whole_ = true;        // false after a lazy dump: the memory is in the frozen container only
   stopwatch::clock::time_point stopped_at_{};
+  // The lazy dump, its request and its status pipe's write end, for as long as it runs.
+  runtime::checkpoint_request lazy_request_;
+  unique_fd lazy_ready_;
+  background<void> lazy_dump_;
 };
 
 std::string_view name(source_copy::state s);

@@ -24,12 +24,8 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 // come): a destination that stopped reading costs the rollback no more.
 constexpr auto abort_timeout = std::chrono::seconds(1);
 
-std::uint64_t dir_bytes(const std::filesystem::path& dir) {
-  std::uint64_t bytes = 0;
-  std::error_code ec;
-  for (auto& e : std::filesystem::directory_iterator(dir, ec))
-    if (e.is_regular_file()) bytes += e.file_size(ec);
-  return bytes;
+bool can_postcopy(const pb::Capabilities& caps) {
+  return std::find(caps.methods().begin(), caps.methods().end(), "postcopy") != caps.methods().end();
 }
 
 // pull()'s argument when the container's own image (or bundle) goes.
@@ -51,6 +47,7 @@ std::string_view phase_of(source_session::state s) {
     case st::starting: return phase::start;
     case st::restoring: return phase::restore;
     case st::waiting_ready: return phase::ready;
+    case st::postcopy: return phase::postcopy;
     case st::committing: return phase::commit;
     case st::releasing: return phase::release;
     case st::rolling_back: return phase::rollback;
@@ -110,6 +107,7 @@ void source_session::cancel(const std::string& reason) {
   // would leave the destination unsure whether it owns the container.
   if (state_ == state::committing || state_ == state::releasing || state_ == state::done) return;
   if (peer_) peer_->close();  // whatever waits on the destination ends now
+  if (link_) link_->close();
 }
 
 result<void> source_session::check_cancel() const {
@@ -225,12 +223,14 @@ awaitable<result<void>> source_session::migrate() {
   switch (req_.method()) {
     case pb::COLD:
     case pb::PRECOPY: co_return co_await move_process_state();
+    case pb::POSTCOPY: co_return co_await move_memory_lazily();
     case pb::DIFF:
     case pb::FULL:
     case pb::REPLAY: co_return co_await move_filesystem();
     default:
       co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) +
-                                            " is not supported (supported: cold, precopy, diff, full, replay, auto)");
+                                            " is not supported (supported: cold, precopy, postcopy, diff, full, "
+                                            "replay, auto)");
   }
 }
 
@@ -334,6 +334,16 @@ awaitable<result<void>> source_session::find_container() {
     co_return fail(errc::invalid_argument,
                    "container " + req_.container() + " is " + found->container.status + ", not running");
   stats_.runtime = std::string(found->rt->name());
+  if (req_.method() == pb::POSTCOPY) {
+    // Before anything stops: it restores with lazy pages, which only runc's restore takes.
+    if (found->rt->has_images())
+      co_return fail(errc::unsupported, req_.container() + " runs under " + stats_.runtime + ", whose engine restores a "
+                                        "checkpoint only with all of its memory (docker start --checkpoint takes no "
+                                        "lazy pages): move it with precopy or cold");
+    if (!can_postcopy(ctx_.me.caps))
+      co_return fail(errc::unsupported, "post-copy needs userfaultfd and a CRIU with scripts/criu/0002 on " +
+                                            ctx_.cfg.node_name + ", which lacks them: move it with precopy or cold");
+  }
   copy_.emplace(*found->rt, std::move(found->container), id_);
   co_return result<void>{};
 }
@@ -350,6 +360,9 @@ awaitable<result<void>> source_session::connect() {
   const auto& rts = peer_->peer.caps().runtimes();
   if (std::find(rts.begin(), rts.end(), stats_.runtime) == rts.end())
     co_return fail(errc::unsupported, "destination " + stats_.destination + " has no " + stats_.runtime + " runtime");
+  if (req_.method() == pb::POSTCOPY && !can_postcopy(peer_->peer.caps()))
+    co_return fail(errc::unsupported, "destination " + stats_.destination + " cannot restore lazily (it needs "
+                                      "userfaultfd and a CRIU with scripts/criu/0002): move it with precopy or cold");
 
   co_return check_cancel();
 }
@@ -516,6 +529,7 @@ awaitable<void> source_session::roll_back(const error& cause) {
   }
   const bool stopped = copy_->current() == source_copy::state::stopped;
   if (stopped) enter(state::rolling_back, "restoring " + req_.container() + " here");
+  co_await end_page_transfer();  // post-copy: the dump ends, the copy here stays frozen for the thaw
   stopwatch sw;
   if (peer_ && peer_->is_open()) {
     pb::Envelope env;
@@ -554,6 +568,8 @@ awaitable<void> source_session::roll_back(const error& cause) {
 }
 
 awaitable<void> source_session::clean_up() {
+  co_await end_page_transfer();
+  if (copy_) co_await copy_->lazy_dump_ended();
   // Keep the images when the container could not be brought back anywhere:
   // they are the only copy of its state.
   if (copy_ && copy_->current() == source_copy::state::lost) co_return;
@@ -567,6 +583,14 @@ awaitable<void> source_session::clean_up() {
 }
 
 // --- helpers ---------------------------------------------------------------------
+
+std::uint64_t source_session::dir_bytes(const std::filesystem::path& dir) {
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file()) bytes += e.file_size(ec);
+  return bytes;
+}
 
 // A network namespace of the container's own moves only inside its images:
 // both CRIUs must carry it, or it would arrive with its loopback down and

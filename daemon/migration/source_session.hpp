@@ -11,6 +11,14 @@
 //     then the final round) → restoring (at the destination: downtime ends)
 //     → waiting_ready → committing
 //
+//   post-copy, move_memory_lazily() (source_postcopy.cpp): pulling →
+//     checkpointing (lazily: the container stops, its private memory stays
+//     in the frozen copy here) → transferring (filesystem changes, the
+//     images without that memory) → restoring (the destination asks for
+//     pages on a page link of their own, during the restore and after) →
+//     waiting_ready → postcopy (until the destination holds every page) →
+//     committing
+//
 //   filesystem (diff, full, replay), move_filesystem():
 //     diff:   pulling → stopping → transferring (changes) → starting
 //     full:   stopping → (Docker: commit an image) → pulling (that image /
@@ -32,13 +40,16 @@
 #include <functional>
 #include <optional>
 
+#include "background.hpp"
 #include "migration/context.hpp"
 #include "migration/convergence.hpp"
 #include "migration/image_rounds.hpp"
 #include "migration/source_copy.hpp"
 #include "migration/stats.hpp"
+#include "pages/dump_page_client.hpp"
 #include "transport/channel.hpp"
 #include "transport/file_stream.hpp"
+#include "transport/page_link.hpp"
 
 namespace migrated::migration {
 
@@ -51,7 +62,7 @@ class source_session {
  public:
   enum class state {
     queued, accepted, measuring, connecting, pulling, sending_image, warming_up, stopping,
-    checkpointing, transferring, starting, restoring, waiting_ready, committing, releasing,
+    checkpointing, transferring, starting, restoring, waiting_ready, postcopy, committing, releasing,
     rolling_back, done, failed,
   };
 
@@ -76,6 +87,7 @@ class source_session {
   awaitable<result<void>> prepare();
   awaitable<result<void>> move_process_state();
   awaitable<result<void>> move_filesystem();
+  awaitable<result<void>> move_memory_lazily();
 
   // Steps (source_session.cpp).
   awaitable<result<void>> find_container();
@@ -101,6 +113,11 @@ class source_session {
   // Warm-up rounds and auto-converge (source_warmup.cpp).
   awaitable<result<void>> warm_up();
   void throttle(std::uint32_t pct, double cpus_used);
+  // Post-copy (source_postcopy.cpp).
+  awaitable<result<void>> checkpoint_lazily();
+  awaitable<result<void>> open_page_link();
+  awaitable<result<void>> serve_pages_to_the_end();
+  awaitable<void> end_page_transfer();
   // --method auto (method_choice.cpp).
   awaitable<result<void>> choose_method();
 
@@ -117,8 +134,11 @@ class source_session {
   // `images`: where the final checkpoint goes, before it is taken.
   result<void> note(journal::step s, const std::filesystem::path& images = {});
   void forget();
+  static std::uint64_t dir_bytes(const std::filesystem::path& dir);
   transport::send_options stream_options(std::string_view phase_name);
-  bool keeps_process_state() const { return req_.method() == pb::COLD || req_.method() == pb::PRECOPY; }
+  bool keeps_process_state() const {
+    return req_.method() == pb::COLD || req_.method() == pb::PRECOPY || req_.method() == pb::POSTCOPY;
+  }
 
   node_context& ctx_;
   pb::MigrateRequest req_;
@@ -138,6 +158,10 @@ class source_session {
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
   bool journaled_ = false;       // a journal record exists for this migration
   bool commit_unknown_ = false;  // Commit went out, and no answer says what became of it
+  // Post-copy: the dump's pages, and the link they go over.
+  std::optional<pages::dump_page_client> dump_pages_;
+  std::optional<transport::channel> link_;
+  background<transport::page_link_stats> link_served_;
 };
 
 std::string_view name(source_session::state s);

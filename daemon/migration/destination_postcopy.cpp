@@ -1,0 +1,155 @@
+// Post-copy at the destination: the restore goes ahead with the images
+// that came (no private memory in them), `criu lazy-pages` takes the
+// restored process's userfaultfds and asks for every page it lacks, and
+// this daemon answers it from a page store that the page link fills — a
+// fault's pages fetched from the source at once, as urgent, every other
+// page pulled in the background in push_order (nearest the latest fault
+// first). Once lazy-pages holds every page it ends its conversation; then
+// PagesEnd tells the source, which lets its frozen copy go only at Commit.
+// See docs/design.md, "Post-copy".
+#include <boost/asio/local/connect_pair.hpp>
+
+#include "common/log.hpp"
+#include "common/names.hpp"
+#include "criu/criu.hpp"
+#include "migration/destination_session.hpp"
+#include "migration/fault_point.hpp"
+#include "pages/dump_page_client.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+// The descriptor at which `criu lazy-pages` finds its page source.
+constexpr int lazy_pages_fd = 3;
+
+}  // namespace
+
+awaitable<result<runtime::container_info>> destination_session::restore_lazily() {
+  auto& l = *lazy_;
+  const auto images = rounds_->current_dir();
+  auto link = co_await l.claim.arrival(ctx_.cfg.timeouts.io);
+  if (!link) co_return std::unexpected(link.error());
+  l.link = *link;
+  auto ex = co_await asio::this_coro::executor;
+  // The link's reader first: every request waits on it.
+  l.client.emplace(*l.link);
+  l.link_ran.start(ex, l.client->run(ctx_.cfg.timeouts.io), "the page link");
+  auto held = co_await offload(ctx_.pool, [&images] { return pages::lazy_runs(images); });
+  if (!held) co_return std::unexpected(held.error().context("the images' pagemaps"));
+  l.order.emplace(*held);
+  l.remote.emplace(*l.client, *l.order, ctx_.cfg.timeouts.io);
+  l.store.emplace(*l.remote);
+  l.pulled.start(ex, pages::pull_pages(*l.client, *l.order, *l.store, l.pull, l.stop_pull),
+                 "the background pull");
+  if (auto ok = co_await start_lazy_pages(images); !ok) co_return std::unexpected(ok.error());
+  l.served.start(ex, pages::serve_lazy_pages(l.lazy_ours, *l.store, ctx_.cfg.timeouts.io), "answering lazy-pages");
+  const runtime::restore_request req{.bundle = bundle_, .image_dir = images, .work_dir = dir_ / "work",
+                                     .lazy_pages = true};
+  auto restored = co_await rt_->restore(container_, req);
+  l.restored_at = stopwatch::clock::now();
+  // A restore that failed because the pages stopped coming says why they did.
+  if (!restored && l.client->failed())
+    co_return std::unexpected(restored.error().context("the page link failed: " + l.client->failed()->message));
+  co_return restored;
+}
+
+// `criu lazy-pages`, its page source one end of a socketpair, and the
+// socket it listens on for the restore in the work directory.
+awaitable<result<void>> destination_session::start_lazy_pages(const std::filesystem::path& images) {
+  auto& l = *lazy_;
+  const auto work = dir_ / "work";
+  asio::local::connect_pair(l.lazy_ours, l.lazy_theirs);
+  l.lazy_argv = criu::lazy_pages_command(ctx_.cfg.criu.binary, images, work, lazy_pages_fd);
+  // It lives until every page is in: as long as a restore, then the transfer.
+  l.lazy_options = process::options{.timeout = ctx_.cfg.timeouts.restore + std::chrono::hours(1),
+                                    .pass_fds = {{l.lazy_theirs.native_handle(), lazy_pages_fd}}};
+  l.lazy_pages.start(co_await asio::this_coro::executor, process::run(l.lazy_argv, l.lazy_options),
+                     "criu lazy-pages");
+  // It is ready once its socket is there (it has no status descriptor).
+  const auto socket = work / std::string(criu::lazy_pages_socket);
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto until = std::chrono::steady_clock::now() + ctx_.cfg.timeouts.io;
+  for (;;) {
+    std::error_code ec;
+    if (std::filesystem::exists(socket, ec)) break;
+    if (l.lazy_pages.done()) {
+      auto r = co_await l.lazy_pages.wait();
+      co_return fail(errc::criu, "criu lazy-pages ended before it listened: " +
+                                     (r ? r->summary() : r.error().message) + " (see " + (work / "lazy-pages.log").string() + ")");
+    }
+    if (std::chrono::steady_clock::now() > until)
+      co_return fail(errc::timeout, "criu lazy-pages did not listen within " +
+                                        std::to_string(ctx_.cfg.timeouts.io.count()) + " ms");
+    tick.expires_after(std::chrono::milliseconds(10));
+    co_await tick.async_wait(use_awaitable);
+  }
+  l.lazy_theirs.close();  // lazy-pages holds its own copy
+  co_return result<void>{};
+}
+
+// The process runs here and answered its probe; its memory is still
+// arriving. Once lazy-pages has every page (it ends its conversation), the
+// pull stops, lazy-pages exits, and PagesEnd tells the source how it went.
+awaitable<result<void>> destination_session::receive_pages_to_the_end() {
+  auto& l = *lazy_;
+  enter(state::postcopy, "the memory follows from " + stats_.source);
+  co_await fault_point::reach(id_, "dest.postcopy");
+  auto served = co_await l.served.wait();
+  l.stop_pull = true;
+  auto pulled = co_await l.pulled.wait();
+  if (!served) co_return std::unexpected(served.error().context("answering lazy-pages"));
+  if (!pulled) co_return std::unexpected(pulled.error().context("the background pull"));
+  auto lazy = co_await l.lazy_pages.wait();
+  if (!lazy) co_return std::unexpected(lazy.error().context("criu lazy-pages"));
+  if (!lazy->ok())
+    co_return fail(errc::criu, "criu lazy-pages: " + lazy->summary() + " (see " +
+                                   (dir_ / "work" / "lazy-pages.log").string() + ")");
+  const auto st = l.store->stats();
+  pb::PagesEnd summary;
+  summary.set_postcopy_ms(stopwatch::between(l.restored_at, stopwatch::clock::now()));
+  summary.set_pages_faulted(st.fetched_pages);
+  summary.set_pages_pulled(st.pushed_pages);
+  summary.set_pages_wasted(st.stale_pushes);
+  summary.set_faults(st.faults);
+  summary.set_fault_p50_ms(st.fault_latency.p50_ms);
+  summary.set_fault_p99_ms(st.fault_latency.p99_ms);
+  summary.set_fault_max_ms(st.fault_latency.max_ms);
+  summary.set_link_bytes((st.fetched_pages + pulled->pages) * pages::page_size);
+  if (auto ended = co_await l.client->finish(summary, ctx_.cfg.timeouts.io); !ended)
+    co_return std::unexpected(ended.error().context("post-copy"));
+  if (auto ran = co_await l.link_ran.wait(); !ran) co_return std::unexpected(ran.error().context("page link"));
+  stats_.postcopy = summary;
+  log::info(*logger(), id_, phase::postcopy, "every page here {:.0f} ms after the restore: {} faulted, {} pulled",
+            summary.postcopy_ms(), summary.pages_faulted(), summary.pages_pulled());
+  co_return result<void>{};
+}
+
+// Whatever runs of the page transfer ends, and is waited for, before its
+// objects go: lazy-pages loses its page source, the pull stops, the link
+// closes and goes back to its connection. lazy-pages itself is waited for
+// once the restored copy is gone (lazy_pages_ended()): a process that
+// still runs may keep it waiting.
+awaitable<void> destination_session::end_page_transfer() {
+  if (!lazy_) co_return;
+  auto& l = *lazy_;
+  l.stop_pull = true;
+  boost::system::error_code ignored;
+  l.lazy_ours.close(ignored);
+  l.lazy_theirs.close(ignored);
+  if (l.link) l.link->close();
+  if (l.served.started()) co_await l.served.wait();
+  if (l.pulled.started()) co_await l.pulled.wait();
+  if (l.link_ran.started()) co_await l.link_ran.wait();
+  l.link = nullptr;
+  l.claim.release();
+}
+
+awaitable<void> destination_session::lazy_pages_ended() {
+  if (!lazy_ || !lazy_->lazy_pages.started()) co_return;
+  auto r = co_await lazy_->lazy_pages.wait();
+  if (!r) log::warn(*logger(), id_, stats_.phase, "criu lazy-pages: {}", r.error().message);
+}
+
+}  // namespace migrated::migration

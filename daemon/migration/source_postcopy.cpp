@@ -1,0 +1,133 @@
+// Post-copy at the source: the process moves first, its memory after. The
+// final dump leaves the container's private memory in the frozen copy here
+// and serves it (runc_runtime's lazy checkpoint, pages/dump_page_client);
+// the destination asks for it on a page link of its own
+// (transport/page_link.hpp), faults first. Until the destination says it
+// holds every page (PagesEnd), the frozen copy here is the only place that
+// memory is, so every failure before that ends in a thaw: the container
+// runs on here from the moment it froze. See docs/design.md, "Post-copy".
+#include <boost/asio/local/connect_pair.hpp>
+
+#include "common/log.hpp"
+#include "common/names.hpp"
+#include "migration/destination.hpp"
+#include "migration/fault_point.hpp"
+#include "migration/source_session.hpp"
+
+namespace migrated::migration {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
+
+using unix_socket = asio::local::stream_protocol::socket;
+
+// pull()'s argument: the container's own bundle goes.
+const std::string own_bundle;
+
+}  // namespace
+
+awaitable<result<void>> source_session::move_memory_lazily() {
+  if (auto ok = can_carry_network(); !ok) co_return ok;
+  if (auto ok = co_await pull(own_bundle); !ok) co_return ok;
+  if (auto ok = co_await begin(); !ok) co_return ok;
+  // The container stops: downtime begins. Its memory stays here.
+  if (auto ok = co_await checkpoint_lazily(); !ok) co_return ok;
+  enter(state::transferring, std::to_string(stats_.bytes_image) + " image bytes, memory to follow");
+  co_await fault_point::reach(id_, "source.transfer");
+  stopwatch sw;
+  auto& final_round = stats_.add_round("final");
+  final_round.checkpoint_ms = stats_.checkpoint_ms;
+  auto sent = co_await send_changes(final_round, true);
+  if (sent) sent = co_await send_round(rounds_.latest_dir(), true, final_round);
+  final_round.duration_ms = stats_.transfer_ms = sw.ms();
+  if (!sent) co_return sent;
+  // The destination restores, asking for pages as the restore needs them.
+  if (auto ok = co_await open_page_link(); !ok) co_return ok;
+  enter(state::restoring);
+  co_await fault_point::reach(id_, "source.restore");
+  if (auto ok = co_await await_launch("restore"); !ok) co_return ok;
+  stats_.downtime_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
+  if (auto ok = co_await await_ready(); !ok) co_return ok;
+  if (auto ok = co_await serve_pages_to_the_end(); !ok) co_return ok;
+  if (auto ok = co_await commit(); !ok) co_return ok;
+  enter(state::releasing);
+  co_await copy_->release();
+  co_await fault_point::reach(id_, "source.released");
+  co_return result<void>{};
+}
+
+// The final dump, lazily: the images without the private memory, which
+// stays in the frozen container and is served on a socketpair.
+awaitable<result<void>> source_session::checkpoint_lazily() {
+  if (auto ok = check_cancel(); !ok) co_return ok;
+  enter(state::checkpointing, "the memory stays here until the destination asks for it");
+  auto images = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
+  if (!images) co_return std::unexpected(images.error());
+  if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
+  co_await fault_point::reach(id_, "source.stopping");
+  if (auto ok = check_cancel(); !ok) co_return ok;
+  auto ex = co_await asio::this_coro::executor;
+  unix_socket ours(ex), theirs(ex);
+  asio::local::connect_pair(ours, theirs);
+  auto ok = co_await copy_->checkpoint_lazily(*images, dir_ / "work", theirs.native_handle(),
+                                              ctx_.cfg.timeouts.checkpoint);
+  theirs.close();  // runc and CRIU hold their own copy once the dump is ready
+  stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
+  if (copy_->current() == source_copy::state::stopped)
+    if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
+  if (!ok) co_return ok;  // (our end goes with this frame: the dump ends)
+  const auto dir = *images;
+  auto held = co_await offload(ctx_.pool, [&dir] { return pages::lazy_runs(dir); });
+  if (!held) co_return std::unexpected(held.error().context("the lazy dump's pagemaps"));
+  dump_pages_.emplace(std::move(ours), std::move(*held), ctx_.cfg.timeouts.io);
+  co_await fault_point::reach(id_, "source.checkpointed");
+  stats_.bytes_image = co_await offload(ctx_.pool, [&dir] { return dir_bytes(dir); });
+  co_return result<void>{};
+}
+
+// A second connection to the destination, named for this migration, on
+// which the destination asks for pages and this side answers them from the
+// dump, in the background until PagesEnd.
+awaitable<result<void>> source_session::open_page_link() {
+  if (auto ok = check_cancel(); !ok) co_return ok;
+  auto ch = co_await connect_destination(ctx_, req_.destination());
+  if (!ch) co_return std::unexpected(ch.error().context("page link to " + req_.destination()));
+  link_.emplace(std::move(*ch));
+  if (cancelled_) link_->close();
+  pb::Envelope env;
+  env.mutable_page_link_open()->set_migration_id(id_);
+  if (auto sent = co_await link_->send(env); !sent) co_return std::unexpected(sent.error().context("page link"));
+  auto r = co_await transport::expect_reply(*link_, "page link", ctx_.cfg.timeouts.io);
+  if (!r) co_return std::unexpected(r.error());
+  if (auto ok = with_context(transport::to_result(*r), "page link at " + stats_.destination); !ok) co_return ok;
+  link_served_.start(co_await asio::this_coro::executor, transport::serve_page_link(*link_, *dump_pages_, ctx_.cfg.timeouts.io),
+                     "the page link");
+  co_return result<void>{};
+}
+
+// The process runs at the destination and answers; its pages keep coming
+// from here until the destination holds all of them and says so. Then the
+// dump ends: the copy here keeps nothing the destination lacks.
+awaitable<result<void>> source_session::serve_pages_to_the_end() {
+  enter(state::postcopy, "serving the memory to " + stats_.destination);
+  co_await fault_point::reach(id_, "source.postcopy");
+  auto served = co_await link_served_.wait();
+  if (!served) co_return std::unexpected(served.error().context("post-copy"));
+  stats_.postcopy = served->end;
+  log::info(*logger(), id_, phase::postcopy, "{} pages in {} requests ({} urgent), {} ms after the restore",
+            served->pages, served->requests, served->urgent, served->end.postcopy_ms());
+  if (auto closed = co_await dump_pages_->close(ctx_.cfg.timeouts.io); !closed)
+    co_return std::unexpected(closed.error().context("end of the lazy dump"));
+  co_return co_await copy_->lazy_dump_ended();
+}
+
+// A transfer that cannot go on: the dump's client hangs up (the dump ends,
+// the container stays frozen for the thaw) and the link closes; both ends
+// are waited for before their objects go.
+awaitable<void> source_session::end_page_transfer() {
+  if (dump_pages_) dump_pages_->abandon();
+  if (link_) link_->close();
+  if (link_served_.started()) co_await link_served_.wait();
+}
+
+}  // namespace migrated::migration
