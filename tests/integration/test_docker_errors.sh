@@ -2,6 +2,8 @@
 # Docker, bad input: each a clear error, the source container untouched and
 # running as the same process:
 #  - an unknown container;
+#  - post-copy, which Docker's restore cannot take: refused before anything
+#    stops;
 #  - the destination lacks the image and refuses images from peers;
 #  - the container's readiness probe never answers at the destination (the
 #    restored copy there is removed, the source restores its own);
@@ -38,6 +40,15 @@ dk a run -d --name "$NAME" --network "$MIG_DOCKER_NET" --label migrated.ready.tc
   --label migrated.ready.timeout_ms=1500 --restart always "$MIG_DOCKER_IMAGE" \
   /bin/memcounter --mib 8 --state /data >/dev/null
 wait_for docker_counter_at_least a "$NAME" 2 10 || fail "the counter never started on A"
+
+log "post-copy is refused up front"
+boot=$(docker_field a "$NAME" boot)
+before=$(docker_field a "$NAME" counter)
+out=$(migrate_fails "$NAME" --method postcopy)
+assert_eq failed "$(json_get "$out" .result)" "result of post-copy on Docker"
+assert_contains "$(json_get "$out" .error)" "takes no lazy pages" "post-copy refusal"
+assert_eq 0 "$(json_get "$out" .downtime_ms)" "downtime of a refused post-copy"
+still_here "$boot" "$before"
 
 log "the destination refuses images from peers"
 daemon_stop b
