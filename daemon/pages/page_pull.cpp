@@ -1,7 +1,6 @@
 #include "pages/page_pull.hpp"
 
 #include <optional>
-#include <set>
 #include <utility>
 #include <vector>
 
@@ -21,28 +20,26 @@ struct pulling {
   asio::steady_timer changed;  // cancelled when a worker ends
   std::optional<error> failed;
   pull_stats stats;
-  // Pages asked for and not yet answered: after the order wraps around,
-  // they are not asked for again.
-  std::set<std::pair<std::uint64_t, std::uint64_t>> asked;
 };
 
 awaitable<void> worker(transport::page_link_client& link, push_order& order, page_store& store,
                        const pull_options& opts, const bool& stop, pulling& p) {
-  const push_order::done_fn done = [&store, &p](std::uint64_t pid, std::uint64_t v) {
-    return store.holds(pid, v) || store.given(pid, v) || p.asked.contains({pid, v});
+  const push_order::done_fn done = [&store](std::uint64_t pid, std::uint64_t v) {
+    return store.holds(pid, v) || store.given(pid, v) || store.expected(pid, v);
   };
   std::vector<std::uint8_t> data;
   while (!stop && !p.failed) {
     const auto next = order.next(std::min(opts.chunk_pages, transport::max_link_pages), done);
     if (!next) break;
-    for (std::uint32_t i = 0; i < next->pages; ++i) p.asked.insert({next->pid, next->vaddr + i * page_size});
+    store.expect(next->pid, next->vaddr, next->pages);
     auto n = co_await link.get(next->pid, next->vaddr, next->pages, data, false, opts.deadline);
-    for (std::uint32_t i = 0; i < next->pages; ++i) p.asked.erase({next->pid, next->vaddr + i * page_size});
+    auto kept = n ? store.put(next->pid, next->vaddr, data) : result<void>{};
+    store.settle(next->pid, next->vaddr, next->pages);  // (after put: whoever waited finds them held)
     if (!n) {
       if (!p.failed) p.failed = n.error().context("background transfer");
       break;
     }
-    if (auto kept = store.put(next->pid, next->vaddr, data); !kept) {
+    if (!kept) {
       if (!p.failed) p.failed = kept.error();
       break;
     }

@@ -16,6 +16,10 @@
 // that arrives after lazy-pages got the page another way is not kept.
 // Answers stop where the pages held end (or, for a fetch, where held ones
 // begin): lazy-pages asks again for the rest.
+//
+// Pages the background pull has asked for and not yet received are
+// `expected`: a request for one waits for the pull's answer rather than
+// fetching it a second time behind it on the same link.
 #pragma once
 
 #include <array>
@@ -28,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "asio.hpp"
 #include "pages/lazy_pages_server.hpp"
 
 namespace migrated::pages {
@@ -47,7 +52,8 @@ struct store_stats {
   std::uint64_t local_pages = 0;      // answered from what was held
   std::uint64_t fetched_pages = 0;    // fetched from the source on demand
   std::uint64_t fetches = 0;
-  std::uint64_t faults = 0;           // of those, one-page requests: the process waits on each
+  std::uint64_t faults = 0;           // one-page requests not held: the process waits on each
+  std::uint64_t waited = 0;           // requests that waited for the pull's answer
   latency_summary fault_latency;
 };
 
@@ -67,6 +73,11 @@ class page_store final : public page_source {
   bool given(std::uint64_t pid, std::uint64_t vaddr) const { return given_.contains({pid, vaddr}); }
   store_stats stats() const;
 
+  // The pull asked for these pages / their answer came (after put()) or failed.
+  void expect(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages);
+  void settle(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages);
+  bool expected(std::uint64_t pid, std::uint64_t vaddr) const { return expected_.contains({pid, vaddr}); }
+
  private:
   using page = std::array<std::uint8_t, page_size>;
   struct key_hash {
@@ -79,6 +90,8 @@ class page_store final : public page_source {
   std::map<std::uint64_t, std::map<std::uint64_t, page>> held_;  // pid → vaddr → bytes
   std::uint64_t held_count_ = 0;
   std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash> given_;  // (pid, vaddr) lazy-pages has
+  std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash> expected_;  // asked for by the pull
+  std::vector<asio::steady_timer*> waiting_;  // requests waiting for the pull: cancelled by settle()
   store_stats stats_;
   std::vector<double> fault_ms_;
 };
