@@ -2,7 +2,12 @@
 //
 // Process state is worth keeping whenever CRIU can take it: the choice
 // between cold and pre-copy follows measure.hpp's predictions (dirty rate,
-// image size, link bandwidth). When a live checkpoint is impossible (CRIU
+// image size, link bandwidth). When pre-copy cannot reach its target —
+// its final round would take longer on the link than
+// precopy.final_transfer_ms, or the container dirties memory as fast as
+// the link carries it, so that only throttling would get there — and both
+// nodes can (runc, userfaultfd), post-copy moves the process first
+// instead: its downtime does not depend on the dirty rate. When a live checkpoint is impossible (CRIU
 // refuses the container), the filesystem methods remain: replay when the
 // container names a replay hook (its state can be rebuilt), otherwise diff
 // (the writable layer; the image goes along peer to peer if missing, which
@@ -53,6 +58,19 @@ awaitable<result<void>> source_session::choose_method() {
                       "predicted downtime precopy {:.0f} ms vs cold {:.0f} ms",
                       m->checkpoint_ms(), double(m->bytes_image()) / 1048576.0, m->dirty_mib_s(),
                       m->bandwidth_mib_s(), m->predicted_precopy_downtime_ms(), m->predicted_cold_downtime_ms());
+    // (The prediction is two dumps' time plus the final round on the link.)
+    const double final_round_ms = m->predicted_precopy_downtime_ms() - 2 * m->checkpoint_ms();
+    const bool outruns = m->bandwidth_mib_s() > 0 && m->dirty_mib_s() >= m->bandwidth_mib_s();
+    const bool lazy = !copy_->rt().has_images() && offers(ctx_.me.caps, pb::POSTCOPY) &&
+                      offers(peer_->peer.caps(), pb::POSTCOPY);
+    if (lazy && (outruns || final_round_ms > double(ctx_.cfg.precopy.final_transfer_ms))) {
+      req_.set_method(pb::POSTCOPY);
+      why += outruns ? "; it dirties memory as fast as the link carries it, so pre-copy would only converge by "
+                       "throttling it: post-copy"
+                     : fmt::format("; pre-copy's final round would take {:.0f} ms on the link, over "
+                                   "precopy.final_transfer_ms ({} ms): post-copy",
+                                   final_round_ms, ctx_.cfg.precopy.final_transfer_ms);
+    }
   } else if (m.error().code == errc::criu || m.error().code == errc::runtime || m.error().code == errc::unsupported) {
     const bool hook = c.labels.contains("migrated.replay");
     const auto root = c.bundle;

@@ -24,10 +24,6 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 // come): a destination that stopped reading costs the rollback no more.
 constexpr auto abort_timeout = std::chrono::seconds(1);
 
-bool can_postcopy(const pb::Capabilities& caps) {
-  return std::find(caps.methods().begin(), caps.methods().end(), "postcopy") != caps.methods().end();
-}
-
 // pull()'s argument when the container's own image (or bundle) goes.
 const std::string own_image;
 
@@ -60,6 +56,11 @@ std::string_view phase_of(source_session::state s) {
 }  // namespace
 
 std::string_view name(source_session::state s) { return phase_of(s); }
+
+bool offers(const pb::Capabilities& caps, pb::Method m) {
+  const auto n = method_name(m);
+  return std::find(caps.methods().begin(), caps.methods().end(), n) != caps.methods().end();
+}
 
 source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress,
                                bool prepare)
@@ -340,7 +341,7 @@ awaitable<result<void>> source_session::find_container() {
       co_return fail(errc::unsupported, req_.container() + " runs under " + stats_.runtime + ", whose engine restores a "
                                         "checkpoint only with all of its memory (docker start --checkpoint takes no "
                                         "lazy pages): move it with precopy or cold");
-    if (!can_postcopy(ctx_.me.caps))
+    if (!offers(ctx_.me.caps, pb::POSTCOPY))
       co_return fail(errc::unsupported, "post-copy needs userfaultfd and a CRIU with scripts/criu/0002 on " +
                                             ctx_.cfg.node_name + ", which lacks them: move it with precopy or cold");
   }
@@ -360,7 +361,7 @@ awaitable<result<void>> source_session::connect() {
   const auto& rts = peer_->peer.caps().runtimes();
   if (std::find(rts.begin(), rts.end(), stats_.runtime) == rts.end())
     co_return fail(errc::unsupported, "destination " + stats_.destination + " has no " + stats_.runtime + " runtime");
-  if (req_.method() == pb::POSTCOPY && !can_postcopy(peer_->peer.caps()))
+  if (req_.method() == pb::POSTCOPY && !offers(peer_->peer.caps(), pb::POSTCOPY))
     co_return fail(errc::unsupported, "destination " + stats_.destination + " cannot restore lazily (it needs "
                                       "userfaultfd and a CRIU with scripts/criu/0002): move it with precopy or cold");
 

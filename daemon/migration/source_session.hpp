@@ -166,4 +166,7 @@ class source_session {
 
 std::string_view name(source_session::state s);
 
+// Whether a node's capabilities list method `m`.
+bool offers(const pb::Capabilities& caps, pb::Method m);
+
 }  // namespace migrated::migration

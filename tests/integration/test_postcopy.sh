@@ -12,6 +12,10 @@
 #  3. the source's daemon killed mid-post-copy: the destination gives its
 #     copy up; the restarted source finds its frozen copy in the journal and
 #     thaws it.
+#  4. --method auto over a 20 Mbit link, with the counter dirtying 8 MiB/s
+#     (more than the link carries): auto chooses post-copy and says why,
+#     and the counter, faulting on pages the slow link has not brought yet,
+#     counts on at the destination with every page intact.
 # docs/design.md, "Post-copy".
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -77,4 +81,21 @@ daemon_start b || fail "edge-b did not restart"
 assert_running b "$ID"
 assert_alive_on b "$ID" "$boot" "$before"
 assert_absent a "$ID"
+
+# 4. b → a with auto over a link slower than the dirty rate.
+daemon_stop b || true
+daemon_start b || fail "edge-b did not restart"
+hosts_shape 20mbit
+boot=$(field b "$ID" boot)
+last=$(field b "$ID" counter)
+out=$(migrate_ok b a "$ID" auto)
+log "auto: $(json_get "$out" .method_reason)"
+log "post-copy at 20 Mbit: $(jq -c '{downtime_ms, postcopy_ms, pages_faulted, pages_pushed, postcopy_faults,
+                                     fault_p50_ms, fault_p99_ms, fault_max_ms, bytes_postcopy}' <<<"$out")"
+assert_eq postcopy "$(json_get "$out" .method)" "auto's choice for a workload faster than its link"
+assert_contains "$(json_get "$out" .method_reason)" "as fast as the link carries it" "auto's reason"
+assert_eq 0 "$(json_get "$out" .throttle_max_pct)" "throttling during auto's post-copy"
+assert_running a "$ID"
+assert_alive_on a "$ID" "$boot" "$last"
+assert_absent b "$ID"
 pass
