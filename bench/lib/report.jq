@@ -13,6 +13,7 @@ def mlabel:
    "seeds-warm": "seeds' warm (pre-checkpoint + rsync delta)",
    "cold": "migrated cold",
    "precopy": "migrated precopy",
+   "postcopy": "migrated postcopy",
    "floor": "floor (local checkpoint + restore)",
    "seeds-docker": "seeds' Docker (checkpoint + rsync with the layer + create + start)",
    "floor-api": "floor-api (docker checkpoint + start on A)",
