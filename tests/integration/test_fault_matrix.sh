@@ -39,23 +39,6 @@ short_timeouts() {
     >>"$MIG_WORK/$1.yaml"
 }
 
-# The link between the hosts cut both ways (iptables DROP in A, so that
-# A keeps its address and a daemon restarting there can still listen), and
-# back. TCP sees nothing: no reset, only silence.
-CUT=0
-link_down() {
-  in_host a iptables -I INPUT -s "$MIG_ADDR_B" -j DROP
-  in_host a iptables -I OUTPUT -d "$MIG_ADDR_B" -j DROP
-  CUT=1
-}
-link_up() {
-  [ "$CUT" = 1 ] || return 0
-  in_host a iptables -D INPUT -s "$MIG_ADDR_B" -j DROP
-  in_host a iptables -D OUTPUT -d "$MIG_ADDR_B" -j DROP
-  CUT=0
-  wait_for hosts_ping 10 || fail "the link between the hosts did not come back"
-}
-
 side_of() { case "$1" in source.*) echo source ;; *) echo dest ;; esac; }
 
 # Where the container must run after POINT: the destination once it has
