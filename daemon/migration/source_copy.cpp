@@ -132,15 +132,12 @@ awaitable<result<void>> source_copy::checkpoint_lazily(const std::filesystem::pa
   lazy_dump_.start(co_await asio::this_coro::executor, run_lazy_dump(rt_, container_.id, lazy_request_, lazy_ready_),
                    "the lazy dump");
   auto ready = co_await process::await_status(status[0], ready_within);
-  if (ready) {
-    state_ = state::stopped;
-    frozen_ = true;
-    co_return result<void>{};
-  }
-  // It ended first (its own error says why), or hung: the caller hangs up
-  // the page socket, and lazy_dump_ended() finds what became of it.
+  // Frozen, whole; if the dump ended first (its own error says why) or
+  // hung, the caller hangs up the page socket, and lazy_dump_ended() finds
+  // what became of it.
   state_ = state::stopped;
   frozen_ = true;
+  if (ready) co_return result<void>{};
   if (lazy_dump_.done()) {
     auto ended = co_await lazy_dump_ended();
     if (!ended) co_return ended;

@@ -21,26 +21,16 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
 using unix_socket = asio::local::stream_protocol::socket;
 
-// pull()'s argument: the container's own bundle goes.
-const std::string own_bundle;
-
 }  // namespace
 
 awaitable<result<void>> source_session::move_memory_lazily() {
   if (auto ok = can_carry_network(); !ok) co_return ok;
-  if (auto ok = co_await pull(own_bundle); !ok) co_return ok;
+  if (auto ok = co_await pull(own_image); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
   // The container stops: downtime begins. Its memory stays here.
   if (auto ok = co_await checkpoint_lazily(); !ok) co_return ok;
   enter(state::transferring, std::to_string(stats_.bytes_image) + " image bytes, memory to follow");
-  co_await fault_point::reach(id_, "source.transfer");
-  stopwatch sw;
-  auto& final_round = stats_.add_round("final");
-  final_round.checkpoint_ms = stats_.checkpoint_ms;
-  auto sent = co_await send_changes(final_round, true);
-  if (sent) sent = co_await send_round(rounds_.latest_dir(), true, final_round);
-  final_round.duration_ms = stats_.transfer_ms = sw.ms();
-  if (!sent) co_return sent;
+  if (auto ok = co_await send_final_round(); !ok) co_return ok;
   // The destination restores, asking for pages as the restore needs them.
   if (auto ok = co_await open_page_link(); !ok) co_return ok;
   enter(state::restoring);
@@ -50,9 +40,7 @@ awaitable<result<void>> source_session::move_memory_lazily() {
   if (auto ok = co_await await_ready(); !ok) co_return ok;
   if (auto ok = co_await serve_pages_to_the_end(); !ok) co_return ok;
   if (auto ok = co_await commit(); !ok) co_return ok;
-  enter(state::releasing);
-  co_await copy_->release();
-  co_await fault_point::reach(id_, "source.released");
+  co_await release_here();
   co_return result<void>{};
 }
 

@@ -24,9 +24,6 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 // come): a destination that stopped reading costs the rollback no more.
 constexpr auto abort_timeout = std::chrono::seconds(1);
 
-// pull()'s argument when the container's own image (or bundle) goes.
-const std::string own_image;
-
 std::string_view phase_of(source_session::state s) {
   using st = source_session::state;
   switch (s) {
@@ -247,28 +244,18 @@ awaitable<result<void>> source_session::move_process_state() {
   // The container stops: downtime begins.
   if (auto ok = co_await checkpoint(); !ok) co_return ok;
   enter(state::transferring, std::to_string(stats_.bytes_image) + " image bytes");
-  co_await fault_point::reach(id_, "source.transfer");
-  stopwatch sw;
-  auto& final_round = stats_.add_round("final");
-  final_round.checkpoint_ms = stats_.checkpoint_ms;
-  // (A transfer that fails reports the time it took too.)
-  auto sent = co_await send_changes(final_round, true);
-  if (sent) sent = co_await send_round(rounds_.latest_dir(), true, final_round);
-  final_round.duration_ms = stats_.transfer_ms = sw.ms();
-  if (!sent) co_return sent;
+  if (auto ok = co_await send_final_round(); !ok) co_return ok;
   // The destination restores: downtime ends with its RestoreResult.
   enter(state::restoring);
   co_await fault_point::reach(id_, "source.restore");
   if (auto ok = co_await await_launch("restore"); !ok) co_return ok;
   stats_.downtime_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   auto all = history_;
-  all.push_back({final_round.sent.bytes_wire, 0, 0, stats_.transfer_ms});
+  all.push_back({stats_.round("final").sent.bytes_wire, 0, 0, stats_.transfer_ms});
   stats_.bandwidth_mib_s = mib_per_s(bandwidth_bytes_per_ms(all));
   if (auto ok = co_await await_ready(); !ok) co_return ok;
   if (auto ok = co_await commit(); !ok) co_return ok;
-  enter(state::releasing);
-  co_await copy_->release();
-  co_await fault_point::reach(id_, "source.released");
+  co_await release_here();
   co_return result<void>{};
 }
 
@@ -308,9 +295,7 @@ awaitable<result<void>> source_session::move_filesystem() {
   if (copy_->current() == source_copy::state::stopped)
     stats_.downtime_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   if (auto ok = co_await commit(); !ok) co_return ok;
-  enter(state::releasing);
-  co_await copy_->release();
-  co_await fault_point::reach(id_, "source.released");
+  co_await release_here();
   co_return result<void>{};
 }
 
@@ -420,6 +405,26 @@ awaitable<result<void>> source_session::send_round(const std::filesystem::path& 
   round.pages = rounds_.totals().pages;
   round.throttle_pct = copy_->throttle_pct();
   co_return result<void>{};
+}
+
+// The final round, once the container stopped: the filesystem's last
+// changes, then the final dump (a transfer that fails reports its time too).
+awaitable<result<void>> source_session::send_final_round() {
+  co_await fault_point::reach(id_, "source.transfer");
+  stopwatch sw;
+  auto& final_round = stats_.add_round("final");
+  final_round.checkpoint_ms = stats_.checkpoint_ms;
+  auto sent = co_await send_changes(final_round, true);
+  if (sent) sent = co_await send_round(rounds_.latest_dir(), true, final_round);
+  final_round.duration_ms = stats_.transfer_ms = sw.ms();
+  co_return sent;
+}
+
+// Committed: the copy here goes.
+awaitable<void> source_session::release_here() {
+  enter(state::releasing);
+  co_await copy_->release();
+  co_await fault_point::reach(id_, "source.released");
 }
 
 // The destination's RestoreResult: its restore (or fresh start) worked.

@@ -95,10 +95,12 @@ class source_session {
   awaitable<result<void>> begin();
   awaitable<result<void>> checkpoint();
   awaitable<result<void>> send_round(const std::filesystem::path& dir, bool final, round_stats& round);
+  awaitable<result<void>> send_final_round();
   awaitable<result<void>> await_launch(std::string_view what);
   awaitable<result<void>> await_ready();
   awaitable<result<void>> commit();
   awaitable<result<void>> settle_commit(const error& silence);
+  awaitable<void> release_here();
   awaitable<void> roll_back(const error& cause);
   awaitable<void> keep_frozen(const error& cause);
   awaitable<void> clean_up();
@@ -135,6 +137,8 @@ class source_session {
   result<void> note(journal::step s, const std::filesystem::path& images = {});
   void forget();
   static std::uint64_t dir_bytes(const std::filesystem::path& dir);
+  // pull()'s argument when the container's own image (or bundle) goes.
+  inline static const std::string own_image;
   transport::send_options stream_options(std::string_view phase_name);
   bool keeps_process_state() const {
     return req_.method() == pb::COLD || req_.method() == pb::PRECOPY || req_.method() == pb::POSTCOPY;

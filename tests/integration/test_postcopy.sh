@@ -50,31 +50,31 @@ assert_alive_on b "$ID" "$boot" "$last"
 leftovers=$(find "$MIG_WORK/a/storage/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
 assert_eq 0 "$leftovers" "round directories left at the source after Commit"
 
+# killed_mid_postcopy X POINT: restarts X's daemon with POINT.die armed and
+# moves the counter b → a with post-copy, which must fail with X's daemon
+# gone; sets boot, before (the counter at the start) and out (the report).
+killed_mid_postcopy() {
+  local x=$1 point=$2 rc=0
+  daemon_stop "$x" || true
+  daemon_start "$x" "MIGRATED_FAULT=$point.die" || fail "$(host_node "$x") did not restart with its fault"
+  boot=$(field b "$ID" boot)
+  before=$(field b "$ID" counter)
+  out=$(ctl b migrate "$ID" --to edge-a --method postcopy --json) || rc=$?
+  [ "$rc" != 0 ] || fail "post-copy succeeded although $(host_node "$x")'s daemon died at $point: $out"
+  ! daemon_running "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
+}
+
 # 2. b → a, a's daemon (the destination) killed while the pages come.
-daemon_stop a || true
-daemon_start a "MIGRATED_FAULT=dest.postcopy.die" || fail "edge-a did not restart with its fault"
-boot=$(field b "$ID" boot)
-before=$(field b "$ID" counter)
-rc=0
-out=$(ctl b migrate "$ID" --to edge-a --method postcopy --json) || rc=$?
-[ "$rc" != 0 ] || fail "post-copy succeeded although its destination died: $out"
+killed_mid_postcopy a dest.postcopy
 assert_eq rolled_back "$(json_get "$out" .result)" "result with the destination killed mid-post-copy"
 log "reported error: $(json_get "$out" .error)"
-! daemon_running a || fail "edge-a's daemon survived dest.postcopy.die: the fault did not fire"
 assert_running b "$ID"
 assert_alive_on b "$ID" "$boot" "$before"
 daemon_start a || fail "edge-a did not restart"
 assert_absent a "$ID"
 
 # 3. b → a, b's daemon (the source) killed while it serves the pages.
-daemon_stop b || true
-daemon_start b "MIGRATED_FAULT=source.postcopy.die" || fail "edge-b did not restart with its fault"
-boot=$(field b "$ID" boot)
-before=$(field b "$ID" counter)
-rc=0
-out=$(ctl b migrate "$ID" --to edge-a --method postcopy --json) || rc=$?
-[ "$rc" != 0 ] || fail "post-copy succeeded although its source died: $out"
-! daemon_running b || fail "edge-b's daemon survived source.postcopy.die: the fault did not fire"
+killed_mid_postcopy b source.postcopy
 gone_from_a() { [ -z "$(container_state "$(host_runc_root a)" "$ID")" ]; }
 wait_for gone_from_a 30 || fail "edge-a kept its copy of $ID after its source died"
 daemon_start b || fail "edge-b did not restart"
