@@ -9,6 +9,7 @@
 #   cold        migratectl migrate --method cold
 #   precopy     migratectl migrate --method precopy
 #   postcopy    migratectl migrate --method postcopy
+#   hybrid      migratectl migrate --method hybrid
 #   floor       runc checkpoint + runc restore on A, nothing sent
 # It measures downtime, total time, bytes on the wire (veth counters of both
 # ends; migrated's own bytes_wire too), the workload's longest pause seen
@@ -39,7 +40,7 @@ source "$BENCH_DIR/lib/setup.sh"
 # shellcheck source=bench/lib/seeds.sh
 source "$BENCH_DIR/lib/seeds.sh"
 
-ALL_METHODS=seeds-cold,seeds-warm,cold,precopy,postcopy,floor
+ALL_METHODS=seeds-cold,seeds-warm,cold,precopy,postcopy,hybrid,floor
 BENCH_MIB=256
 BENCH_DIRTY=8
 BENCH_SETTLE_S=3
@@ -178,7 +179,7 @@ measure() {
     case "$method" in
       seeds-cold) seeds_cold "$id" && moved=1 ;;
       seeds-warm) seeds_warm "$id" && moved=1 ;;
-      cold | precopy | postcopy) migrated_move "$id" "$method" && moved=1 ;;
+      cold | precopy | postcopy | hybrid) migrated_move "$id" "$method" && moved=1 ;;
       floor) seeds_floor "$id" && moved=1 ;;
     esac
     now_us t_end

@@ -58,6 +58,8 @@ digest128 xxh128(std::span<const std::uint8_t> data) {
   return canonical(XXH3_128bits(data.data(), data.size()));
 }
 
+std::uint64_t xxh3_64(std::span<const std::uint8_t> data) { return XXH3_64bits(data.data(), data.size()); }
+
 result<digest128> hash_file(const std::filesystem::path& file) {
   xxh128_stream stream;
   std::vector<std::uint8_t> buffer(read_chunk_bytes);

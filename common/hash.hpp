@@ -29,6 +29,8 @@ class xxh128_stream {
 };
 
 digest128 xxh128(std::span<const std::uint8_t> data);
+// XXH3-64, as page hashes are compared (a hybrid's unchanged pages).
+std::uint64_t xxh3_64(std::span<const std::uint8_t> data);
 result<digest128> hash_file(const std::filesystem::path& file);
 std::string to_hex(std::span<const std::uint8_t> data);
 // "0x7f0012345000": an address (or a code) as error messages write it.

@@ -37,5 +37,7 @@ std::string_view method_name(pb::Method m);
 std::string_view result_name(pb::Result r);
 // "cold" → COLD; METHOD_UNSPECIFIED for unknown names.
 pb::Method parse_method(std::string_view name);
+// post-copy and hybrid: the process moves first, its memory after.
+inline bool restores_lazily(pb::Method m) { return m == pb::POSTCOPY || m == pb::HYBRID; }
 
 }  // namespace migrated

@@ -79,6 +79,7 @@ json to_json(const pb::Report& r) {
       {"fault_p99_ms", ms3(r.fault_p99_ms())},
       {"fault_max_ms", ms3(r.fault_max_ms())},
       {"bytes_postcopy", r.bytes_postcopy()},
+      {"pages_unchanged", r.pages_unchanged()},
       {"started_unix_ms", r.started_unix_ms()},
       {"rounds", rounds},
   };
@@ -109,11 +110,14 @@ std::string report_table(const pb::Report& r) {
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
   if (!r.convergence().empty()) out += fmt::format("  warm-up     {}\n", r.convergence());
-  if (r.method() == pb::POSTCOPY)
+  if (restores_lazily(r.method()))
     out += fmt::format("  post-copy   {:.1f} ms after the restore: {} pages faulted, {} pushed ({}); faults p50 {:.2f} / "
                        "p99 {:.2f} / max {:.2f} ms\n",
                        r.postcopy_ms(), r.pages_faulted(), r.pages_pushed(), human_bytes(r.bytes_postcopy()),
                        r.fault_p50_ms(), r.fault_p99_ms(), r.fault_max_ms());
+  if (r.method() == pb::HYBRID)
+    out += fmt::format("  hybrid      {} pages unchanged since the last warm-up round: not sent again\n",
+                       r.pages_unchanged());
   if (r.throttle_max_pct() > 0) out += fmt::format("  throttle    up to {}% CPU taken (auto-converge), lifted\n", r.throttle_max_pct());
   if (r.rounds_size() > 0) {
     out += fmt::format("  {:>5}  {:<7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10} {:>4}\n", "round", "kind", "ms",

@@ -14,6 +14,7 @@ def mlabel:
    "cold": "migrated cold",
    "precopy": "migrated precopy",
    "postcopy": "migrated postcopy",
+   "hybrid": "migrated hybrid",
    "floor": "floor (local checkpoint + restore)",
    "seeds-docker": "seeds' Docker (checkpoint + rsync with the layer + create + start)",
    "floor-api": "floor-api (docker checkpoint + start on A)",

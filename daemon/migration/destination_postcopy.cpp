@@ -6,7 +6,9 @@
 // page pulled in the background in push_order (nearest the latest fault
 // first). Once lazy-pages holds every page it ends its conversation; then
 // PagesEnd tells the source, which lets its frozen copy go only at Commit.
-// See docs/design.md, "Post-copy".
+// A hybrid's requests, faults and pull alike, carry the hashes of the
+// pages its last warm-up round left here: the source sends only those that
+// changed. See docs/design.md, "Post-copy" and "Hybrid".
 #include <boost/asio/local/connect_pair.hpp>
 
 #include "common/log.hpp"
@@ -39,7 +41,15 @@ awaitable<result<runtime::container_info>> destination_session::restore_lazily()
   auto held = co_await offload(ctx_.pool, [&images] { return pages::lazy_runs(images); });
   if (!held) co_return std::unexpected(held.error().context("the images' pagemaps"));
   l.order.emplace(*held);
-  l.remote.emplace(*l.client, *l.order, ctx_.cfg.timeouts.io);
+  if (method_ == pb::HYBRID) {
+    const auto last = rounds_->previous_dir();
+    if (last.empty()) co_return fail(errc::protocol, "a hybrid without a warm-up round");
+    auto base = co_await offload(ctx_.pool, [&last] { return pages::image_page_server::open(last); });
+    if (!base) co_return std::unexpected(base.error().context("the last warm-up round"));
+    l.base.emplace(std::move(*base));
+    l.pull.base = {&*l.base, &ctx_.pool};
+  }
+  l.remote.emplace(*l.client, *l.order, ctx_.cfg.timeouts.io, l.pull.base);
   l.store.emplace(*l.remote);
   l.pulled.start(ex, pages::pull_pages(*l.client, *l.order, *l.store, l.pull, l.stop_pull),
                  "the background pull");
@@ -116,13 +126,14 @@ awaitable<result<void>> destination_session::receive_pages_to_the_end() {
   summary.set_fault_p50_ms(st.fault_latency.p50_ms);
   summary.set_fault_p99_ms(st.fault_latency.p99_ms);
   summary.set_fault_max_ms(st.fault_latency.max_ms);
-  summary.set_link_bytes((st.fetched_pages + pulled->pages) * pages::page_size);
+  summary.set_link_bytes(l.client->page_bytes());
+  summary.set_pages_unchanged(l.client->unchanged_pages());
   if (auto ended = co_await l.client->finish(summary, ctx_.cfg.timeouts.io); !ended)
     co_return std::unexpected(ended.error().context("post-copy"));
   if (auto ran = co_await l.link_ran.wait(); !ran) co_return std::unexpected(ran.error().context("page link"));
   stats_.postcopy = summary;
-  log::info(*logger(), id_, phase::postcopy, "every page here {:.0f} ms after the restore: {} faulted, {} pulled",
-            summary.postcopy_ms(), summary.pages_faulted(), summary.pages_pulled());
+  log::info(*logger(), id_, phase::postcopy, "every page here {:.0f} ms after the restore: {} faulted, {} pulled, {} unchanged since the last round",
+            summary.postcopy_ms(), summary.pages_faulted(), summary.pages_pulled(), summary.pages_unchanged());
   co_return result<void>{};
 }
 

@@ -34,7 +34,7 @@ bool valid_migration_id(const std::string& id) {
   return std::regex_match(id, re);
 }
 
-bool keeps_process_state(pb::Method m) { return m == pb::COLD || m == pb::PRECOPY || m == pb::POSTCOPY; }
+bool keeps_process_state(pb::Method m) { return m == pb::COLD || m == pb::PRECOPY || restores_lazily(m); }
 
 // What each state accepts next (Abort is always accepted). Named arrays, not
 // braced lists at the call: g++ 12 miscompiles those passed to coroutines.
@@ -161,7 +161,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   if (bundle_.empty()) co_return fail(errc::protocol, "MigrateBegin before the container was provisioned");
   stats_.method = method_;
   rounds_ = std::make_unique<round_receiver>(dir_);
-  if (method_ == pb::POSTCOPY) {
+  if (restores_lazily(method_)) {
     // Before the source hears the final round went well, which is when it opens the link.
     if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
     auto ex = co_await asio::this_coro::executor;
@@ -180,7 +180,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   }
   co_await fault_point::reach(id_, "dest.received");
   if (auto ok = co_await launch(!keeps_process_state(method_)); !ok) co_return ok;
-  if (method_ == pb::POSTCOPY) {
+  if (restores_lazily(method_)) {
     if (auto ok = co_await receive_pages_to_the_end(); !ok) co_return ok;
   }
   co_await fault_point::reach(id_, "dest.ready");
@@ -365,7 +365,7 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
     launched = std::unexpected(adapted.error());
   } else if (fresh) {
     launched = co_await rt_->start(container_, bundle_, dir_ / "work");
-  } else if (method_ == pb::POSTCOPY) {
+  } else if (restores_lazily(method_)) {
     launched = co_await restore_lazily();
   } else {
     const auto images = rounds_->current_dir();

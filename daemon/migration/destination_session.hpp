@@ -12,7 +12,7 @@
 //                  A prepare ends here with PrepareEnd; a migration goes on
 //                  with MigrateBegin. The source going away here is a
 //                  failure, never a finished prepare.
-//   receiving      cold, precopy: rounds of images (each rebuilt from the
+//   receiving      cold, precopy, hybrid: rounds of images (each rebuilt from the
 //                  previous round and page deltas, and verified) and the
 //                  filesystem's last changes, up to the final round.
 //                  diff, full, replay: trees, up to RoundBegin{start_fresh}.
@@ -23,8 +23,10 @@
 //                  process's faults from a page store that the link fills,
 //                  faults first, the rest in the background
 //   waiting_ready  the readiness probe (destination_ready.cpp), answer Ready
-//   postcopy       post-copy: until lazy-pages holds every page; then
-//                  PagesEnd on the link
+//   postcopy       post-copy, hybrid: until lazy-pages holds every page;
+//                  then PagesEnd on the link (a hybrid asks with the
+//                  hashes of its last warm-up round's pages, and gets
+//                  only those that changed)
 //   waiting_commit Commit makes the copy here the container; Abort, a closed
 //                  connection, the commit deadline, or the daemon stopping
 //                  make this side remove it: the source is restoring its own
@@ -134,6 +136,7 @@ class destination_session {
     std::optional<pages::push_order> order;
     std::optional<pages::link_source> remote;
     std::optional<pages::page_store> store;
+    std::optional<pages::image_page_server> base;  // a hybrid's last warm-up round
     pages::pull_options pull;  // (the pull refers to it while it runs)
     bool stop_pull = false;
     asio::local::stream_protocol::socket lazy_ours, lazy_theirs;  // to `criu lazy-pages`

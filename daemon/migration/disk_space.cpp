@@ -11,7 +11,7 @@ namespace migrated::migration {
 std::uint64_t image_bytes_needed(std::uint64_t memory, pb::Method m) {
   std::uint64_t dumps = 0;
   if (m == pb::COLD || m == pb::METHOD_UNSPECIFIED) dumps = 1;
-  else if (m == pb::PRECOPY) dumps = 2;
+  else if (m == pb::PRECOPY || m == pb::HYBRID) dumps = 2;  // a round and the one before
   if (dumps == 0) return 0;
   const std::uint64_t one = memory + memory / 8 + fixed_image_bytes;
   return dumps * one;

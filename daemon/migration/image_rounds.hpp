@@ -87,6 +87,9 @@ class round_receiver {
   // How many page files of the current round were rebuilt in place.
   std::uint32_t patched_in_place() const { return patched_; }
   std::filesystem::path current_dir() const { return current_ ? current_->dir : std::filesystem::path(); }
+  // The round before the current one (a hybrid's last warm-up round, kept
+  // after the final round); empty when there is none.
+  std::filesystem::path previous_dir() const { return previous_ ? previous_->dir : std::filesystem::path(); }
 
  private:
   std::filesystem::path base_;

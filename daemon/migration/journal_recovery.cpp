@@ -73,7 +73,7 @@ awaitable<result<std::string>> bring_back(node_context& ctx, const journal::entr
   }
   // A post-copy's images lack the memory, which only its frozen copy held:
   // restoring them would bring back a process with pages missing.
-  if (!frozen && e.method == method_name(pb::POSTCOPY))
+  if (!frozen && restores_lazily(parse_method(e.method)))
     co_return fail(errc::runtime, e.container + " runs nowhere: its post-copy images lack its memory, which only its "
                                                 "frozen copy here held, and that copy is " +
                                       (info ? info->status : std::string("gone")));

@@ -6,6 +6,11 @@
 // holds every page (PagesEnd), the frozen copy here is the only place that
 // memory is, so every failure before that ends in a thaw: the container
 // runs on here from the moment it froze. See docs/design.md, "Post-copy".
+//
+// A hybrid warms up first, as pre-copy does (source_warmup.cpp), and then
+// goes on as post-copy: the destination asks for each page with the hash
+// of its copy from the last round, and only the pages that changed since
+// cross again (transport/page_link.hpp).
 #include <boost/asio/local/connect_pair.hpp>
 
 #include "common/log.hpp"
@@ -27,6 +32,9 @@ awaitable<result<void>> source_session::move_memory_lazily() {
   if (auto ok = can_carry_network(); !ok) co_return ok;
   if (auto ok = co_await pull(own_image); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
+  if (req_.method() == pb::HYBRID) {
+    if (auto ok = co_await warm_up(); !ok) co_return ok;
+  }
   // The container stops: downtime begins. Its memory stays here.
   if (auto ok = co_await checkpoint_lazily(); !ok) co_return ok;
   enter(state::transferring, std::to_string(stats_.bytes_image) + " image bytes, memory to follow");

@@ -221,14 +221,15 @@ awaitable<result<void>> source_session::migrate() {
   switch (req_.method()) {
     case pb::COLD:
     case pb::PRECOPY: co_return co_await move_process_state();
-    case pb::POSTCOPY: co_return co_await move_memory_lazily();
+    case pb::POSTCOPY:
+    case pb::HYBRID: co_return co_await move_memory_lazily();
     case pb::DIFF:
     case pb::FULL:
     case pb::REPLAY: co_return co_await move_filesystem();
     default:
       co_return fail(errc::unsupported, "method " + std::string(method_name(req_.method())) +
-                                            " is not supported (supported: cold, precopy, postcopy, diff, full, "
-                                            "replay, auto)");
+                                            " is not supported (supported: cold, precopy, postcopy, hybrid, "
+                                            "diff, full, replay, auto)");
   }
 }
 
@@ -320,13 +321,13 @@ awaitable<result<void>> source_session::find_container() {
     co_return fail(errc::invalid_argument,
                    "container " + req_.container() + " is " + found->container.status + ", not running");
   stats_.runtime = std::string(found->rt->name());
-  if (req_.method() == pb::POSTCOPY) {
+  if (restores_lazily(req_.method())) {
     // Before anything stops: it restores with lazy pages, which only runc's restore takes.
     if (found->rt->has_images())
       co_return fail(errc::unsupported, req_.container() + " runs under " + stats_.runtime + ", whose engine restores a "
                                         "checkpoint only with all of its memory (docker start --checkpoint takes no "
                                         "lazy pages): move it with precopy or cold");
-    if (!offers(ctx_.me.caps, pb::POSTCOPY))
+    if (!offers(ctx_.me.caps, req_.method()))
       co_return fail(errc::unsupported, "post-copy needs userfaultfd and a CRIU with scripts/criu/0002 on " +
                                             ctx_.cfg.node_name + ", which lacks them: move it with precopy or cold");
   }
@@ -346,7 +347,7 @@ awaitable<result<void>> source_session::connect() {
   const auto& rts = peer_->peer.caps().runtimes();
   if (std::find(rts.begin(), rts.end(), stats_.runtime) == rts.end())
     co_return fail(errc::unsupported, "destination " + stats_.destination + " has no " + stats_.runtime + " runtime");
-  if (req_.method() == pb::POSTCOPY && !offers(peer_->peer.caps(), pb::POSTCOPY))
+  if (restores_lazily(req_.method()) && !offers(peer_->peer.caps(), req_.method()))
     co_return fail(errc::unsupported, "destination " + stats_.destination + " cannot restore lazily (it needs "
                                       "userfaultfd and a CRIU with scripts/criu/0002): move it with precopy or cold");
 

@@ -11,7 +11,8 @@
 //     then the final round) → restoring (at the destination: downtime ends)
 //     → waiting_ready → committing
 //
-//   post-copy, move_memory_lazily() (source_postcopy.cpp): pulling →
+//   post-copy and hybrid, move_memory_lazily() (source_postcopy.cpp):
+//     pulling → [hybrid: warming_up, as pre-copy, without throttling] →
 //     checkpointing (lazily: the container stops, its private memory stays
 //     in the frozen copy here) → transferring (filesystem changes, the
 //     images without that memory) → restoring (the destination asks for
@@ -41,6 +42,7 @@
 #include <optional>
 
 #include "background.hpp"
+#include "common/names.hpp"
 #include "migration/context.hpp"
 #include "migration/convergence.hpp"
 #include "migration/image_rounds.hpp"
@@ -141,7 +143,7 @@ class source_session {
   inline static const std::string own_image;
   transport::send_options stream_options(std::string_view phase_name);
   bool keeps_process_state() const {
-    return req_.method() == pb::COLD || req_.method() == pb::PRECOPY || req_.method() == pb::POSTCOPY;
+    return req_.method() == pb::COLD || req_.method() == pb::PRECOPY || restores_lazily(req_.method());
   }
 
   node_context& ctx_;

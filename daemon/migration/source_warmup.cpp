@@ -19,6 +19,8 @@ awaitable<result<void>> source_session::warm_up() {
   converge_mode mode = !policy.auto_converge ? converge_mode::off : converge_mode::automatic;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_OFF) mode = converge_mode::off;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_FORCE) mode = converge_mode::forced;
+  // A hybrid does not throttle unless told to: what the rounds leave, post-copy brings.
+  if (req_.method() == pb::HYBRID && mode == converge_mode::automatic) mode = converge_mode::off;
   runtime::runtime& rt = copy_->rt();
   const auto& container = copy_->container();
   std::optional<stopwatch::clock::time_point> previous_start;

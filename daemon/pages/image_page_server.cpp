@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/hash.hpp"
 #include "pages/page_server_protocol.hpp"
 
 namespace migrated::pages {
@@ -25,6 +26,21 @@ result<image_page_server> image_page_server::open(const std::filesystem::path& d
   return server;
 }
 
+// `n` stored pages from index `first` of the task's pages file.
+result<void> image_page_server::read_stored(const task& t, std::uint64_t first, std::uint8_t* to, std::uint32_t n) {
+  const std::size_t len = std::size_t(n) * page_size;
+  const off_t at = static_cast<off_t>(first * page_size);
+  std::size_t done = 0;
+  while (done < len) {
+    const ssize_t r = ::pread(t.pages->get(), to + done, len - done, at + off_t(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      return fail(errc::io, "read " + t.set.pages_name + ": " + (r < 0 ? std::strerror(errno) : "shorter than its pagemap"));
+    done += std::size_t(r);
+  }
+  return {};
+}
+
 result<std::uint32_t> image_page_server::read_pages(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t asked,
                                                     std::vector<std::uint8_t>& out) const {
   const auto t = tasks_.find(pid);
@@ -40,16 +56,37 @@ result<std::uint32_t> image_page_server::read_pages(std::uint64_t pid, std::uint
     ++n;
   }
   out.resize(std::size_t(n) * page_size);
-  const off_t at = static_cast<off_t>(*first * page_size);
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t r = ::pread(t->second.pages->get(), out.data() + done, out.size() - done, at + off_t(done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0)
-      return fail(errc::io, "read " + set.pages_name + ": " + (r < 0 ? std::strerror(errno) : "shorter than its pagemap"));
-    done += std::size_t(r);
-  }
+  if (auto ok = read_stored(t->second, *first, out.data(), n); !ok) return std::unexpected(ok.error());
   return n;
+}
+
+result<void> image_page_server::read_base(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
+                                          transport::page_base& out) const {
+  out.bytes.assign(std::size_t(pages) * page_size, 0);
+  out.hashes.assign(pages, 0);
+  const auto t = tasks_.find(pid);
+  if (t == tasks_.end()) return {};  // a task the round did not have
+  const images::page_set& set = t->second.set;
+  std::uint32_t i = 0;
+  while (i < pages) {
+    const auto first = set.find(vaddr + std::uint64_t(i) * page_size);
+    if (!first) {
+      ++i;
+      continue;
+    }
+    std::uint32_t n = 1;  // the run stored contiguously from page i
+    while (i + n < pages) {
+      const auto next = set.find(vaddr + std::uint64_t(i + n) * page_size);
+      if (!next || *next != *first + n) break;
+      ++n;
+    }
+    std::uint8_t* to = out.bytes.data() + std::size_t(i) * page_size;
+    if (auto ok = read_stored(t->second, *first, to, n); !ok) return ok;
+    for (std::uint32_t k = 0; k < n; ++k)
+      out.hashes[i + k] = xxh3_64({to + std::size_t(k) * page_size, page_size});
+    i += n;
+  }
+  return {};
 }
 
 namespace {

@@ -8,6 +8,10 @@
 // the rest, so an answer may be shorter than the request), read from the
 // pages file of the task's pagemap (images/page_set.hpp).
 //
+// read_base() serves a hybrid's pull instead: the copy of a range of pages
+// that the last pre-copy round left here, with each page's hash, for the
+// source to say which pages are still current (transport::page_base).
+//
 // A request for a task or an address the images do not hold is an error
 // (errc::protocol): nothing can answer it, and the restored process would
 // wait on that fault for ever; the caller ends the restore.
@@ -26,6 +30,7 @@
 #include "common/unique_fd.hpp"
 #include "images/page_set.hpp"
 #include "pages/lazy_pages_server.hpp"
+#include "transport/page_link.hpp"
 
 namespace migrated::pages {
 
@@ -45,11 +50,16 @@ class image_page_server {
   result<std::uint32_t> read_pages(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t asked,
                                    std::vector<std::uint8_t>& out) const;
 
+  // `pages` pages of task `pid` from `vaddr` on into `out`, hashed; a page
+  // the images do not hold has hash 0 (blocking: preads).
+  result<void> read_base(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages, transport::page_base& out) const;
+
  private:
   struct task {
     images::page_set set;
     std::shared_ptr<unique_fd> pages;  // the pages file, opened once
   };
+  static result<void> read_stored(const task& t, std::uint64_t first, std::uint8_t* to, std::uint32_t n);
   std::map<std::uint64_t, task> tasks_;
 };
 

@@ -6,10 +6,21 @@
 
 namespace migrated::pages {
 
+awaitable<result<std::uint32_t>> fetch(transport::page_link_client& link, const base_round& base, std::uint64_t pid,
+                                       std::uint64_t vaddr, std::uint32_t pages, std::vector<std::uint8_t>& out,
+                                       bool urgent, std::chrono::milliseconds deadline) {
+  if (!base.images) co_return co_await link.get(pid, vaddr, pages, out, urgent, deadline);
+  transport::page_base copy;
+  const image_page_server& images = *base.images;
+  auto read = co_await offload(*base.pool, [&] { return images.read_base(pid, vaddr, pages, copy); });
+  if (!read) co_return std::unexpected(read.error().context("the last pre-copy round"));
+  co_return co_await link.get(pid, vaddr, pages, out, urgent, deadline, &copy);
+}
+
 awaitable<result<std::uint32_t>> link_source::pages(const page_request& r, std::vector<std::uint8_t>& out) {
   order_.fault_at(r.pid, r.vaddr);
   const std::uint32_t asked = std::min(r.pages, transport::max_link_pages);
-  co_return co_await link_.get(r.pid, r.vaddr, asked, out, true, deadline_);
+  co_return co_await fetch(link_, base_, r.pid, r.vaddr, asked, out, true, deadline_);
 }
 
 namespace {
@@ -32,7 +43,7 @@ awaitable<void> worker(transport::page_link_client& link, push_order& order, pag
     const auto next = order.next(std::min(opts.chunk_pages, transport::max_link_pages), done);
     if (!next) break;
     store.expect(next->pid, next->vaddr, next->pages);
-    auto n = co_await link.get(next->pid, next->vaddr, next->pages, data, false, opts.deadline);
+    auto n = co_await fetch(link, opts.base, next->pid, next->vaddr, next->pages, data, false, opts.deadline);
     auto kept = n ? store.put(next->pid, next->vaddr, data) : result<void>{};
     store.settle(next->pid, next->vaddr, next->pages);  // (after put: whoever waited finds them held)
     if (!n) {

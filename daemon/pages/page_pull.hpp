@@ -8,6 +8,10 @@
 // pushing them: what can stand ahead of a fault's answer on the wire is
 // then at most the window (window × chunk pages), whatever the socket
 // buffers and the link's queue would hold (docs/design.md, "Post-copy").
+//
+// A hybrid's destination holds its last pre-copy round (`base`): every
+// request, a fault's too, carries the hashes of its copy of the pages, and
+// the source sends only those that changed since.
 #pragma once
 
 #include <chrono>
@@ -15,6 +19,7 @@
 
 #include "asio.hpp"
 #include "common/error.hpp"
+#include "pages/image_page_server.hpp"
 #include "pages/lazy_pages_server.hpp"
 #include "pages/page_store.hpp"
 #include "pages/push_order.hpp"
@@ -22,24 +27,38 @@
 
 namespace migrated::pages {
 
+// A hybrid's last pre-copy round at the destination, read on `pool`.
+struct base_round {
+  const image_page_server* images = nullptr;  // none: plain post-copy
+  asio::thread_pool* pool = nullptr;
+};
+
+// Pages over the link, with the base's hashes when there is one.
+awaitable<result<std::uint32_t>> fetch(transport::page_link_client& link, const base_round& base, std::uint64_t pid,
+                                       std::uint64_t vaddr, std::uint32_t pages, std::vector<std::uint8_t>& out,
+                                       bool urgent, std::chrono::milliseconds deadline);
+
 // The store's remote: a miss is fetched over the link as urgent, and the
 // background goes on after the page the process faulted on.
 class link_source final : public page_source {
  public:
-  link_source(transport::page_link_client& link, push_order& order, std::chrono::milliseconds deadline)
-      : link_(link), order_(order), deadline_(deadline) {}
+  link_source(transport::page_link_client& link, push_order& order, std::chrono::milliseconds deadline,
+              base_round base = {})
+      : link_(link), order_(order), deadline_(deadline), base_(base) {}
   awaitable<result<std::uint32_t>> pages(const page_request& r, std::vector<std::uint8_t>& out) override;
 
  private:
   transport::page_link_client& link_;
   push_order& order_;
   std::chrono::milliseconds deadline_;
+  base_round base_;
 };
 
 struct pull_options {
   std::uint32_t chunk_pages = 32;   // 128 KiB a request
   std::size_t window = 4;           // requests outstanding: 512 KiB, 42 ms at 100 Mbit
   std::chrono::milliseconds deadline = std::chrono::seconds(30);  // for one answer
+  base_round base;
 };
 
 struct pull_stats {

@@ -53,10 +53,6 @@ void commands::spawn(std::shared_ptr<migration::source_session> session, const s
 result<std::string> commands::start_migrate(const pb::MigrateRequest& req, migration::progress_fn progress,
                                             done_fn done) {
   if (auto ok = admit(req.container()); !ok) return std::unexpected(ok.error());
-  auto method = req.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : req.method();
-  if (method == pb::HYBRID)
-    return fail(errc::unsupported, "method hybrid is not supported by " + ctx_.cfg.node_name +
-                                       " (supported: cold, precopy, postcopy, diff, full, replay, auto)");
   if (req.destination().empty()) return fail(errc::invalid_argument, "no destination given");
   std::string id = ctx_.migrations.new_id();
   auto session = std::make_shared<migration::source_session>(ctx_, req, id, std::move(progress));

@@ -62,7 +62,10 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
   for (auto m : {"cold", "precopy", "diff", "full", "replay", "auto"}) c.add_methods(m);
   // Post-copy restores through userfaultfd and dumps with a CRIU that
   // takes its page socket from the configuration file (scripts/criu/0002).
-  if (f.userfaultfd && f.own_netns) c.add_methods("postcopy");
+  if (f.userfaultfd && f.own_netns) {
+    c.add_methods("postcopy");
+    c.add_methods("hybrid");
+  }
   c.set_criu_version(f.version);
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);

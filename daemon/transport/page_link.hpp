@@ -12,6 +12,10 @@
 // again on the wire, and so waits at most for the one answer under way in
 // each place (docs/design.md, "Post-copy").
 //
+// A hybrid's requests carry the hash of the destination's own copy of each
+// page (from its last pre-copy round); the source sends only the pages that
+// changed since, and marks the others unchanged (docs/design.md, "Hybrid").
+//
 // Each end has one reader; writers take turns (transport/turns.hpp), the
 // urgent first.
 #pragma once
@@ -33,6 +37,12 @@ namespace migrated::transport {
 inline constexpr std::uint32_t link_page_bytes = 4096;
 inline constexpr std::uint32_t max_link_pages = 1024;  // 4 MiB an answer
 
+// The destination's own copy of the pages it asks for, possibly stale.
+struct page_base {
+  std::vector<std::uint8_t> bytes;    // one page per hash (anything where the hash is 0)
+  std::vector<std::uint64_t> hashes;  // XXH3-64 of each page; 0: no copy here
+};
+
 // Where the source's pages come from (the dump's page server).
 class page_provider {
  public:
@@ -48,6 +58,7 @@ struct page_link_stats {
   std::uint64_t requests = 0;  // answered with pages
   std::uint64_t urgent = 0;    // of those, urgent
   std::uint64_t pages = 0;
+  std::uint64_t unchanged = 0; // of those, marked unchanged: not sent
   std::uint64_t refused = 0;   // answered with an error
   pb::PagesEnd end;            // what the destination said of the transfer
 };
@@ -75,9 +86,15 @@ class page_link_client {
   // At most `pages` pages of task `pid` from `vaddr` into `out` (resized
   // to them); how many. The source's error when it refused, errc::timeout
   // after `deadline` (a late answer is dropped), the link's error when the
-  // link failed.
+  // link failed. With `base` (one hash per page asked), the pages the
+  // source marks unchanged are copied from it.
   awaitable<result<std::uint32_t>> get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
-                                       std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline);
+                                       std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline,
+                                       const page_base* base = nullptr);
+
+  // Page bytes that crossed the link, and pages taken from a base instead.
+  std::uint64_t page_bytes() const { return page_bytes_; }
+  std::uint64_t unchanged_pages() const { return unchanged_; }
 
   // PagesEnd (with what this end measured), and the source's
   // acknowledgement (which also ends run()).
@@ -98,6 +115,8 @@ class page_link_client {
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, std::shared_ptr<waiter>> waiting_;
   std::optional<error> failed_;
+  std::uint64_t page_bytes_ = 0;
+  std::uint64_t unchanged_ = 0;
 };
 
 }  // namespace migrated::transport

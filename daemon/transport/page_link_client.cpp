@@ -3,11 +3,66 @@
 // one reader hands each answer to the get() waiting on its request_id.
 #include "transport/page_link.hpp"
 
+#include <cstring>
 #include <string>
 
 #include "common/hash.hpp"
 
 namespace migrated::transport {
+namespace {
+
+bool marked(const std::string& bits, std::uint32_t i) {
+  return i / 8 < bits.size() && (std::uint8_t(bits[i / 8]) >> (i % 8) & 1) != 0;
+}
+
+// What is wrong with an answer's pages, if anything: a page marked
+// unchanged must be one this end has a copy of, and the payload holds
+// exactly the others.
+std::string check_unchanged(const pb::PageData& d, std::size_t payload, const page_base* base) {
+  const auto& bits = d.unchanged();
+  if (bits.size() > (d.pages() + 7) / 8) return std::to_string(bits.size()) + " bytes of marks for " +
+                                                std::to_string(d.pages()) + " pages";
+  std::uint64_t sent = 0;
+  for (std::uint32_t i = 0; i < d.pages(); ++i) {
+    if (!marked(bits, i)) {
+      ++sent;
+    } else if (!base || base->hashes[i] == 0) {
+      return "page " + hex(d.vaddr() + std::uint64_t(i) * link_page_bytes) + " marked unchanged, which this end has no copy of";
+    }
+  }
+  for (std::uint32_t i = d.pages(); i < bits.size() * 8; ++i)
+    if (marked(bits, i)) return "a page marked unchanged past the pages answered";
+  if (payload != sent * link_page_bytes)
+    return std::to_string(payload) + " bytes for " + std::to_string(sent) + " pages sent of " + std::to_string(d.pages());
+  return {};
+}
+
+// The answer's pages into `out`, the unchanged ones from `base`; how many those were.
+std::uint64_t assemble(const pb::PageData& d, std::vector<std::uint8_t>&& payload, const page_base* base,
+                       std::vector<std::uint8_t>& out) {
+  if (d.unchanged().empty()) {
+    out = std::move(payload);
+    return 0;
+  }
+  out.resize(std::size_t(d.pages()) * link_page_bytes);
+  std::uint64_t from_base = 0;
+  std::size_t next = 0;
+  for (std::uint32_t i = 0; i < d.pages(); ++i) {
+    const std::uint8_t* page;
+    if (marked(d.unchanged(), i)) {
+      page = base->bytes.data() + std::size_t(i) * link_page_bytes;
+      ++from_base;
+    } else {
+      page = payload.data() + next;
+      next += link_page_bytes;
+    }
+    std::memcpy(out.data() + std::size_t(i) * link_page_bytes, page, link_page_bytes);
+  }
+  return from_base;
+}
+
+}  // namespace
+
 struct page_link_client::waiter {
   explicit waiter(asio::any_io_executor ex) : wake(ex, asio::steady_timer::time_point::max()) {}
   asio::steady_timer wake;
@@ -15,6 +70,7 @@ struct page_link_client::waiter {
   std::uint64_t pid = 0, vaddr = 0;
   std::uint32_t pages = 0;
   std::vector<std::uint8_t>* out = nullptr;
+  const page_base* base = nullptr;  // a hybrid's copy: pages marked unchanged come from it
   std::optional<result<pb::Envelope>> answer;
 };
 
@@ -58,11 +114,14 @@ awaitable<result<pb::Envelope>> page_link_client::wait(std::uint64_t id, waiter&
 
 awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
                                                        std::vector<std::uint8_t>& out, bool urgent,
-                                                       std::chrono::milliseconds deadline) {
+                                                       std::chrono::milliseconds deadline, const page_base* base) {
   const std::string what = "pages " + hex(vaddr) + " of task " + std::to_string(pid);
   if (failed_) co_return std::unexpected(failed_->context(what));
   if (pages == 0 || pages > max_link_pages || vaddr % link_page_bytes != 0)
     co_return fail(errc::internal, what + ": " + std::to_string(pages) + " pages is no request for the page link");
+  if (base && (base->hashes.size() != pages || base->bytes.size() != std::size_t(pages) * link_page_bytes))
+    co_return fail(errc::internal, what + ": a base of " + std::to_string(base->hashes.size()) + " pages for " +
+                                       std::to_string(pages));
   const std::uint64_t id = next_id_++;
   pb::Envelope env;
   env.set_request_id(id);
@@ -71,11 +130,13 @@ awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::u
   g->set_vaddr(vaddr);
   g->set_pages(pages);
   g->set_urgent(urgent);
+  if (base) g->mutable_hashes()->Add(base->hashes.begin(), base->hashes.end());
   auto w = co_await expect(id);
   w->pid = pid;
   w->vaddr = vaddr;
   w->pages = pages;
   w->out = &out;
+  w->base = base;
   if (auto sent = co_await send(env, {}, urgent); !sent) {
     waiting_.erase(id);
     co_return std::unexpected(sent.error().context(what));
@@ -137,8 +198,7 @@ awaitable<result<void>> page_link_client::run(std::chrono::milliseconds idle) {
       else if (d.pid() != w->pid || d.vaddr() != w->vaddr || d.pages() == 0 || d.pages() > w->pages)
         wrong = std::to_string(d.pages()) + " pages at " + hex(d.vaddr()) + " of task " + std::to_string(d.pid()) +
                 " for " + std::to_string(w->pages) + " at " + hex(w->vaddr) + " of task " + std::to_string(w->pid);
-      else if (f->payload.size() != std::uint64_t(d.pages()) * link_page_bytes)
-        wrong = std::to_string(f->payload.size()) + " bytes for " + std::to_string(d.pages()) + " pages";
+      else wrong = check_unchanged(d, f->payload.size(), w->base);
     } else if (!is_end && f->msg.reply().ok()) {
       wrong = "no pages and no error";
     }
@@ -146,7 +206,10 @@ awaitable<result<void>> page_link_client::run(std::chrono::milliseconds idle) {
       fail_all(error{errc::protocol, "page link: answer to request " + std::to_string(id) + ": " + wrong});
       co_return std::unexpected(*failed_);
     }
-    if (pages) *w->out = std::move(f->payload);
+    if (pages) {
+      page_bytes_ += f->payload.size();
+      unchanged_ += assemble(f->msg.page_data(), std::move(f->payload), w->base, *w->out);
+    }
     waiting_.erase(it);
     const bool ended = is_end && f->msg.reply().ok();  // finish() acknowledged
     w->answer = std::move(f->msg);

@@ -5,7 +5,10 @@
 // destination cannot make the source hold more than that many answers.
 #include "transport/page_link.hpp"
 
+#include <cstring>
 #include <string>
+
+#include "common/hash.hpp"
 
 namespace migrated::transport {
 namespace {
@@ -20,6 +23,8 @@ struct serving {
   asio::steady_timer changed;   // cancelled when one is answered
   std::optional<error> failed;  // the first error that ends the link
   page_link_stats stats;
+  // A hybrid's requests: the destination's hashes, by request_id, until answered.
+  std::map<std::uint64_t, std::vector<std::uint64_t>> hashes;
 
   // The link ends: the reader too, if it waits for a request.
   void end(const error& e) {
@@ -42,18 +47,41 @@ awaitable<result<void>> send(serving& s, const pb::Envelope& env, std::span<cons
   co_return co_await s.ch.send(env, payload);
 }
 
+// The pages of `data` whose hash is the destination's are marked in the
+// returned bits and taken out; how many.
+std::uint64_t drop_unchanged(std::vector<std::uint8_t>& data, const std::vector<std::uint64_t>& theirs,
+                             std::string& bits) {
+  const std::size_t n = data.size() / link_page_bytes;
+  bits.assign((n + 7) / 8, '\0');
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint8_t* page = data.data() + i * link_page_bytes;
+    if (i < theirs.size() && theirs[i] != 0 && xxh3_64({page, link_page_bytes}) == theirs[i]) {
+      bits[i / 8] = char(std::uint8_t(bits[i / 8]) | (1u << (i % 8)));
+      continue;
+    }
+    if (kept != i) std::memmove(data.data() + kept * link_page_bytes, page, link_page_bytes);
+    ++kept;
+  }
+  data.resize(kept * link_page_bytes);
+  if (kept == n) bits.clear();
+  return n - kept;
+}
+
 // One request, answered with its pages or with the provider's refusal.
 awaitable<void> answer(serving& s, std::uint64_t id, std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
                        bool urgent) {
   std::vector<std::uint8_t> data;
   auto n = co_await s.provider.provide(pid, vaddr, pages, data, urgent);
   pb::Envelope env;
+  std::uint64_t unchanged = 0;
   if (n) {
     env.set_request_id(id);
     auto* d = env.mutable_page_data();
     d->set_pid(pid);
     d->set_vaddr(vaddr);
     d->set_pages(*n);
+    if (auto h = s.hashes.find(id); h != s.hashes.end()) unchanged = drop_unchanged(data, h->second, *d->mutable_unchanged());
   } else if (n.error().code == errc::protocol) {
     env = make_reply(id, std::unexpected(n.error()));
   } else {
@@ -67,10 +95,12 @@ awaitable<void> answer(serving& s, std::uint64_t id, std::uint64_t pid, std::uin
       ++s.stats.requests;
       s.stats.urgent += urgent ? 1 : 0;
       s.stats.pages += *n;
+      s.stats.unchanged += unchanged;
     } else {
       ++s.stats.refused;
     }
   }
+  s.hashes.erase(id);
   --s.busy;
   s.changed.cancel();
 }
@@ -82,6 +112,8 @@ result<void> check(const pb::PageGet& g) {
   if (g.vaddr() % link_page_bytes != 0) return fail(errc::protocol, "an address not page-aligned");
   if (g.vaddr() > ~std::uint64_t(0) - std::uint64_t(g.pages()) * link_page_bytes)
     return fail(errc::protocol, "pages past the end of the address space");
+  if (g.hashes_size() != 0 && std::uint32_t(g.hashes_size()) != g.pages())
+    return fail(errc::protocol, std::to_string(g.hashes_size()) + " hashes for " + std::to_string(g.pages()) + " pages");
   return {};
 }
 
@@ -102,6 +134,7 @@ awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::ch
         continue;
       }
       ++s.busy;
+      if (g.hashes_size() != 0) s.hashes[id].assign(g.hashes().begin(), g.hashes().end());
       asio::co_spawn(ex, answer(s, id, g.pid(), g.vaddr(), g.pages(), g.urgent()), asio::detached);
     } else if (f->msg.has_pages_end()) {
       s.stats.end = f->msg.pages_end();

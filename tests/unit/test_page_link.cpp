@@ -8,9 +8,11 @@
 // the background ones queued before it; a request the source cannot
 // answer is refused alone, the link going on; answers that are not the
 // pages asked, and a link that breaks, end every waiting request with an
-// error instead of a hang.
+// error instead of a hang. A hybrid's pull, holding a stale copy of the
+// pages, gets only those that differ and ends with the source's pages.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -202,6 +204,75 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   CHECK(src.served->has_value());
 }
 
+TEST_CASE("a hybrid's pull takes the pages that did not change from its own copy", "[pages][link]") {
+  link_ends ends;
+  source_pages src(ends.io);
+  running_link both(ends, src);
+  // The destination's copy: the same images, every third page changed since.
+  testing::task_images stale;
+  std::uint64_t changed = 0;
+  {
+    std::fstream f(stale.dir.path / "pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
+    for (std::uint64_t i = 0; i < stale.set.stored_pages; i += 3, ++changed) {
+      f.seekp(std::streamoff(i * pages::page_size + 17));
+      f.put(char(~stale.pages[i * pages::page_size + 17]));
+    }
+  }
+  REQUIRE(changed > 0);
+  auto base = pages::image_page_server::open(stale.dir.path);
+  REQUIRE(base);
+  asio::thread_pool pool(1);
+  const pages::base_round round{&*base, &pool};
+
+  const auto held = held_by(src.task);
+  pages::push_order order(held);
+  pages::link_source remote(both.link, order, io_timeout, round);
+  pages::page_store store(remote);
+  const std::uint64_t unchanged_fault = src.task.set.vaddr_of(1);  // (only every third page changed)
+  std::uint64_t verified = 0, wrong = 0;
+  std::optional<result<pages::pull_stats>> pulled;
+  std::optional<std::uint64_t> fault_bytes;
+  const pages::pull_options opts{.chunk_pages = 32, .window = 4, .base = round};
+  auto destination = [&]() -> awaitable<void> {
+    std::vector<std::uint8_t> data;
+    auto n = co_await store.pages(pages::page_request{.pid = 1, .vaddr = unchanged_fault, .pages = 1}, data);
+    if (!n || !std::equal(data.begin(), data.end(), src.page_at(unchanged_fault).begin())) ++wrong;
+    fault_bytes = both.link.page_bytes();
+    const bool stop = false;
+    pulled = co_await pages::pull_pages(both.link, order, store, opts, stop);
+    for (const auto& r : held.at(1)) {
+      const std::uint64_t end = r.vaddr + std::uint64_t(r.nr_pages) * pages::page_size;
+      for (std::uint64_t v = r.vaddr; v < end; v += pages::page_size) {
+        if (v == unchanged_fault) continue;
+        auto got = co_await store.pages(pages::page_request{.pid = 1, .vaddr = v, .pages = 1}, data);
+        if (got && *got == 1 && std::equal(data.begin(), data.end(), src.page_at(v).begin())) ++verified;
+        else ++wrong;
+      }
+    }
+    co_await both.link.finish(pb::PagesEnd{}, io_timeout);
+    co_await src.client->close(io_timeout);
+  };
+  asio::co_spawn(ends.io, destination(), rethrow);
+  ends.io.run_for(30s);
+  REQUIRE(ends.io.stopped());
+
+  REQUIRE(pulled.has_value());
+  INFO((*pulled ? std::string() : pulled->error().message));
+  REQUIRE(*pulled);
+  // Every page is the source's, the changed ones too: none of the stale copies stayed.
+  CHECK(wrong == 0);
+  CHECK(verified == src.task.set.stored_pages - 1);
+  // The fault on an unchanged page cost no page on the wire.
+  CHECK(fault_bytes == 0u);
+  // Only the changed pages crossed the link; the rest came from the copy.
+  CHECK(both.link.page_bytes() == changed * pages::page_size);
+  CHECK(both.link.unchanged_pages() == src.task.set.stored_pages - changed);
+  REQUIRE(both.served.stats.has_value());
+  REQUIRE(both.served.stats->has_value());
+  CHECK((*both.served.stats)->pages == src.task.set.stored_pages);
+  CHECK((*both.served.stats)->unchanged == src.task.set.stored_pages - changed);
+}
+
 TEST_CASE("an urgent request overtakes the background ones asked before it", "[pages][link]") {
   link_ends ends;
   source_pages src(ends.io);
@@ -305,7 +376,7 @@ TEST_CASE("a request the source cannot answer is refused alone, and the link goe
 
 TEST_CASE("a broken link or a wrong answer ends every waiting request with an error", "[pages][link]") {
   link_ends ends;
-  const std::string how = GENERATE("cut", "wrong address", "short payload", "never asked");
+  const std::string how = GENERATE("cut", "wrong address", "short payload", "never asked", "unchanged, with no copy");
   // The source speaks raw frames: it reads the first request, then breaks the protocol its way.
   auto source = [&]() -> awaitable<void> {
     auto& ch = *ends.source;
@@ -323,7 +394,9 @@ TEST_CASE("a broken link or a wrong answer ends every waiting request with an er
     d->set_pid(g.pid());
     d->set_vaddr(how == "wrong address" ? g.vaddr() + 4096 : g.vaddr());
     d->set_pages(1);
-    const std::vector<std::uint8_t> page(how == "short payload" ? 100 : 4096, 0xab);
+    // (A page marked unchanged for a request that sent no hash: there is no copy to take it from.)
+    if (how == "unchanged, with no copy") d->set_unchanged(std::string(1, '\x01'));
+    const std::vector<std::uint8_t> page(how == "short payload" ? 100 : how == "unchanged, with no copy" ? 0 : 4096, 0xab);
     co_await ch.send(env, page);
     co_await ch.recv(2000ms);  // until the destination hangs up
   };

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Hybrid between two daemons (`--method hybrid`): pre-copy warm-up rounds
+# while the container runs, then post-copy for the rest. The destination
+# asks for each page with the hash of its copy from the last warm-up round,
+# and the source sends only the pages that changed since.
+#  1. moved: warm-up rounds ran, no throttling; most pages came from the
+#     destination's own copy and only the rest crossed the page link; the
+#     same process counts on at the destination, keeps its TCP connection
+#     and verifies every page (a stale page taken from the last round would
+#     fail it); the source has nothing left.
+#  2. the destination's daemon killed mid-post-copy: the source thaws its
+#     copy, which runs on with its state (rolled_back); the destination's
+#     half-restored copy is gone once its daemon is back.
+#  3. and back again with hybrid once both daemons run: it moves.
+# docs/design.md, "Hybrid".
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ID=mc-hybrid
+MIB=64
+
+require_root_tools
+criu check --feature uffd-noncoop >/dev/null 2>&1 || skip "this kernel has no non-cooperative userfaultfd"
+setup_hosts_and_daemons
+start_counter "$ID" --mib "$MIB" --dirty-mib-s 4
+
+# 1. a → b
+boot=$(field a "$ID" boot)
+last=$(field a "$ID" counter)
+out=$(migrate_ok a b "$ID" hybrid)
+log "hybrid: $(jq -c '{downtime_ms, restore_ms, postcopy_ms, pages_unchanged, pages_faulted, pages_pushed,
+                       fault_p50_ms, fault_max_ms, bytes_image, bytes_postcopy, bytes_wire, convergence,
+                       rounds: [.rounds[] | {kind, bytes_wire}]}' <<<"$out")"
+jq -e --argjson mib "$MIB" '
+    .method == "hybrid"
+  and ([.rounds[] | select(.kind == "warmup")] | length) >= 1
+  and .throttle_max_pct == 0
+  and .downtime_ms > 0 and .downtime_ms <= .total_ms
+  and .postcopy_ms > 0
+  and (.pages_faulted + .pages_pushed) >= ($mib * 256)
+  and .pages_unchanged >= ($mib * 256 / 2)
+  and .pages_unchanged <= (.pages_faulted + .pages_pushed)
+  and .bytes_postcopy < ($mib * 1048576 / 2)
+  and .bytes_postcopy == (.pages_faulted + .pages_pushed - .pages_unchanged) * 4096
+  and .bytes_image < ($mib * 1048576 / 4)
+' <<<"$out" >/dev/null || fail "hybrid report inconsistent: $out"
+assert_absent a "$ID"
+assert_running b "$ID"
+assert_alive_on b "$ID" "$boot" "$last"
+leftovers=$(find "$MIG_WORK/a/storage/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
+assert_eq 0 "$leftovers" "round directories left at the source after Commit"
+leftovers=$(find "$MIG_WORK/b/storage/incoming" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
+assert_eq 0 "$leftovers" "round directories left at the destination after Commit"
+
+# 2. b → a, a's daemon (the destination) killed while the pages come.
+daemon_stop a || true
+daemon_start a "MIGRATED_FAULT=dest.postcopy.die" || fail "edge-a did not restart with its fault"
+boot=$(field b "$ID" boot)
+before=$(field b "$ID" counter)
+rc=0
+out=$(ctl b migrate "$ID" --to edge-a --method hybrid --json) || rc=$?
+[ "$rc" != 0 ] || fail "hybrid succeeded although edge-a's daemon died mid-post-copy: $out"
+! daemon_running a || fail "edge-a's daemon survived dest.postcopy.die: the fault did not fire"
+assert_eq rolled_back "$(json_get "$out" .result)" "result with the destination killed mid-post-copy"
+log "reported error: $(json_get "$out" .error)"
+assert_running b "$ID"
+assert_alive_on b "$ID" "$boot" "$before"
+daemon_start a || fail "edge-a did not restart"
+assert_absent a "$ID"
+
+# 3. b → a with both daemons up.
+boot=$(field b "$ID" boot)
+last=$(field b "$ID" counter)
+out=$(migrate_ok b a "$ID" hybrid)
+assert_eq hybrid "$(json_get "$out" .method)" "method"
+assert_running a "$ID"
+assert_alive_on a "$ID" "$boot" "$last"
+assert_absent b "$ID"
+pass
