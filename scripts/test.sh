@@ -5,7 +5,7 @@
 #      one at a time);
 #   2. the sanitizer build (MIGRATED_SANITIZE=ON, ASan + UBSan, in
 #      build-asan): the unit tests and a few integration tests — cold,
-#      precopy, postcopy, a fault and UDP — with their daemons and controllers
+#      precopy, postcopy, hybrid, a fault and UDP — with their daemons and controllers
 #      sanitized (see docs/testing.md, "Sanitizers");
 #   3. every fuzz target for 20 s (tests/fuzz/run.sh).
 # Prints one PASS/FAIL line per part and a summary; exits non-zero when any
@@ -17,9 +17,9 @@ build_dir=${MIGRATED_BUILD_DIR:-$here/build}
 asan_dir=${MIGRATED_SANITIZE_BUILD_DIR:-$here/build-asan}
 fuzz_seconds=${MIGRATED_FUZZ_SECONDS:-20}
 # Fast integration tests that between them run every phase of a cold, a
-# precopy and a postcopy migration, rollbacks and the datagram path under
+# precopy, a postcopy and a hybrid migration, rollbacks and the datagram path under
 # the sanitizers.
-sanitized_integration=(cold_migration precopy postcopy fault_source_transfer_cut udp)
+sanitized_integration=(cold_migration precopy postcopy hybrid fault_source_transfer_cut udp)
 
 # shellcheck source=scripts/lib/journald.sh
 source "$here/scripts/lib/journald.sh"

@@ -162,13 +162,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   stats_.method = method_;
   rounds_ = std::make_unique<round_receiver>(dir_);
   if (restores_lazily(method_)) {
-    // Before the source hears the final round went well, which is when it opens the link.
-    if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
-    auto ex = co_await asio::this_coro::executor;
-    lazy_ = std::make_unique<lazy_transfer>(ex);
-    auto claim = ctx_.links->expect(ex, id_, ch_.peer.node());
-    if (!claim) co_return std::unexpected(claim.error());
-    lazy_->claim = std::move(*claim);
+    if (auto ok = co_await expect_page_link(); !ok) co_return ok;
   }
   if (auto ok = co_await ch_.reply(begin->msg.request_id(), {}, id_); !ok) co_return ok;
   enter(state::receiving, std::string(method_name(method_)));
@@ -302,10 +296,42 @@ awaitable<result<void>> destination_session::receive_images() {
       co_await ch_.reply(f->msg.request_id(), bad);
       co_return bad;
     }
+    if (round.lazy()) {
+      if (auto ok = co_await take_lazy_final(round); !ok) {
+        co_await ch_.reply(f->msg.request_id(), ok);
+        co_return ok;
+      }
+    }
     if (auto ok = co_await receive_round(round); !ok) co_return ok;
     ++next_round_;
     if (round.final()) co_return result<void>{};
   }
+}
+
+// The page link of a post-copy or hybrid: expected before the source
+// hears the final round went well, which is when it opens the link.
+awaitable<result<void>> destination_session::expect_page_link() {
+  if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
+  auto ex = co_await asio::this_coro::executor;
+  lazy_ = std::make_unique<lazy_transfer>(ex);
+  auto claim = ctx_.links->expect(ex, id_, ch_.peer.node());
+  if (!claim) co_return std::unexpected(claim.error());
+  lazy_->claim = std::move(*claim);
+  co_return result<void>{};
+}
+
+// A final round without the memory, which follows on the page link. A
+// precopy whose rounds went on as a hybrid (the source's convergence
+// decided so) becomes one here too.
+awaitable<result<void>> destination_session::take_lazy_final(const pb::RoundBegin& round) {
+  if (!round.final()) co_return fail(errc::protocol, "a lazy warm-up round " + std::to_string(round.index()));
+  if (restores_lazily(method_)) co_return result<void>{};
+  if (method_ != pb::PRECOPY)
+    co_return fail(errc::protocol, "a lazy final round for method " + std::string(method_name(method_)));
+  if (next_round_ == 1) co_return fail(errc::protocol, "a precopy going on as a hybrid before any warm-up round");
+  method_ = stats_.method = pb::HYBRID;
+  log::info(*logger(), id_, stats_.phase, "the source goes on as a hybrid: the memory follows after the restore");
+  co_return co_await expect_page_link();
 }
 
 // diff, full, replay: the filesystem's changes, up to the fresh start.

@@ -82,6 +82,8 @@ class destination_session {
   awaitable<result<void>> receive_images();
   awaitable<result<void>> receive_trees_until_start();
   awaitable<result<void>> receive_round(const pb::RoundBegin& round);
+  awaitable<result<void>> expect_page_link();
+  awaitable<result<void>> take_lazy_final(const pb::RoundBegin& round);
   awaitable<result<void>> provision(const pb::Envelope& env);
   awaitable<result<void>> provide_image(const pb::Provision& p);
   awaitable<result<void>> receive_image();

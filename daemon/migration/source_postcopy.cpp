@@ -35,6 +35,12 @@ awaitable<result<void>> source_session::move_memory_lazily() {
   if (req_.method() == pb::HYBRID) {
     if (auto ok = co_await warm_up(); !ok) co_return ok;
   }
+  co_return co_await stop_and_move_lazily();
+}
+
+// From the lazy final dump on: post-copy's and a hybrid's, and a pre-copy's
+// whose rounds went on as a hybrid (source_warmup.cpp).
+awaitable<result<void>> source_session::stop_and_move_lazily() {
   // The container stops: downtime begins. Its memory stays here.
   if (auto ok = co_await checkpoint_lazily(); !ok) co_return ok;
   enter(state::transferring, std::to_string(stats_.bytes_image) + " image bytes, memory to follow");

@@ -241,6 +241,7 @@ awaitable<result<void>> source_session::move_process_state() {
   if (auto ok = co_await begin(); !ok) co_return ok;
   if (req_.method() == pb::PRECOPY) {
     if (auto ok = co_await warm_up(); !ok) co_return ok;
+    if (req_.method() == pb::HYBRID) co_return co_await stop_and_move_lazily();  // the rounds' switch
   }
   // The container stops: downtime begins.
   if (auto ok = co_await checkpoint(); !ok) co_return ok;
@@ -394,6 +395,7 @@ awaitable<result<void>> source_session::send_round(const std::filesystem::path& 
   pb::Envelope env;
   env.mutable_round_begin()->set_index(rounds_.rounds());
   env.mutable_round_begin()->set_final(final);
+  env.mutable_round_begin()->set_lazy(final && restores_lazily(req_.method()));
   if (auto ok = co_await peer_->send(env); !ok) co_return ok;
   auto files = co_await offload(ctx_.pool, [&] { return rounds_.files_for(dir, ctx_.cfg.transfer.chunk_bytes); });
   if (!files) co_return std::unexpected(files.error());

@@ -9,7 +9,10 @@
 //     stream until convergence.hpp says stop] → checkpointing (the
 //     container stops: downtime begins) → transferring (filesystem changes,
 //     then the final round) → restoring (at the destination: downtime ends)
-//     → waiting_ready → committing
+//     → waiting_ready → committing; a precopy whose rounds would converge
+//     only by throttling, or whose final round would outlast
+//     precopy.final_transfer_ms, goes on as a hybrid after its warm-up
+//     rounds when both nodes can (source_warmup.cpp, stop_and_move_lazily)
 //
 //   post-copy and hybrid, move_memory_lazily() (source_postcopy.cpp):
 //     pulling → [hybrid: warming_up, as pre-copy, without throttling] →
@@ -90,6 +93,7 @@ class source_session {
   awaitable<result<void>> move_process_state();
   awaitable<result<void>> move_filesystem();
   awaitable<result<void>> move_memory_lazily();
+  awaitable<result<void>> stop_and_move_lazily();
 
   // Steps (source_session.cpp).
   awaitable<result<void>> find_container();
@@ -116,6 +120,7 @@ class source_session {
   awaitable<result<void>> start_there();
   // Warm-up rounds and auto-converge (source_warmup.cpp).
   awaitable<result<void>> warm_up();
+  std::string lazy_instead(const convergence_decision& next, converge_mode mode) const;
   void throttle(std::uint32_t pct, double cpus_used);
   // Post-copy (source_postcopy.cpp).
   awaitable<result<void>> checkpoint_lazily();

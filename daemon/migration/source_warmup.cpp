@@ -1,7 +1,11 @@
 // Pre-copy warm-up rounds of a source session, and auto-converge: dump with
 // --leave-running, send the page delta against the previous round, and let
 // convergence.hpp decide whether to go on, throttle the container's CPU, or
-// call the final round (see source_session.hpp for the whole flow).
+// call the final round (see source_session.hpp for the whole flow). A
+// pre-copy that would converge only by throttling, or stop the service
+// for longer than precopy.final_transfer_ms, goes on as a hybrid instead
+// when both nodes can restore lazily: the rounds sent count, and only what
+// changed since follows after the restore.
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "migration/fault_point.hpp"
@@ -14,8 +18,14 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
 }  // namespace
 
+// A hybrid stops its rounds once one takes less than half off the delta:
+// a further round would put more on the wire than it takes off the
+// post-copy that follows.
+constexpr std::uint32_t hybrid_min_shrink_pct = 50;
+
 awaitable<result<void>> source_session::warm_up() {
-  const auto& policy = ctx_.cfg.precopy;
+  config::precopy_config policy = ctx_.cfg.precopy;
+  if (req_.method() == pb::HYBRID) policy.min_shrink_pct = std::max(policy.min_shrink_pct, hybrid_min_shrink_pct);
   converge_mode mode = !policy.auto_converge ? converge_mode::off : converge_mode::automatic;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_OFF) mode = converge_mode::off;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_FORCE) mode = converge_mode::forced;
@@ -66,6 +76,13 @@ awaitable<result<void>> source_session::warm_up() {
         cpus_used = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
     }
     auto next = decide(policy, mode, history_, copy_->throttle_pct());
+    if (const auto why = lazy_instead(next, mode); !why.empty()) {
+      req_.set_method(pb::HYBRID);
+      stats_.method = pb::HYBRID;
+      stats_.convergence = fmt::format("after {} rounds {}: post-copy for the rest (hybrid)", rounds_.rounds(), why);
+      log::info(*logger(), id_, phase::warmup, "{}", stats_.convergence);
+      co_return result<void>{};
+    }
     if (next.throttle_pct != copy_->throttle_pct()) throttle(next.throttle_pct, cpus_used);
     if (next.final_round) {
       stats_.convergence = next.reason;
@@ -73,6 +90,20 @@ awaitable<result<void>> source_session::warm_up() {
       co_return result<void>{};
     }
   }
+}
+
+std::string source_session::lazy_instead(const convergence_decision& next, converge_mode mode) const {
+  if (req_.method() != pb::PRECOPY || mode == converge_mode::forced) return {};
+  if (copy_->rt().has_images() || !offers(ctx_.me.caps, pb::HYBRID) || !offers(peer_->peer.caps(), pb::HYBRID))
+    return {};  // throttling stays where nothing restores lazily
+  if (next.throttle_pct > copy_->throttle_pct())
+    return fmt::format("it would converge only with its CPU throttled ({}%)", next.throttle_pct);
+  if (!next.final_round) return {};
+  const double bytes_per_ms = bandwidth_bytes_per_ms(history_);
+  const double final_ms = bytes_per_ms > 0 ? double(history_.back().wire_bytes) / bytes_per_ms : 0;
+  if (final_ms <= double(ctx_.cfg.precopy.final_transfer_ms)) return {};
+  return fmt::format("its final round would take ~{:.0f} ms on the link, over precopy.final_transfer_ms ({} ms)",
+                     final_ms, ctx_.cfg.precopy.final_transfer_ms);
 }
 
 void source_session::throttle(std::uint32_t pct, double cpus_used) {

@@ -12,6 +12,9 @@
 #     copy, which runs on with its state (rolled_back); the destination's
 #     half-restored copy is gone once its daemon is back.
 #  3. and back again with hybrid once both daemons run: it moves.
+#  4. --method precopy over 50 Mbit of a counter dirtying faster than the
+#     link: instead of throttling it, the rounds go on as a hybrid, the
+#     report says why, and the counter continues at the destination.
 # docs/design.md, "Hybrid".
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -76,4 +79,21 @@ assert_eq hybrid "$(json_get "$out" .method)" "method"
 assert_running a "$ID"
 assert_alive_on a "$ID" "$boot" "$last"
 assert_absent b "$ID"
+
+# 4. a → b: precopy that could only converge by throttling.
+FAST=mc-switch
+start_counter "$FAST" --mib 16 --dirty-mib-s 8
+hosts_shape 50mbit
+boot=$(field a "$FAST" boot)
+last=$(field a "$FAST" counter)
+out=$(migrate_ok a b "$FAST" precopy)
+log "precopy switched: $(jq -c '{method, requested_method, convergence, throttle_max_pct, downtime_ms, postcopy_ms,
+                                 pages_unchanged, bytes_postcopy}' <<<"$out")"
+assert_eq hybrid "$(json_get "$out" .method)" "method after the rounds' switch"
+assert_eq precopy "$(json_get "$out" .requested_method)" "requested method"
+assert_contains "$(json_get "$out" .convergence)" "post-copy for the rest" "convergence"
+assert_eq 0 "$(json_get "$out" .throttle_max_pct)" "throttling before the switch"
+assert_running b "$FAST"
+assert_alive_on b "$FAST" "$boot" "$last"
+assert_absent a "$FAST"
 pass
