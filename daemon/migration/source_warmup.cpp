@@ -86,6 +86,8 @@ awaitable<result<void>> source_session::warm_up() {
     if (next.throttle_pct != copy_->throttle_pct()) throttle(next.throttle_pct, cpus_used);
     if (next.final_round) {
       stats_.convergence = next.reason;
+      if (req_.method() == pb::HYBRID)
+        stats_.convergence += "; a hybrid's next round would take less than half off the delta: post-copy brings the rest";
       log::info(*logger(), id_, phase::warmup, "{}", next.reason);
       co_return result<void>{};
     }
