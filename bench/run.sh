@@ -15,7 +15,10 @@
 # ends; migrated's own bytes_wire too), the workload's longest pause seen
 # from inside (max_gap_ms), and checks the container continued (same boot
 # id, counter rising, two clean verification passes). Tables go to stdout
-# and are appended to bench/RESULTS.md.
+# and are appended to bench/RESULTS.md. With --sizes, every scenario runs
+# at each size, and bench/plot.sh draws downtime against memory size for
+# every method, one panel per scenario, into bench/downtime-vs-size.png
+# (its numbers beside it in bench/downtime-vs-size.tsv).
 set -euo pipefail
 export LC_ALL=C
 
@@ -42,6 +45,7 @@ source "$BENCH_DIR/lib/seeds.sh"
 
 ALL_METHODS=seeds-cold,seeds-warm,cold,precopy,postcopy,hybrid,floor
 BENCH_MIB=256
+SIZES=
 BENCH_DIRTY=8
 BENCH_SETTLE_S=3
 SCENARIOS=a,b,c
@@ -58,6 +62,8 @@ usage() {
 usage: bench/run.sh [options]     (as root)
   --quick              64 MiB workloads (all scenarios and methods): a few minutes
   --mib N              workload size in MiB (default $BENCH_MIB)
+  --sizes LIST         a size sweep: every scenario at each size in MiB (e.g. 64,256,1024,2048),
+                       then downtime against size as bench/downtime-vs-size.png
   --dirty-mib-s R      MiB/s the workload rewrites (default $BENCH_DIRTY)
   --scenarios LIST     any of a,b,c (default $SCENARIOS):
                          a  random content, whole pages rewritten, 1gbit
@@ -78,6 +84,7 @@ parse_args() {
     case "$1" in
       --quick) BENCH_MIB=64 ;;
       --mib) BENCH_MIB=$2; shift ;;
+      --sizes) SIZES=$2; shift ;;
       --dirty-mib-s) BENCH_DIRTY=$2; shift ;;
       --scenarios) SCENARIOS=$2; shift ;;
       --link) LINK_OVERRIDE=$2; shift ;;
@@ -101,6 +108,8 @@ parse_args() {
   done
   [[ "$BENCH_MIB" =~ ^[0-9]+$ && "$BENCH_DIRTY" =~ ^[0-9]+$ && "$SEEDS_CAP_S" =~ ^[0-9]+$ ]] \
     || { printf 'bench: --mib, --dirty-mib-s and --cap-s take whole numbers\n' >&2; exit 2; }
+  [ -n "$SIZES" ] || SIZES=$BENCH_MIB
+  [[ "$SIZES" =~ ^[0-9]+(,[0-9]+)*$ ]] || { printf 'bench: --sizes takes MiB as whole numbers, comma-separated\n' >&2; exit 2; }
   if [ -n "$LINK_OVERRIDE" ]; then tbf_burst "$LINK_OVERRIDE" >/dev/null || exit 2; fi
 }
 
@@ -209,7 +218,8 @@ render_scenario() {
   local scen=$1
   printf '### %s\n\n' "$(scenario_title "$scen")"
   jq -rs --arg s "$scen" --argjson cap_s "$SEEDS_CAP_S" \
-    -f "$BENCH_DIR/lib/report.jq" <(jq -c --arg s "$scen" 'select(.scenario == $s)' "$ROWS")
+    -f "$BENCH_DIR/lib/report.jq" \
+    <(jq -c --arg s "$scen" --argjson mib "$BENCH_MIB" 'select(.scenario == $s and .mib == $mib)' "$ROWS")
   printf '\n'
 }
 
@@ -224,7 +234,7 @@ run_header() {
   printf -- '- load average (1 min) at the start %s, at the end %s: other work on the machine shares its cores\n' \
     "$LOAD_START" "$(cut -d' ' -f1 /proc/loadavg)"
   printf -- '- workload: memcounter --mib %s --dirty-mib-s %s --content random; moved %s s after its first ticks; seeds'"'"' downtime cap %s s\n\n' \
-    "$BENCH_MIB" "$BENCH_DIRTY" "$BENCH_SETTLE_S" "$SEEDS_CAP_S"
+    "${SIZES//,/, }" "$BENCH_DIRTY" "$BENCH_SETTLE_S" "$SEEDS_CAP_S"
 }
 
 main() {
@@ -242,18 +252,28 @@ main() {
   hosts_up
   start_daemons
   seeds_init "$WORK"
-  local scen method out
-  for scen in ${SCENARIOS//,/ }; do
-    hosts_shape "$(scenario_link "$scen")"
-    say "$(scenario_title "$scen")"
-    for method in ${METHODS//,/ }; do
-      measure "$scen" "$method"
+  local scen method out size
+  for size in ${SIZES//,/ }; do
+    BENCH_MIB=$size
+    for scen in ${SCENARIOS//,/ }; do
+      hosts_shape "$(scenario_link "$scen")"
+      say "$(scenario_title "$scen")"
+      for method in ${METHODS//,/ }; do
+        measure "$scen" "$method"
+      done
     done
   done
   out=$WORK/results.md
   {
     run_header
-    for scen in ${SCENARIOS//,/ }; do render_scenario "$scen"; done
+    for size in ${SIZES//,/ }; do
+      BENCH_MIB=$size
+      for scen in ${SCENARIOS//,/ }; do render_scenario "$scen"; done
+    done
+    if [[ "$SIZES" == *,* ]]; then
+      SCENARIO_LINKS=$(for scen in ${SCENARIOS//,/ }; do printf '%s=%s\n' "$scen" "$(scenario_link "$scen")"; done) \
+        bash "$BENCH_DIR/plot.sh" "$ROWS" "$BENCH_DIR/downtime-vs-size"
+    fi
   } >"$out"
   printf '\n'
   cat "$out"

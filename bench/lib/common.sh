@@ -172,13 +172,13 @@ emit_row() {
   local file=$1 scenario=$2 method=$3
   jq -e . <<<"$RES_PHASES" >/dev/null 2>&1 || RES_PHASES='{}'
   jq -e . <<<"$RES_REPORT" >/dev/null 2>&1 || RES_REPORT=null
-  jq -cn --arg scenario "$scenario" --arg method "$method" --arg status "$RES_STATUS" \
+  jq -cn --arg scenario "$scenario" --arg method "$method" --arg status "$RES_STATUS" --argjson mib "$BENCH_MIB" \
     --argjson downtime "$(json_num "$RES_DOWN")" --argjson total "$(json_num "$RES_TOTAL")" \
     --argjson ab "$(json_num "$RES_WIRE_AB")" --argjson ba "$(json_num "$RES_WIRE_BA")" \
     --argjson gap "$(json_num "$RES_GAP")" --argjson gap_before "$(json_num "$RES_GAP_BEFORE")" \
     --argjson switch_gap "$(json_num "$RES_SWITCH_GAP")" \
     --argjson phases "$RES_PHASES" --argjson report "$RES_REPORT" '
-    {scenario: $scenario, method: $method, status: $status,
+    {scenario: $scenario, mib: $mib, method: $method, status: $status,
      downtime_ms: $downtime, total_ms: $total,
      wire_ab: $ab, wire_ba: $ba,
      wire: (if $ab == null or $ba == null then null else $ab + $ba end),

@@ -16,6 +16,7 @@ ensure_packages() {
   command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
   command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   command -v jq >/dev/null 2>&1 || need+=(jq)
+  command -v gnuplot >/dev/null 2>&1 || need+=(gnuplot-nox)  # bench/plot.sh
   [ ${#need[@]} -gt 0 ] || return 0
   say "installing ${need[*]}"
   if [ ! -e /usr/sbin/policy-rc.d ]; then
