@@ -94,8 +94,10 @@ awaitable<result<void>> source_session::warm_up() {
   }
 }
 
+// Only where auto-converge may act: --auto-converge off asks for plain
+// rounds, force for the throttle.
 std::string source_session::lazy_instead(const convergence_decision& next, converge_mode mode) const {
-  if (req_.method() != pb::PRECOPY || mode == converge_mode::forced) return {};
+  if (req_.method() != pb::PRECOPY || mode != converge_mode::automatic) return {};
   if (copy_->rt().has_images() || !offers(ctx_.me.caps, pb::HYBRID) || !offers(peer_->peer.caps(), pb::HYBRID))
     return {};  // throttling stays where nothing restores lazily
   if (next.throttle_pct > copy_->throttle_pct())
