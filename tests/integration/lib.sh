@@ -294,6 +294,21 @@ pass() {
 
 # --- fault cases ------------------------------------------------------------------
 
+# killed_mid_postcopy X POINT [METHOD]: restarts X's daemon with POINT.die
+# armed and moves the counter $ID b → a with METHOD (postcopy, hybrid),
+# which must fail with X's daemon gone; sets boot, before (the counter at
+# the start) and out (the report).
+killed_mid_postcopy() {
+  local x=$1 point=$2 method=${3:-postcopy} rc=0
+  daemon_stop "$x" || true
+  daemon_start "$x" "MIGRATED_FAULT=$point.die" || fail "$(host_node "$x") did not restart with its fault"
+  boot=$(field b "$ID" boot)
+  before=$(field b "$ID" counter)
+  out=$(ctl b migrate "$ID" --to edge-a --method "$method" --json) || rc=$?
+  [ "$rc" != 0 ] || fail "$method succeeded although $(host_node "$x")'s daemon died at $point: $out"
+  ! daemon_running "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
+}
+
 # The link between the hosts cut both ways (iptables DROP in A, so that
 # A keeps its address and a daemon restarting there can still listen), and
 # back. TCP sees nothing: no reset, only silence.

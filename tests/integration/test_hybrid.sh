@@ -56,14 +56,7 @@ leftovers=$(find "$MIG_WORK/b/storage/incoming" -maxdepth 2 -name 'round-*' 2>/d
 assert_eq 0 "$leftovers" "round directories left at the destination after Commit"
 
 # 2. b → a, a's daemon (the destination) killed while the pages come.
-daemon_stop a || true
-daemon_start a "MIGRATED_FAULT=dest.postcopy.die" || fail "edge-a did not restart with its fault"
-boot=$(field b "$ID" boot)
-before=$(field b "$ID" counter)
-rc=0
-out=$(ctl b migrate "$ID" --to edge-a --method hybrid --json) || rc=$?
-[ "$rc" != 0 ] || fail "hybrid succeeded although edge-a's daemon died mid-post-copy: $out"
-! daemon_running a || fail "edge-a's daemon survived dest.postcopy.die: the fault did not fire"
+killed_mid_postcopy a dest.postcopy hybrid
 assert_eq rolled_back "$(json_get "$out" .result)" "result with the destination killed mid-post-copy"
 log "reported error: $(json_get "$out" .error)"
 assert_running b "$ID"

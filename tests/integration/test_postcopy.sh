@@ -50,20 +50,6 @@ assert_alive_on b "$ID" "$boot" "$last"
 leftovers=$(find "$MIG_WORK/a/storage/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
 assert_eq 0 "$leftovers" "round directories left at the source after Commit"
 
-# killed_mid_postcopy X POINT: restarts X's daemon with POINT.die armed and
-# moves the counter b → a with post-copy, which must fail with X's daemon
-# gone; sets boot, before (the counter at the start) and out (the report).
-killed_mid_postcopy() {
-  local x=$1 point=$2 rc=0
-  daemon_stop "$x" || true
-  daemon_start "$x" "MIGRATED_FAULT=$point.die" || fail "$(host_node "$x") did not restart with its fault"
-  boot=$(field b "$ID" boot)
-  before=$(field b "$ID" counter)
-  out=$(ctl b migrate "$ID" --to edge-a --method postcopy --json) || rc=$?
-  [ "$rc" != 0 ] || fail "post-copy succeeded although $(host_node "$x")'s daemon died at $point: $out"
-  ! daemon_running "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
-}
-
 # 2. b → a, a's daemon (the destination) killed while the pages come.
 killed_mid_postcopy a dest.postcopy
 assert_eq rolled_back "$(json_get "$out" .result)" "result with the destination killed mid-post-copy"
