@@ -23,6 +23,7 @@ std::string_view to_string(errc code) {
     case errc::internal: return "internal";
     case errc::busy: return "busy";
     case errc::denied: return "denied";
+    case errc::refused: return "refused";
   }
   return "unknown";
 }

@@ -35,6 +35,7 @@ enum class errc {
   internal = 16,
   busy = 17,
   denied = 18,  // not permitted to this identity (its role, or not in peers:)
+  refused = 19, // nothing listens at the peer's address: its daemon is not running
 };
 
 std::string_view to_string(errc code);

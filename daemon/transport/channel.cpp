@@ -157,7 +157,7 @@ pb::Code to_code(errc c) { return static_cast<pb::Code>(static_cast<int>(c)); }
 
 errc from_code(pb::Code c) {
   int v = static_cast<int>(c);
-  if (v < 0 || v > static_cast<int>(errc::denied)) return errc::peer;
+  if (v < 0 || v > static_cast<int>(errc::refused)) return errc::peer;
   return static_cast<errc>(v);
 }
 

@@ -92,6 +92,8 @@ awaitable<result<channel>> connect(const endpoint& to, const std::shared_ptr<ssl
   stream.expires_after(connect_timeout);
   co_await stream.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
   if (ec == boost::beast::error::timeout) co_return fail(errc::timeout, "connect to " + to.to_string() + ": timed out");
+  if (ec == asio::error::connection_refused)
+    co_return fail(errc::refused, "connect to " + to.to_string() + ": connection refused (is its daemon running?)");
   if (ec) co_return fail(errc::peer, "connect to " + to.to_string() + ": " + ec.message());
   channel ch(stream.release_socket(), tls, io_timeout);
   if (auto ok = co_await handshake_client(ch, me, expect, connect_timeout); !ok) {
