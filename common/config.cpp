@@ -198,6 +198,13 @@ const key_rule rules[] = {
     {"timeouts.commit_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.commit, k, v); }},
     {"timeouts.outcome_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.outcome, k, v); }},
     {"timeouts.ready_ms", [](auto& c, auto k, auto& v) { return read(c.timeouts.ready, k, v); }},
+    {"postcopy.recover_timeout_ms",
+     [](auto& c, auto k, auto& v) -> result<void> {
+       auto ms = as_integer(k, v, "milliseconds, 0 (no recovery) .. 3600000", 0, 3600000);
+       if (!ms) return std::unexpected(ms.error());
+       c.postcopy.recover_timeout = std::chrono::milliseconds(*ms);
+       return {};
+     }},
     {"limits.pending_connections",
      [](auto& c, auto k, auto& v) { return read_in<1, 4096>(c.limits.pending_connections, k, v); }},
     {"limits.pending_per_source",

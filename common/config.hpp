@@ -106,6 +106,15 @@ struct config {
     std::uint32_t throttle_max_pct = 90;      // precopy.throttle_max_pct: 1..99
   } precopy;
 
+  // Post-copy and hybrid: the page link between the two daemons.
+  struct postcopy_config {
+    // postcopy.recover_timeout_ms: how long a lost page link may stay down
+    // (the destination's process waiting on its faults) while the source
+    // opens another, before both sides give up and the source thaws its
+    // copy; 0: a lost link rolls back at once.
+    std::chrono::milliseconds recover_timeout{30000};
+  } postcopy;
+
   // What a flood of connections may cost (limits.*). A connection that has
   // not proven its key yet is pending: the oldest pending one makes room for
   // a new one, so idle or slow connections never lock a controller out.

@@ -80,6 +80,8 @@ json to_json(const pb::Report& r) {
       {"fault_max_ms", ms3(r.fault_max_ms())},
       {"bytes_postcopy", r.bytes_postcopy()},
       {"pages_unchanged", r.pages_unchanged()},
+      {"link_recoveries", r.link_recoveries()},
+      {"link_down_ms", ms3(r.link_down_ms())},
       {"started_unix_ms", r.started_unix_ms()},
       {"rounds", rounds},
   };
@@ -115,6 +117,9 @@ std::string report_table(const pb::Report& r) {
                        "p99 {:.2f} / max {:.2f} ms\n",
                        r.postcopy_ms(), r.pages_faulted(), r.pages_pushed(), human_bytes(r.bytes_postcopy()),
                        r.fault_p50_ms(), r.fault_p99_ms(), r.fault_max_ms());
+  if (r.link_recoveries() > 0)
+    out += fmt::format("  page link   lost and opened again {} time(s), {:.0f} ms without pages in all\n",
+                       r.link_recoveries(), r.link_down_ms());
   if (r.method() == pb::HYBRID)
     out += fmt::format("  hybrid      {} pages unchanged since the last warm-up round: not sent again\n",
                        r.pages_unchanged());

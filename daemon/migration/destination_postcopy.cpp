@@ -37,7 +37,8 @@ awaitable<result<runtime::container_info>> destination_session::restore_lazily()
   auto ex = co_await asio::this_coro::executor;
   // The link's reader first: every request waits on it.
   l.client.emplace(*l.link);
-  l.link_ran.start(ex, l.client->run(ctx_.cfg.timeouts.io), "the page link");
+  l.client->keep_on_loss(ctx_.cfg.postcopy.recover_timeout.count() > 0);
+  l.link_ran.start(ex, keep_page_link(), "the page link");
   auto held = co_await offload(ctx_.pool, [&images] { return pages::lazy_runs(images); });
   if (!held) co_return std::unexpected(held.error().context("the images' pagemaps"));
   l.order.emplace(*held);
@@ -63,6 +64,83 @@ awaitable<result<runtime::container_info>> destination_session::restore_lazily()
   if (!restored && l.client->failed())
     co_return std::unexpected(restored.error().context("the page link failed: " + l.client->failed()->message));
   co_return restored;
+}
+
+// The link's reader, over every link the source opens: a lost one leaves
+// the requests waiting (lazy-pages, and so the restored process, waits on
+// them) until the source opens the next, which they go out on again, or
+// until postcopy.recover_timeout_ms is over; then they fail, and with them
+// the transfer.
+awaitable<result<void>> destination_session::keep_page_link() {
+  auto& l = *lazy_;
+  auto& client = *l.client;
+  const auto window = ctx_.cfg.postcopy.recover_timeout;
+  for (;;) {
+    auto ran = co_await client.run(ctx_.cfg.timeouts.io);
+    if (!ran) co_return std::unexpected(ran.error());
+    if (!ran->lost) co_return result<void>{};
+    const error lost = *ran->lost;
+    co_await client.suspend();  // the old channel is not used any more
+    l.claim.drop_link();
+    l.link = nullptr;
+    if (l.ending || cancelled_) {
+      client.give_up(lost);
+      co_return std::unexpected(lost);
+    }
+    log::warn(*logger(), id_, phase::postcopy, "{}: the process waits on its pages while {} connects again (up to {} ms)",
+              lost.message, stats_.source, window.count());
+    const auto lost_at = stopwatch::clock::now();
+    auto next = co_await l.claim.arrival(window);
+    if (!next) {
+      const error why = lost.context(next.error().code == errc::timeout
+                                         ? "the page link did not come back within " + std::to_string(window.count()) + " ms"
+                                         : next.error().message);
+      client.give_up(why);
+      co_return std::unexpected(why);
+    }
+    l.link = *next;
+    ++stats_.link_recoveries;
+    stats_.link_down_ms += stopwatch::between(lost_at, stopwatch::clock::now());
+    log::info(*logger(), id_, phase::postcopy, "the page link is back after {:.0f} ms: asking again what it left unanswered",
+              stopwatch::between(lost_at, stopwatch::clock::now()));
+    co_await client.resume(**next);
+  }
+}
+
+// Nothing comes on the session's channel while the pages do, until the
+// source has PagesEnd and sends Commit; an Abort or the channel's end (the
+// source's daemon died, and with it the dump serving the pages) means no
+// page link comes back: the transfer ends now rather than when the
+// recovery window is over.
+awaitable<result<void>> destination_session::listen_to_source() {
+  auto& l = *lazy_;
+  auto f = co_await ch_.recv(std::chrono::hours(24));
+  const bool over = !f || f->msg.has_abort();
+  l.heard = std::move(f);
+  l.heard_wake.cancel();
+  if (l.ending) co_return result<void>{};
+  l.claim.stop();  // whatever came, the source opens no further link
+  if (over && l.link) l.link->close();
+  co_return result<void>{};
+}
+
+// The frame listen_to_source() read, or reads within `timeout`, judged as
+// next() judges what it reads.
+awaitable<result<transport::frame>> destination_session::heard_after_postcopy(
+    std::span<const pb::Envelope::BodyCase> allowed, std::chrono::milliseconds timeout) {
+  auto& l = *lazy_;
+  if (!l.heard) {
+    l.heard_wake.expires_after(timeout);
+    boost::system::error_code ec;
+    co_await l.heard_wake.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  if (!l.heard) {
+    ch_.cancel();
+    co_await l.listening.wait();
+    co_return fail(errc::timeout, "nothing from " + stats_.source + " within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
+  co_return co_await judge(*l.heard, allowed);
 }
 
 // `criu lazy-pages`, its page source one end of a socketpair, and the
@@ -105,10 +183,17 @@ awaitable<result<void>> destination_session::start_lazy_pages(const std::filesys
 awaitable<result<void>> destination_session::receive_pages_to_the_end() {
   auto& l = *lazy_;
   enter(state::postcopy, "the memory follows from " + stats_.source);
+  l.listening.start(co_await asio::this_coro::executor, listen_to_source(), "listening to the source");
   co_await fault_point::reach(id_, "dest.postcopy");
   auto served = co_await l.served.wait();
   l.stop_pull = true;
   auto pulled = co_await l.pulled.wait();
+  // Pages that stopped because the source gave up or went away say so (an
+  // Abort is answered).
+  if (!served && l.heard) {
+    auto said = co_await judge(*l.heard, {});
+    if (!said) co_return std::unexpected(said.error().context("during post-copy"));
+  }
   if (!served) co_return std::unexpected(served.error().context("answering lazy-pages"));
   if (!pulled) co_return std::unexpected(pulled.error().context("the background pull"));
   auto lazy = co_await l.lazy_pages.wait();
@@ -128,9 +213,18 @@ awaitable<result<void>> destination_session::receive_pages_to_the_end() {
   summary.set_fault_max_ms(st.fault_latency.max_ms);
   summary.set_link_bytes(l.client->page_bytes());
   summary.set_pages_unchanged(l.client->unchanged_pages());
-  if (auto ended = co_await l.client->finish(summary, ctx_.cfg.timeouts.io); !ended)
-    co_return std::unexpected(ended.error().context("post-copy"));
-  if (auto ran = co_await l.link_ran.wait(); !ran) co_return std::unexpected(ran.error().context("page link"));
+  auto ended = co_await l.client->finish(summary, ctx_.cfg.timeouts.io);
+  if (!ended) {
+    // Every page is here; whether the source heard so, its Commit or Abort
+    // on the session's channel tells.
+    log::warn(*logger(), id_, phase::postcopy, "end of the page transfer: {}; every page is here, the source decides",
+              ended.error().message);
+    l.ending = true;
+    l.claim.stop();
+    if (l.link) l.link->close();
+  }
+  auto ran = co_await l.link_ran.wait();
+  if (ended && !ran) co_return std::unexpected(ran.error().context("page link"));
   stats_.postcopy = summary;
   log::info(*logger(), id_, phase::postcopy, "every page here {:.0f} ms after the restore: {} faulted, {} pulled, {} unchanged since the last round",
             summary.postcopy_ms(), summary.pages_faulted(), summary.pages_pulled(), summary.pages_unchanged());
@@ -146,6 +240,8 @@ awaitable<void> destination_session::end_page_transfer() {
   if (!lazy_) co_return;
   auto& l = *lazy_;
   l.stop_pull = true;
+  l.ending = true;
+  l.claim.stop();
   boost::system::error_code ignored;
   l.lazy_ours.close(ignored);
   l.lazy_theirs.close(ignored);
@@ -153,6 +249,10 @@ awaitable<void> destination_session::end_page_transfer() {
   if (l.served.started()) co_await l.served.wait();
   if (l.pulled.started()) co_await l.pulled.wait();
   if (l.link_ran.started()) co_await l.link_ran.wait();
+  if (l.listening.started() && !l.listening.done()) {
+    ch_.cancel();  // (a last message may still go: the Abort)
+    co_await l.listening.wait();
+  }
   l.link = nullptr;
   l.claim.release();
 }

@@ -118,7 +118,10 @@ void destination_session::cancel(const std::string& reason) {
     return;
   if (!cancelled_) cancelled_ = reason;
   ch_.cancel();  // whatever waits on the source ends now; the link stays for the Abort
-  if (lazy_ && lazy_->link) lazy_->link->close();  // and the page transfer with it
+  if (lazy_) {  // and the page transfer with it
+    lazy_->claim.stop();
+    if (lazy_->link) lazy_->link->close();
+  }
 }
 
 awaitable<void> destination_session::run(const pb::Envelope& pull) {
@@ -314,7 +317,7 @@ awaitable<result<void>> destination_session::expect_page_link() {
   if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
   auto ex = co_await asio::this_coro::executor;
   lazy_ = std::make_unique<lazy_transfer>(ex);
-  auto claim = ctx_.links->expect(ex, id_, ch_.peer.node());
+  auto claim = ctx_.links->expect(ex, id_, ch_.peer.node(), ctx_.cfg.postcopy.recover_timeout.count() > 0);
   if (!claim) co_return std::unexpected(claim.error());
   lazy_->claim = std::move(*claim);
   co_return result<void>{};
@@ -423,7 +426,9 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
 
 awaitable<result<void>> destination_session::await_commit() {
   enter(state::waiting_commit, "waiting for the source");
-  auto f = co_await next(commit_only, ctx_.cfg.timeouts.commit);
+  result<transport::frame> f = fail(errc::internal, "no frame");
+  if (lazy_ && lazy_->listening.started()) f = co_await heard_after_postcopy(commit_only, ctx_.cfg.timeouts.commit);
+  else f = co_await next(commit_only, ctx_.cfg.timeouts.commit);
   if (!f) co_return std::unexpected(f.error().context("no commit"));
   // Given up while the Commit was on its way (an OutcomeQuery was told
   // "not committed"): that answer stands.
@@ -449,6 +454,13 @@ awaitable<result<transport::frame>> destination_session::next(std::span<const pb
                                                               std::chrono::milliseconds timeout) {
   if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
   auto f = co_await ch_.recv(timeout);
+  co_return co_await judge(f, allowed);
+}
+
+// A frame the session reads: an Abort ends the migration, and one it does
+// not expect now is refused.
+awaitable<result<transport::frame>> destination_session::judge(result<transport::frame>& f,
+                                                               std::span<const pb::Envelope::BodyCase> allowed) {
   if (!f) co_return std::unexpected(f.error());
   const auto got = f->msg.body_case();
   if (got == pb::Envelope::kAbort) {
@@ -456,7 +468,7 @@ awaitable<result<transport::frame>> destination_session::next(std::span<const pb
     co_return fail(errc::cancelled, "source aborted: " + f->msg.abort().reason());
   }
   for (auto a : allowed)
-    if (a == got) co_return f;
+    if (a == got) co_return std::move(f);
   std::string expected;
   for (auto a : allowed) expected += (expected.empty() ? "" : " or ") + message_name(a);
   const result<void> bad = fail(errc::protocol, message_name(got) + " out of order: " + std::string(name(state_)) +

@@ -95,6 +95,10 @@ class destination_session {
   // Post-copy (destination_postcopy.cpp).
   awaitable<result<runtime::container_info>> restore_lazily();
   awaitable<result<void>> start_lazy_pages(const std::filesystem::path& images);
+  awaitable<result<void>> keep_page_link();
+  awaitable<result<void>> listen_to_source();
+  awaitable<result<transport::frame>> heard_after_postcopy(std::span<const pb::Envelope::BodyCase> allowed,
+                                                           std::chrono::milliseconds timeout);
   awaitable<result<void>> receive_pages_to_the_end();
   awaitable<void> end_page_transfer();
   awaitable<void> lazy_pages_ended();
@@ -102,6 +106,7 @@ class destination_session {
 
   // The next frame if it is one of `allowed` (Abort always is, and ends
   // the session); otherwise a protocol error naming the state, told to the source.
+  awaitable<result<transport::frame>> judge(result<transport::frame>& f, std::span<const pb::Envelope::BodyCase> allowed);
   awaitable<result<transport::frame>> next(std::span<const pb::Envelope::BodyCase> allowed,
                                            std::chrono::milliseconds timeout);
   void enter(state s, std::string detail = {});
@@ -131,7 +136,8 @@ class destination_session {
   // Post-copy: the page link and what answers lazy-pages from it. Each
   // background step is waited for (end_page_transfer) before these go.
   struct lazy_transfer {
-    explicit lazy_transfer(asio::any_io_executor ex) : lazy_ours(ex), lazy_theirs(ex) {}
+    explicit lazy_transfer(asio::any_io_executor ex)
+        : lazy_ours(ex), lazy_theirs(ex), heard_wake(ex, asio::steady_timer::time_point::max()) {}
     page_links::expected claim;          // the link, once the source opened it
     transport::channel* link = nullptr;  // its channel, held by its connection's handler
     std::optional<transport::page_link_client> client;
@@ -144,7 +150,14 @@ class destination_session {
     asio::local::stream_protocol::socket lazy_ours, lazy_theirs;  // to `criu lazy-pages`
     std::vector<std::string> lazy_argv;
     process::options lazy_options;
-    background<void> link_ran;
+    background<void> link_ran;  // keep_page_link()
+    // The source's next frame on the session's channel, read from post-copy
+    // on (listen_to_source()): the Commit or Abort after PagesEnd, an Abort
+    // while the pages come, or the channel's end when its daemon died.
+    background<void> listening;
+    std::optional<result<transport::frame>> heard;
+    asio::steady_timer heard_wake;
+    bool ending = false;        // the transfer is over or given up: a lost link is not waited for
     background<pages::pull_stats> pulled;
     background<pages::serve_stats> served;
     background<process::result_of_run> lazy_pages;

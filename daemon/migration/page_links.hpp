@@ -4,6 +4,11 @@
 // that migration takes it over. Until the session lets go, the connection's
 // handler waits and the channel stays its own: neither side owns the
 // other's objects, and a link nobody expects is refused at once.
+//
+// A link may be lost and replaced (postcopy.recover_timeout_ms): a claim
+// made `replaceable` takes the next PageLinkOpen for its migration while it
+// still holds one — the old channel is closed then, so that whatever reads
+// it ends — and the session drops the old link before it takes the next.
 #pragma once
 
 #include <map>
@@ -30,8 +35,14 @@ class page_links {
     expected& operator=(expected&& o) noexcept;
     ~expected() { release(); }
 
-    // The link, once the source opened it; errc::timeout after `deadline`.
+    // The link, once the source opened it; errc::timeout after `deadline`,
+    // errc::cancelled after stop().
     awaitable<result<transport::channel*>> arrival(std::chrono::milliseconds deadline);
+    // Done with the current link (closed, back to its handler); the claim
+    // stays, for the next one.
+    void drop_link();
+    // arrival() ends now and any later one at once; the current link stays.
+    void stop();
     // Done with the link: its handler closes it.
     void release();
 
@@ -42,7 +53,8 @@ class page_links {
 
   // errc::already_exists when that migration already expects one. `ex`:
   // the session's (the daemon's I/O thread).
-  result<expected> expect(asio::any_io_executor ex, const std::string& migration_id, const std::string& source);
+  result<expected> expect(asio::any_io_executor ex, const std::string& migration_id, const std::string& source,
+                          bool replaceable = false);
 
   // The connection handler's side, for PageLinkOpen on `ch` (request `rid`):
   // refused (the Reply says why) unless a session expects this link from

@@ -91,20 +91,79 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
 // which the destination asks for pages and this side answers them from the
 // dump, in the background until PagesEnd.
 awaitable<result<void>> source_session::open_page_link() {
+  if (auto ok = co_await connect_page_link(); !ok) co_return ok;
+  link_served_.start(co_await asio::this_coro::executor, keep_serving_pages(), "the page link");
+  co_return result<void>{};
+}
+
+awaitable<result<void>> source_session::connect_page_link() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   auto ch = co_await connect_destination(ctx_, req_.destination());
   if (!ch) co_return std::unexpected(ch.error().context("page link to " + req_.destination()));
   link_.emplace(std::move(*ch));
-  if (cancelled_) link_->close();
+  if (cancelled_ || link_ending_) link_->close();
   pb::Envelope env;
   env.mutable_page_link_open()->set_migration_id(id_);
   if (auto sent = co_await link_->send(env); !sent) co_return std::unexpected(sent.error().context("page link"));
   auto r = co_await transport::expect_reply(*link_, "page link", ctx_.cfg.timeouts.io);
   if (!r) co_return std::unexpected(r.error());
-  if (auto ok = with_context(transport::to_result(*r), "page link at " + stats_.destination); !ok) co_return ok;
-  link_served_.start(co_await asio::this_coro::executor, transport::serve_page_link(*link_, *dump_pages_, ctx_.cfg.timeouts.io),
-                     "the page link");
-  co_return result<void>{};
+  co_return with_context(transport::to_result(*r), "page link at " + stats_.destination);
+}
+
+// The pages, over every link the transfer needs: a lost one is opened
+// again within postcopy.recover_timeout_ms, and serving goes on there.
+awaitable<result<void>> source_session::keep_serving_pages() {
+  for (;;) {
+    auto served = co_await transport::serve_page_link(*link_, *dump_pages_, ctx_.cfg.timeouts.io, link_stats_);
+    if (!served) co_return std::unexpected(served.error());
+    if (!served->lost) co_return result<void>{};
+    const error lost = *served->lost;
+    if (auto ok = co_await recover_page_link(lost); !ok) co_return ok;
+  }
+}
+
+// The link was lost (`why`): the frozen copy here keeps serving, and the
+// destination, its process waiting on its faults, expects the next link.
+// Connecting again until postcopy.recover_timeout_ms is over; then the
+// transfer cannot go on, and the copy here is thawed as on every failure.
+awaitable<result<void>> source_session::recover_page_link(const error& why) {
+  const auto window = ctx_.cfg.postcopy.recover_timeout;
+  if (auto ok = check_cancel(); !ok) co_return ok;
+  if (link_ending_) co_return std::unexpected(why);
+  if (window.count() == 0) co_return std::unexpected(why.context("postcopy.recover_timeout_ms is 0"));
+  const auto lost_at = stopwatch::clock::now();
+  const auto until = std::chrono::steady_clock::now() + window;
+  log::warn(*logger(), id_, phase::postcopy, "{}: connecting again for up to {} ms", why.message, window.count());
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  error last = why;
+  for (int attempt = 1;; ++attempt) {
+    if (auto ok = check_cancel(); !ok) co_return ok;
+    if (link_ending_) co_return std::unexpected(why);
+    auto opened = co_await connect_page_link();
+    if (opened) {
+      const double down = stopwatch::between(lost_at, stopwatch::clock::now());
+      ++stats_.link_recoveries;
+      stats_.link_down_ms += down;
+      log::info(*logger(), id_, phase::postcopy, "the page link is back after {} attempt(s), {:.0f} ms without it",
+                attempt, down);
+      co_return result<void>{};
+    }
+    last = opened.error();
+    if (link_) link_->close();
+    // Nothing waits there for another link: the destination gave up, its
+    // daemon no longer knows the migration, or no daemon listens (the one
+    // that died took lazy-pages, and so the restored process, with it).
+    if (last.code == errc::not_found || last.code == errc::denied || last.code == errc::cancelled ||
+        last.code == errc::refused)
+      co_return fail(errc::peer, why.message + "; no page link can replace it (" + last.message + ")");
+    if (std::chrono::steady_clock::now() >= until) break;
+    pause.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(500),
+                                                                      until - std::chrono::steady_clock::now()));
+    boost::system::error_code ec;
+    co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  co_return fail(errc::peer, why.message + "; the page link did not come back within " + std::to_string(window.count()) +
+                                 " ms (" + last.message + ")");
 }
 
 // The process runs at the destination and answers; its pages keep coming
@@ -115,9 +174,10 @@ awaitable<result<void>> source_session::serve_pages_to_the_end() {
   co_await fault_point::reach(id_, "source.postcopy");
   auto served = co_await link_served_.wait();
   if (!served) co_return std::unexpected(served.error().context("post-copy"));
-  stats_.postcopy = served->end;
+  const auto& st = link_stats_;
+  stats_.postcopy = st.end;
   log::info(*logger(), id_, phase::postcopy, "{} pages in {} requests ({} urgent), {} ms after the restore",
-            served->pages, served->requests, served->urgent, served->end.postcopy_ms());
+            st.pages, st.requests, st.urgent, st.end.postcopy_ms());
   if (auto closed = co_await dump_pages_->close(ctx_.cfg.timeouts.io); !closed)
     co_return std::unexpected(closed.error().context("end of the lazy dump"));
   co_return co_await copy_->lazy_dump_ended();
@@ -127,6 +187,7 @@ awaitable<result<void>> source_session::serve_pages_to_the_end() {
 // the container stays frozen for the thaw) and the link closes; both ends
 // are waited for before their objects go.
 awaitable<void> source_session::end_page_transfer() {
+  link_ending_ = true;
   if (dump_pages_) dump_pages_->abandon();
   if (link_) link_->close();
   if (link_served_.started()) co_await link_served_.wait();

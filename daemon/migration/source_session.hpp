@@ -125,6 +125,9 @@ class source_session {
   // Post-copy (source_postcopy.cpp).
   awaitable<result<void>> checkpoint_lazily();
   awaitable<result<void>> open_page_link();
+  awaitable<result<void>> connect_page_link();
+  awaitable<result<void>> keep_serving_pages();
+  awaitable<result<void>> recover_page_link(const error& why);
   awaitable<result<void>> serve_pages_to_the_end();
   awaitable<void> end_page_transfer();
   // --method auto (method_choice.cpp).
@@ -172,7 +175,9 @@ class source_session {
   // Post-copy: the dump's pages, and the link they go over.
   std::optional<pages::dump_page_client> dump_pages_;
   std::optional<transport::channel> link_;
-  background<transport::page_link_stats> link_served_;
+  background<void> link_served_;          // keep_serving_pages()
+  transport::page_link_stats link_stats_;  // over every link of this migration
+  bool link_ending_ = false;               // the transfer is over or given up: no link opens again
 };
 
 std::string_view name(source_session::state s);

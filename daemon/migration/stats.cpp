@@ -61,6 +61,8 @@ pb::Report to_report(const migration_stats& s) {
   r.set_fault_max_ms(s.postcopy.fault_max_ms());
   r.set_bytes_postcopy(s.postcopy.link_bytes());
   r.set_pages_unchanged(s.postcopy.pages_unchanged());
+  r.set_link_recoveries(s.link_recoveries);
+  r.set_link_down_ms(s.link_down_ms);
   r.set_bytes_image(s.bytes_image);
   r.set_bytes_rootfs(s.bytes_rootfs);
   r.set_bytes_engine_image(s.bytes_engine_image);

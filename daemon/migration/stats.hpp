@@ -52,6 +52,8 @@ struct migration_stats {
   double bandwidth_mib_s = 0;
   std::vector<round_stats> rounds;
   pb::PagesEnd postcopy;                 // post-copy: how the pages came (the destination's PagesEnd)
+  std::uint32_t link_recoveries = 0;     // post-copy: page links lost and opened again
+  double link_down_ms = 0;               //   and how long the pages stopped, in all
 
   round_stats& add_round(std::string kind);
   // The newest round of `kind`, added when there is none yet.

@@ -63,31 +63,58 @@ struct page_link_stats {
   pb::PagesEnd end;            // what the destination said of the transfer
 };
 
+// How a link ended that did not fail for good: finished (PagesEnd
+// acknowledged), or lost — its connection failed (a read or write timed
+// out, the peer hung up), why in `lost`, and the transfer may go on over
+// another link between the same two ends (docs/design.md, "Recovery").
+struct link_end {
+  std::optional<error> lost;
+};
+
 // The source's end: answers the requests on `ch` from `provider` until the
-// destination's PagesEnd, which it acknowledges once every answer went.
+// destination's PagesEnd, which it acknowledges once every answer went,
+// counting into `stats` (which may go on from an earlier link).
 // At most `in_flight` requests are worked on at once (the next is read
 // when one is answered); `idle` bounds the wait for the next request.
-// An Abort is errc::cancelled with its reason.
-awaitable<result<page_link_stats>> serve_page_link(channel& ch, page_provider& provider,
-                                                   std::chrono::milliseconds idle, std::size_t in_flight = 16);
+// A lost connection is a link_end; an Abort is errc::cancelled with its
+// reason, and the provider's failure or a request out of protocol its error.
+awaitable<result<link_end>> serve_page_link(channel& ch, page_provider& provider, std::chrono::milliseconds idle,
+                                            page_link_stats& stats, std::size_t in_flight = 16);
 
-// The destination's end.
+// The destination's end. Its requests live as long as their callers wait,
+// not as long as one channel: with keep_on_loss(), a lost connection leaves
+// them waiting (without their deadlines) until resume() sends them again
+// on the next channel, or give_up() fails them; a request unanswered past
+// its deadline then counts as a lost connection, not as its own failure.
 class page_link_client {
  public:
-  explicit page_link_client(channel& ch) : ch_(ch) {}
+  explicit page_link_client(channel& ch) : ch_(&ch) {}
   page_link_client(const page_link_client&) = delete;
   page_link_client& operator=(const page_link_client&) = delete;
 
-  // Reads the answers, and must run while anything is asked; ends with
-  // success once finish() is acknowledged, or with the link's error, which
-  // every get() waiting then returns too. `idle` bounds each read.
-  awaitable<result<void>> run(std::chrono::milliseconds idle);
+  // A lost connection keeps the requests (run() ends with a link_end that
+  // says why); without it, it fails them, as any other error does.
+  void keep_on_loss(bool keep) { keep_ = keep; }
+
+  // Reads the answers, and must run while anything is asked; ends once
+  // finish() is acknowledged, or with the link's error, which every get()
+  // waiting then returns too — or, kept on loss, lost. `idle` bounds each read.
+  awaitable<result<link_end>> run(std::chrono::milliseconds idle);
+
+  // After run() ended lost: no request goes out until resume() (the write
+  // under way, if any, ends first: the channel is no longer used once this returns).
+  awaitable<void> suspend();
+  // The next channel: every request still waiting is sent again on it, and
+  // its deadline starts again. run() is called again for its answers.
+  awaitable<void> resume(channel& ch);
+  // No next channel: every request waiting ends with `why`, as on a failure.
+  void give_up(const error& why) { fail_all(why); }
 
   // At most `pages` pages of task `pid` from `vaddr` into `out` (resized
   // to them); how many. The source's error when it refused, errc::timeout
-  // after `deadline` (a late answer is dropped), the link's error when the
-  // link failed. With `base` (one hash per page asked), the pages the
-  // source marks unchanged are copied from it.
+  // after `deadline` on the link (a late answer is dropped; kept on loss,
+  // the connection is lost instead), the link's error when the link failed. With `base` (one hash per page asked), the
+  // pages the source marks unchanged are copied from it.
   awaitable<result<std::uint32_t>> get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
                                        std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline,
                                        const page_base* base = nullptr);
@@ -102,16 +129,22 @@ class page_link_client {
 
   // Whether the link failed (and why): every later get() fails at once.
   const std::optional<error>& failed() const { return failed_; }
+  // Whether it is lost and not resumed yet.
+  bool down() const { return down_; }
 
  private:
   struct waiter;
-  awaitable<result<void>> send(const pb::Envelope& env, std::span<const std::uint8_t> payload, bool urgent);
-  awaitable<std::shared_ptr<waiter>> expect(std::uint64_t id);
-  awaitable<result<pb::Envelope>> wait(std::uint64_t id, waiter& w, std::chrono::milliseconds deadline);
+  std::shared_ptr<waiter> enlist(asio::any_io_executor ex, pb::Envelope&& request, bool urgent,
+                                 std::chrono::milliseconds deadline);
+  awaitable<result<void>> send(waiter& w);
+  awaitable<result<pb::Envelope>> wait(std::uint64_t id, waiter& w);
+  void wake_all();
   void fail_all(const error& e);
 
-  channel& ch_;
+  channel* ch_;
   turns writes_;
+  bool keep_ = false;
+  bool down_ = false;
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, std::shared_ptr<waiter>> waiting_;
   std::optional<error> failed_;

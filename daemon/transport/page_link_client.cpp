@@ -64,8 +64,14 @@ std::uint64_t assemble(const pb::PageData& d, std::vector<std::uint8_t>&& payloa
 }  // namespace
 
 struct page_link_client::waiter {
-  explicit waiter(asio::any_io_executor ex) : wake(ex, asio::steady_timer::time_point::max()) {}
+  waiter(asio::any_io_executor ex, pb::Envelope&& r, bool u, std::chrono::milliseconds d)
+      : wake(ex, asio::steady_timer::time_point::max()), request(std::move(r)), urgent(u), deadline(d) {}
   asio::steady_timer wake;
+  pb::Envelope request;  // as sent, and sent again on the next channel
+  bool urgent;
+  std::chrono::milliseconds deadline;  // for the answer, from the last send
+  bool sent = false;                   // on the current channel
+  std::chrono::steady_clock::time_point sent_at{};
   // What was asked (none: the PagesEnd), and where its pages go.
   std::uint64_t pid = 0, vaddr = 0;
   std::uint32_t pages = 0;
@@ -73,6 +79,11 @@ struct page_link_client::waiter {
   const page_base* base = nullptr;  // a hybrid's copy: pages marked unchanged come from it
   std::optional<result<pb::Envelope>> answer;
 };
+
+// Every waiter looks at its deadline again (the link went down or came back).
+void page_link_client::wake_all() {
+  for (auto& [id, w] : waiting_) w->wake.cancel();
+}
 
 void page_link_client::fail_all(const error& e) {
   if (!failed_) failed_ = e;
@@ -83,33 +94,92 @@ void page_link_client::fail_all(const error& e) {
   waiting_.clear();
 }
 
-awaitable<result<void>> page_link_client::send(const pb::Envelope& env, std::span<const std::uint8_t> payload,
-                                               bool urgent) {
-  co_await writes_.acquire(urgent);
+// (Registered before its request is sent: the answer may come before the send returns.)
+std::shared_ptr<page_link_client::waiter> page_link_client::enlist(asio::any_io_executor ex, pb::Envelope&& request,
+                                                                   bool urgent, std::chrono::milliseconds deadline) {
+  const std::uint64_t id = next_id_++;
+  request.set_request_id(id);
+  auto w = std::make_shared<waiter>(ex, std::move(request), urgent, deadline);
+  waiting_.emplace(id, w);
+  return w;
+}
+
+// A request onto the current channel, unless it is down (resume() sends it
+// then) or it went there already. A failed write loses the connection when
+// requests are kept, and fails the link otherwise.
+awaitable<result<void>> page_link_client::send(waiter& w) {
+  co_await writes_.acquire(w.urgent);
   const turns::guard mine{writes_};
   if (failed_) co_return std::unexpected(*failed_);
-  auto sent = co_await ch_.send(env, payload);
-  if (!sent) fail_all(sent.error().context("page link"));
+  if (down_ || w.sent) co_return result<void>{};
+  w.sent = true;
+  w.sent_at = std::chrono::steady_clock::now();
+  auto sent = co_await ch_->send(w.request, {});
+  if (sent) co_return sent;
+  w.sent = false;
+  if (keep_) {
+    ch_->close();  // the reader ends lost, and the session looks for the next channel
+    co_return result<void>{};
+  }
+  fail_all(sent.error().context("page link"));
   co_return sent;
 }
 
-// (Registered before its request is sent: the answer may come before the send returns.)
-awaitable<std::shared_ptr<page_link_client::waiter>> page_link_client::expect(std::uint64_t id) {
-  auto w = std::make_shared<waiter>(co_await asio::this_coro::executor);
-  waiting_.emplace(id, w);
-  co_return w;
-}
-
-awaitable<result<pb::Envelope>> page_link_client::wait(std::uint64_t id, waiter& w,
-                                                       std::chrono::milliseconds deadline) {
-  if (!w.answer) {
-    w.wake.expires_after(deadline);
-    boost::system::error_code ec;  // operation_aborted: answered (or the link failed)
+// The answer, or errc::timeout once the request has been on a channel for
+// its deadline. Kept on loss, a request unanswered for that long says the
+// connection is lost (nothing tells silence from a cut sooner): it is
+// closed, and the request waits for the next; no deadline runs while the
+// link is down.
+awaitable<result<pb::Envelope>> page_link_client::wait(std::uint64_t id, waiter& w) {
+  for (;;) {
+    if (w.answer) co_return std::move(*w.answer);
+    const bool timed = !down_ && w.sent;
+    if (timed && std::chrono::steady_clock::now() >= w.sent_at + w.deadline) {
+      if (!keep_) break;
+      w.sent = false;  // (resume() sends it again)
+      ch_->close();    // run() ends lost
+      continue;
+    }
+    w.wake.expires_at(timed ? w.sent_at + w.deadline : asio::steady_timer::time_point::max());
+    boost::system::error_code ec;  // operation_aborted: answered, failed, down or back
     co_await w.wake.async_wait(asio::redirect_error(use_awaitable, ec));
   }
-  if (w.answer) co_return std::move(*w.answer);
   waiting_.erase(id);  // the answer, if it comes, is dropped
-  co_return fail(errc::timeout, "page link: no answer from the source in " + std::to_string(deadline.count()) + " ms");
+  co_return fail(errc::timeout, "page link: no answer from the source in " + std::to_string(w.deadline.count()) + " ms");
+}
+
+awaitable<void> page_link_client::suspend() {
+  ch_->close();
+  co_await writes_.acquire(true);  // the write under way, if any, has ended
+  const turns::guard mine{writes_};
+  down_ = true;
+  for (auto& [id, w] : waiting_) w->sent = false;
+  wake_all();
+}
+
+awaitable<void> page_link_client::resume(channel& ch) {
+  co_await writes_.acquire(true);
+  const turns::guard mine{writes_};
+  if (failed_) co_return;
+  ch_ = &ch;
+  down_ = false;
+  // Faults first, then the rest in the order they were asked. (A copy:
+  // requests may come and go while a send waits.)
+  std::vector<std::shared_ptr<waiter>> again;
+  for (const bool urgent : {true, false})
+    for (const auto& [id, w] : waiting_)
+      if (w->urgent == urgent) again.push_back(w);
+  for (auto& w : again) {
+    if (w->sent || w->answer || !waiting_.contains(w->request.request_id())) continue;
+    w->sent = true;
+    w->sent_at = std::chrono::steady_clock::now();
+    if (auto sent = co_await ch_->send(w->request, {}); !sent) {
+      w->sent = false;
+      ch_->close();  // lost again: run() says so
+      break;
+    }
+  }
+  wake_all();
 }
 
 awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages,
@@ -122,26 +192,25 @@ awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::u
   if (base && (base->hashes.size() != pages || base->bytes.size() != std::size_t(pages) * link_page_bytes))
     co_return fail(errc::internal, what + ": a base of " + std::to_string(base->hashes.size()) + " pages for " +
                                        std::to_string(pages));
-  const std::uint64_t id = next_id_++;
   pb::Envelope env;
-  env.set_request_id(id);
   auto* g = env.mutable_page_get();
   g->set_pid(pid);
   g->set_vaddr(vaddr);
   g->set_pages(pages);
   g->set_urgent(urgent);
   if (base) g->mutable_hashes()->Add(base->hashes.begin(), base->hashes.end());
-  auto w = co_await expect(id);
+  auto w = enlist(co_await asio::this_coro::executor, std::move(env), urgent, deadline);
+  const std::uint64_t id = w->request.request_id();
   w->pid = pid;
   w->vaddr = vaddr;
   w->pages = pages;
   w->out = &out;
   w->base = base;
-  if (auto sent = co_await send(env, {}, urgent); !sent) {
+  if (auto sent = co_await send(*w); !sent) {
     waiting_.erase(id);
     co_return std::unexpected(sent.error().context(what));
   }
-  auto answer = co_await wait(id, *w, deadline);
+  auto answer = co_await wait(id, *w);
   if (!answer) co_return std::unexpected(answer.error().context(what));
   if (answer->has_reply()) co_return std::unexpected(to_result(answer->reply()).error().context(what));
   co_return answer->page_data().pages();
@@ -149,30 +218,31 @@ awaitable<result<std::uint32_t>> page_link_client::get(std::uint64_t pid, std::u
 
 awaitable<result<void>> page_link_client::finish(const pb::PagesEnd& summary, std::chrono::milliseconds deadline) {
   if (failed_) co_return std::unexpected(*failed_);
-  const std::uint64_t id = next_id_++;
   pb::Envelope env;
-  env.set_request_id(id);
   *env.mutable_pages_end() = summary;
-  auto w = co_await expect(id);
-  if (auto sent = co_await send(env, {}, false); !sent) {
+  auto w = enlist(co_await asio::this_coro::executor, std::move(env), false, deadline);
+  const std::uint64_t id = w->request.request_id();
+  if (auto sent = co_await send(*w); !sent) {
     waiting_.erase(id);
     co_return sent;
   }
-  auto answer = co_await wait(id, *w, deadline);
+  auto answer = co_await wait(id, *w);
   if (!answer) co_return std::unexpected(answer.error().context("end of the page transfer"));
   co_return with_context(to_result(answer->reply()), "end of the page transfer");
 }
 
-awaitable<result<void>> page_link_client::run(std::chrono::milliseconds idle) {
+awaitable<result<link_end>> page_link_client::run(std::chrono::milliseconds idle) {
   for (;;) {
-    auto f = co_await ch_.recv(idle);
+    if (failed_) co_return std::unexpected(*failed_);  // given up while it was down
+    auto f = co_await ch_->recv(idle);
     if (!f) {
+      if (keep_ && !failed_) co_return link_end{f.error().context("page link")};
       fail_all(f.error().context("page link"));
       co_return std::unexpected(*failed_);
     }
     const std::uint64_t id = f->msg.request_id();
     if (f->msg.has_abort()) {
-      fail_all(aborted_by_peer(ch_, f->msg.abort()).context("page link"));
+      fail_all(aborted_by_peer(*ch_, f->msg.abort()).context("page link"));
       co_return std::unexpected(*failed_);
     }
     const bool pages = f->msg.has_page_data();
@@ -216,7 +286,7 @@ awaitable<result<void>> page_link_client::run(std::chrono::milliseconds idle) {
     w->wake.cancel();
     if (ended) {  // nothing more comes: whatever still waits ends now
       fail_all(error{errc::cancelled, "page link: the transfer ended"});
-      co_return result<void>{};
+      co_return link_end{};
     }
   }
 }

@@ -14,22 +14,24 @@ namespace migrated::transport {
 namespace {
 
 struct serving {
-  serving(channel& c, page_provider& p, asio::any_io_executor ex)
-      : ch(c), provider(p), changed(ex, asio::steady_timer::time_point::max()) {}
+  serving(channel& c, page_provider& p, page_link_stats& st, asio::any_io_executor ex)
+      : ch(c), provider(p), stats(st), changed(ex, asio::steady_timer::time_point::max()) {}
   channel& ch;
   page_provider& provider;
+  page_link_stats& stats;
   turns writes;
   std::size_t busy = 0;         // requests being answered
   asio::steady_timer changed;   // cancelled when one is answered
   std::optional<error> failed;  // the first error that ends the link
-  page_link_stats stats;
+  bool lost = false;            // that error was the connection's
   // A hybrid's requests: the destination's hashes, by request_id, until answered.
   std::map<std::uint64_t, std::vector<std::uint64_t>> hashes;
 
   // The link ends: the reader too, if it waits for a request.
-  void end(const error& e) {
+  void end(const error& e, bool connection = false) {
     if (failed) return;
     failed = e;
+    lost = connection;
     ch.cancel();
   }
 };
@@ -90,7 +92,7 @@ awaitable<void> answer(serving& s, std::uint64_t id, std::uint64_t pid, std::uin
   if (!s.failed) {
     const std::span<const std::uint8_t> payload = n ? std::span<const std::uint8_t>(data) : std::span<const std::uint8_t>();
     if (auto sent = co_await send(s, env, payload, urgent); !sent) {
-      s.end(sent.error().context("page link"));
+      s.end(sent.error().context("page link"), true);
     } else if (n) {
       ++s.stats.requests;
       s.stats.urgent += urgent ? 1 : 0;
@@ -123,14 +125,20 @@ awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::ch
     while (s.busy >= in_flight && !s.failed) co_await wait_change(s);
     if (s.failed) co_return std::unexpected(*s.failed);
     auto f = co_await s.ch.recv(idle);
-    if (!f) co_return std::unexpected(f.error().context("page link"));
+    if (!f) {
+      s.end(f.error().context("page link"), true);
+      co_return std::unexpected(*s.failed);
+    }
     const std::uint64_t id = f->msg.request_id();
     if (f->msg.has_page_get()) {
       const auto& g = f->msg.page_get();
       if (auto ok = check(g); !ok) {
         ++s.stats.refused;
         const pb::Envelope refusal = make_reply(id, ok);
-        if (auto sent = co_await send(s, refusal, {}, g.urgent()); !sent) co_return sent;
+        if (auto sent = co_await send(s, refusal, {}, g.urgent()); !sent) {
+          s.end(sent.error().context("page link"), true);
+          co_return sent;
+        }
         continue;
       }
       ++s.busy;
@@ -141,7 +149,9 @@ awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::ch
       while (s.busy > 0) co_await wait_change(s);  // every answer goes before the acknowledgement
       if (s.failed) co_return std::unexpected(*s.failed);
       const pb::Envelope done = make_reply(id, result<void>{});
-      co_return co_await send(s, done, {}, false);
+      auto sent = co_await send(s, done, {}, false);
+      if (!sent) s.end(sent.error().context("page link"), true);
+      co_return sent;
     } else if (f->msg.has_abort()) {
       co_return std::unexpected(aborted_by_peer(s.ch, f->msg.abort()).context("page link"));
     } else {
@@ -152,17 +162,18 @@ awaitable<result<void>> read_requests(serving& s, std::size_t in_flight, std::ch
 
 }  // namespace
 
-awaitable<result<page_link_stats>> serve_page_link(channel& ch, page_provider& provider, std::chrono::milliseconds idle,
-                                                   std::size_t in_flight) {
-  serving s(ch, provider, co_await asio::this_coro::executor);
+awaitable<result<link_end>> serve_page_link(channel& ch, page_provider& provider, std::chrono::milliseconds idle,
+                                            page_link_stats& stats, std::size_t in_flight) {
+  serving s(ch, provider, stats, co_await asio::this_coro::executor);
   auto served = co_await read_requests(s, in_flight == 0 ? 1 : in_flight, idle);
   if (!served) {
     s.end(served.error());
     ch.close();  // answers still being written end now; the provider's end within its deadline
   }
   while (s.busy > 0) co_await wait_change(s);  // they refer to `s`
-  if (!served) co_return std::unexpected(*s.failed);  // the first error, not the cancelled read it caused
-  co_return s.stats;
+  if (served) co_return link_end{};
+  if (s.lost) co_return link_end{*s.failed};
+  co_return std::unexpected(*s.failed);  // the first error, not the cancelled read it caused
 }
 
 }  // namespace migrated::transport

@@ -189,14 +189,19 @@ struct relay_outcome {
 
 awaitable<result<void>> serve_link_in_background(transport::channel& ch, transport::page_provider& provider,
                                                  std::shared_ptr<pending<result<transport::page_link_stats>>> out) {
-  out->value = co_await transport::serve_page_link(ch, provider, 60s);
+  transport::page_link_stats st;
+  auto ended = co_await transport::serve_page_link(ch, provider, 60s, st);
+  if (!ended) out->value = std::unexpected(ended.error());
+  else if (ended->lost) out->value = std::unexpected(*ended->lost);  // (no recovery here)
+  else out->value = st;
   out->done->cancel();
   co_return result<void>{};
 }
 
 awaitable<result<void>> run_link_in_background(transport::page_link_client& link,
                                                std::shared_ptr<pending<result<void>>> out) {
-  out->value = co_await link.run(60s);
+  auto ran = co_await link.run(60s);  // (lost only when kept: never here)
+  out->value = ran ? result<void>{} : result<void>(std::unexpected(ran.error()));
   out->done->cancel();
   co_return result<void>{};
 }

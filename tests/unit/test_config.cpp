@@ -55,6 +55,7 @@ TEST_CASE("config: defaults fill every key but node", "[config]") {
   CHECK(cfg.transfer.zstd_level == 3);
   CHECK(cfg.transfer.chunk_bytes == 1u << 20);
   CHECK(cfg.timeouts.commit == std::chrono::milliseconds(10000));
+  CHECK(cfg.postcopy.recover_timeout == std::chrono::milliseconds(30000));
   CHECK(cfg.pool_threads == 4);
   CHECK(cfg.max_concurrent_migrations == 4);
   CHECK(validate(cfg));
@@ -94,6 +95,7 @@ criu: {binary: /bin/criu}
 log: {sink: file, level: debug, file: /l.log}
 transfer: {zstd_level: 0, chunk_kib: 64}
 timeouts: {connect_ms: 1, io_ms: 2, checkpoint_ms: 3, restore_ms: 4, commit_ms: 5}
+postcopy: {recover_timeout_ms: 0}
 )", "full");
   REQUIRE(cfg);
   CHECK(cfg->listen_tcp.host == "::1");
@@ -117,6 +119,7 @@ timeouts: {connect_ms: 1, io_ms: 2, checkpoint_ms: 3, restore_ms: 4, commit_ms: 
   CHECK(cfg->tls.cert == "/etc/t/n1.crt");
   CHECK(cfg->tls.key == "/etc/t/n1.key");
   CHECK(cfg->allow_unlisted_destinations);
+  CHECK(cfg->postcopy.recover_timeout == std::chrono::milliseconds(0));  // 0: no recovery, allowed
   CHECK(validate(*cfg));
 }
 
@@ -193,6 +196,8 @@ TEST_CASE("config: parse errors name the origin and the key path", "[config]") {
     CHECK_THAT(parse_error("limits: {pending_connections: 0}"),
                Contains("limits.pending_connections: expected an integer 1..4096, got '0'"));
     CHECK_THAT(parse_error("limits: {handshake_ms: soon}"), Contains("limits.handshake_ms"));
+    CHECK_THAT(parse_error("postcopy: {recover_timeout_ms: -1}"),
+               Contains("postcopy.recover_timeout_ms: expected milliseconds, 0 (no recovery) .. 3600000"));
   }
   SECTION("bad endpoint") {
     CHECK_THAT(parse_error("peers:\n  edge-b: 10.0.0.2\n"),

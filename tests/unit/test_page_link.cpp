@@ -10,6 +10,8 @@
 // pages asked, and a link that breaks, end every waiting request with an
 // error instead of a hang. A hybrid's pull, holding a stale copy of the
 // pages, gets only those that differ and ends with the source's pages.
+// A client that keeps its requests on loss waits out a cut link beyond its
+// deadlines and gets every page, byte for byte, over the next one.
 #include <catch2/catch.hpp>
 
 #include <fstream>
@@ -46,31 +48,37 @@ pages::held_runs held_by(const testing::task_images& task) {
   return h;
 }
 
-// Two ends of a TLS connection on loopback: the source accepts, the destination connects.
+// Two ends of a TLS connection on loopback: the source accepts, the
+// destination connects; again() makes a second pair on the same io_context.
 struct link_ends {
   asio::io_context io;
   std::optional<channel> source, destination;
+  std::optional<channel> source2, destination2;
 
-  link_ends() {
+  link_ends() { connect(source, destination); }
+  void again() { connect(source2, destination2); }
+
+ private:
+  void connect(std::optional<channel>& src, std::optional<channel>& dst) {
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     auto accept = [&]() -> awaitable<void> {
       tcp::socket s = co_await acceptor.async_accept(use_awaitable);
-      source.emplace(std::move(s), testing::shared_fleet().tls("edge-a"), io_timeout);
-      auto ok = co_await source->secure(channel::side::server, io_timeout);
+      src.emplace(std::move(s), testing::shared_fleet().tls("edge-a"), io_timeout);
+      auto ok = co_await src->secure(channel::side::server, io_timeout);
       REQUIRE(ok);
     };
     auto connect = [&]() -> awaitable<void> {
       tcp::socket s(io);
       co_await s.async_connect(acceptor.local_endpoint(), use_awaitable);
-      destination.emplace(std::move(s), testing::shared_fleet().tls("edge-b"), io_timeout);
-      auto ok = co_await destination->secure(channel::side::client, io_timeout);
+      dst.emplace(std::move(s), testing::shared_fleet().tls("edge-b"), io_timeout);
+      auto ok = co_await dst->secure(channel::side::client, io_timeout);
       REQUIRE(ok);
     };
     asio::co_spawn(io, accept(), rethrow);
     asio::co_spawn(io, connect(), rethrow);
     io.run_for(10s);
-    REQUIRE(source);
-    REQUIRE(destination);
+    REQUIRE(src);
+    REQUIRE(dst);
     io.restart();
   }
 };
@@ -107,14 +115,18 @@ struct served_link {
 };
 
 awaitable<void> serve_link(channel& ch, transport::page_provider& provider, served_link& out) {
-  out.stats = co_await transport::serve_page_link(ch, provider, io_timeout);
+  transport::page_link_stats st;
+  auto ended = co_await transport::serve_page_link(ch, provider, io_timeout, st);
+  if (!ended) out.stats = std::unexpected(ended.error());
+  else if (ended->lost) out.stats = std::unexpected(*ended->lost);
+  else out.stats = st;
 }
 
 // Both ends of the page link running: the source serving from `src`, the destination's reader.
 struct running_link {
   served_link served;
   transport::page_link_client link;
-  std::optional<result<void>> ran;
+  std::optional<result<transport::link_end>> ran;
 
   running_link(link_ends& ends, source_pages& src) : link(*ends.destination) {
     asio::co_spawn(ends.io, serve_link(*ends.source, *src.client, served), rethrow);
@@ -191,7 +203,8 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   REQUIRE(finished.has_value());
   CHECK(finished->has_value());
   REQUIRE(ran.has_value());
-  CHECK(ran->has_value());
+  REQUIRE(ran->has_value());
+  CHECK_FALSE((*ran)->lost);
   REQUIRE(served.stats.has_value());
   REQUIRE(served.stats->has_value());
   CHECK((*served.stats)->pages == src.task.set.stored_pages);
@@ -402,7 +415,7 @@ TEST_CASE("a broken link or a wrong answer ends every waiting request with an er
   };
   asio::co_spawn(ends.io, source(), rethrow);
   transport::page_link_client link(*ends.destination);
-  std::optional<result<void>> ran;
+  std::optional<result<transport::link_end>> ran;
   std::vector<std::optional<result<std::uint32_t>>> got(3);
   std::vector<std::vector<std::uint8_t>> data(3);
   auto run = [&]() -> awaitable<void> {
@@ -435,4 +448,124 @@ TEST_CASE("a broken link or a wrong answer ends every waiting request with an er
   ends.io.run_for(2s);
   REQUIRE(later.has_value());
   CHECK_FALSE(later->has_value());  // at once: the link is gone
+}
+
+TEST_CASE("a lost link keeps its requests, beyond their deadlines, until the next link answers them", "[pages][link]") {
+  link_ends ends;
+  ends.again();
+  source_pages src(ends.io);
+  const auto held = held_by(src.task);
+  const auto& runs = held.at(1);
+  REQUIRE(runs.size() >= 3);
+  transport::page_link_client link(*ends.destination);
+  link.keep_on_loss(true);
+  constexpr std::chrono::milliseconds deadline = 500ms;  // the link stays down longer than that
+  const std::size_t asked = 3;
+  std::vector<std::optional<result<std::uint32_t>>> got(asked);
+  std::vector<std::vector<std::uint8_t>> data(asked);
+  std::optional<result<transport::link_end>> first, second;
+  std::optional<result<void>> finished;
+  served_link served;
+  bool down_while_cut = false;
+  std::size_t read_before_cut = 0;
+
+  // The first link: the source reads the requests and goes silent, then away.
+  auto cut = [&]() -> awaitable<void> {
+    for (; read_before_cut < asked; ++read_before_cut) {
+      auto f = co_await ends.source->recv(io_timeout);
+      REQUIRE(f);
+      REQUIRE(f->msg.has_page_get());
+    }
+    ends.source->close();
+  };
+  auto get = [&](std::size_t i) -> awaitable<void> {
+    got[i] = co_await link.get(1, runs[i].vaddr, 1, data[i], i == 0, deadline);
+  };
+  auto reading = [&]() -> awaitable<void> { second = co_await link.run(io_timeout); };
+  const pb::PagesEnd summary;
+  auto destination = [&]() -> awaitable<void> {
+    first = co_await link.run(io_timeout);
+    co_await link.suspend();
+    down_while_cut = link.down();
+    asio::steady_timer outage(co_await asio::this_coro::executor, 3 * deadline);
+    co_await outage.async_wait(use_awaitable);
+    asio::co_spawn(co_await asio::this_coro::executor, serve_link(*ends.source2, *src.client, served), rethrow);
+    co_await link.resume(*ends.destination2);
+    asio::co_spawn(co_await asio::this_coro::executor, reading(), rethrow);
+    for (;;) {  // every page in, then the end
+      bool all = true;
+      for (const auto& g : got) all = all && g.has_value();
+      if (all) break;
+      asio::steady_timer tick(co_await asio::this_coro::executor, 10ms);
+      co_await tick.async_wait(use_awaitable);
+    }
+    finished = co_await link.finish(summary, io_timeout);
+    co_await src.client->close(io_timeout);
+  };
+  asio::co_spawn(ends.io, cut(), rethrow);
+  for (std::size_t i = 0; i < asked; ++i) asio::co_spawn(ends.io, get(i), rethrow);
+  asio::co_spawn(ends.io, destination(), rethrow);
+  ends.io.run_for(30s);
+  REQUIRE(ends.io.stopped());
+
+  CHECK(read_before_cut == asked);
+  REQUIRE(first.has_value());
+  REQUIRE(first->has_value());
+  REQUIRE((*first)->lost);  // lost, not failed: the requests stay
+  CHECK((*first)->lost->code == errc::peer);
+  CHECK(down_while_cut);
+  for (std::size_t i = 0; i < asked; ++i) {
+    INFO("request " << i);
+    REQUIRE(got[i].has_value());
+    INFO((*got[i] ? std::string() : got[i]->error().message));
+    REQUIRE(got[i]->has_value());
+    CHECK(**got[i] == 1);
+    const auto want = src.page_at(runs[i].vaddr);
+    CHECK(std::equal(data[i].begin(), data[i].end(), want.begin(), want.end()));
+  }
+  REQUIRE(finished.has_value());
+  CHECK(finished->has_value());
+  REQUIRE(second.has_value());
+  REQUIRE(second->has_value());
+  CHECK_FALSE((*second)->lost);
+  REQUIRE(served.stats.has_value());
+  REQUIRE(served.stats->has_value());
+  CHECK((*served.stats)->requests == asked);  // each asked once more, on the second link only
+}
+
+TEST_CASE("a lost link given up fails every request it kept", "[pages][link]") {
+  link_ends ends;
+  transport::page_link_client link(*ends.destination);
+  link.keep_on_loss(true);
+  std::optional<result<std::uint32_t>> got, later;
+  std::vector<std::uint8_t> data;
+  std::optional<result<transport::link_end>> ran;
+  auto source = [&]() -> awaitable<void> {
+    auto f = co_await ends.source->recv(io_timeout);
+    REQUIRE(f);
+    ends.source->close();
+  };
+  auto get = [&]() -> awaitable<void> { got = co_await link.get(1, 0x7f0000000000, 1, data, true, 200ms); };
+  auto destination = [&]() -> awaitable<void> {
+    ran = co_await link.run(io_timeout);
+    co_await link.suspend();
+    asio::steady_timer outage(co_await asio::this_coro::executor, 600ms);
+    co_await outage.async_wait(use_awaitable);
+    CHECK_FALSE(got.has_value());  // still waiting, past its deadline
+    link.give_up(error{errc::peer, "the page link did not come back"});
+    later = co_await link.get(1, 0x7f0000001000, 1, data, true, 200ms);
+  };
+  asio::co_spawn(ends.io, source(), rethrow);
+  asio::co_spawn(ends.io, get(), rethrow);
+  asio::co_spawn(ends.io, destination(), rethrow);
+  ends.io.run_for(10s);
+  REQUIRE(ends.io.stopped());
+  REQUIRE(ran.has_value());
+  REQUIRE(ran->has_value());
+  CHECK((*ran)->lost);
+  REQUIRE(got.has_value());
+  REQUIRE_FALSE(got->has_value());
+  CHECK_THAT(got->error().message, Catch::Contains("did not come back"));
+  REQUIRE(later.has_value());
+  CHECK_FALSE(later->has_value());
 }

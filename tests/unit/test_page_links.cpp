@@ -5,7 +5,10 @@
 // reason; the expected one is lent to the session, which talks over it,
 // and the connection's handler gets it back (closed) when the session lets
 // go; a session waits for its link only until its deadline, and a
-// migration expects one link at a time.
+// migration expects one link at a time. A replaceable claim takes the next
+// link for its migration: the old one is closed for whatever reads it, and
+// goes back to its handler when the session drops it; a stopped claim
+// refuses further links.
 #include <catch2/catch.hpp>
 
 #include <optional>
@@ -37,32 +40,36 @@ transport::identity daemon_named(const std::string& name) { return {name, pb::RO
 struct daemons_linked {
   asio::io_context io;
   std::optional<channel> handler, opener;
+  std::optional<channel> handler2, opener2;  // again()
 
-  daemons_linked() {
+  daemons_linked() { link(handler, opener); }
+  void again() { link(handler2, opener2); }
+
+  void link(std::optional<channel>& h, std::optional<channel>& o) {
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io, accept(*this, acceptor), rethrow);
-    asio::co_spawn(io, connect(*this, acceptor.local_endpoint()), rethrow);
+    asio::co_spawn(io, accept(h, acceptor), rethrow);
+    asio::co_spawn(io, connect(io, o, acceptor.local_endpoint()), rethrow);
     io.run_for(10s);
-    REQUIRE(handler);
-    REQUIRE(opener);
-    REQUIRE(handler->peer.node() == "edge-a");
+    REQUIRE(h);
+    REQUIRE(o);
+    REQUIRE(h->peer.node() == "edge-a");
     io.restart();
   }
 
-  static awaitable<void> accept(daemons_linked& d, tcp::acceptor& acceptor) {
+  static awaitable<void> accept(std::optional<channel>& h, tcp::acceptor& acceptor) {
     tcp::socket s = co_await acceptor.async_accept(use_awaitable);
     channel ch(std::move(s), testing::shared_fleet().tls("edge-b"), io_timeout);
     auto ok = co_await transport::handshake_server(ch, daemon_named("edge-b"), io_timeout);
     REQUIRE(ok);
-    d.handler.emplace(std::move(ch));
+    h.emplace(std::move(ch));
   }
-  static awaitable<void> connect(daemons_linked& d, tcp::endpoint at) {
-    tcp::socket s(d.io);
+  static awaitable<void> connect(asio::io_context& io, std::optional<channel>& o, tcp::endpoint at) {
+    tcp::socket s(io);
     co_await s.async_connect(at, use_awaitable);
     channel ch(std::move(s), testing::shared_fleet().tls("edge-a"), io_timeout);
     auto ok = co_await transport::handshake_client(ch, daemon_named("edge-a"), "edge-b", io_timeout);
     REQUIRE(ok);
-    d.opener.emplace(std::move(ch));
+    o.emplace(std::move(ch));
   }
 };
 
@@ -190,4 +197,95 @@ TEST_CASE("a session waits for its page link only until its deadline", "[pages][
   REQUIRE_FALSE(arrived->has_value());
   CHECK(arrived->error().code == errc::timeout);
   CHECK_THAT(arrived->error().message, Catch::Contains("did not open within 200 ms"));
+}
+
+TEST_CASE("a second link replaces a lost one for a claim that allows it", "[pages][link]") {
+  daemons_linked d;
+  d.again();
+  page_links links;
+  auto claim = links.expect(d.io.get_executor(), migration_id, "edge-a", true);
+  REQUIRE(claim);
+  std::optional<result<void>> answer1, answer2, answer3;
+  bool returned1 = false, returned2 = false, returned3 = false;
+  std::optional<result<transport::channel*>> first, second;
+  auto session = [&]() -> awaitable<void> {
+    first = co_await claim->arrival(io_timeout);
+  };
+  auto replace = [&]() -> awaitable<void> {
+    co_await open_link(*d.opener2, answer2);
+  };
+  asio::co_spawn(d.io, session(), rethrow);
+  asio::co_spawn(d.io, open_link(*d.opener, answer1), rethrow);
+  asio::co_spawn(d.io, arrive(links, *d.handler, returned1), rethrow);
+  d.io.run_for(2s);
+  REQUIRE(first.has_value());
+  REQUIRE(first->has_value());
+  CHECK(**first == &*d.handler);
+
+  // The source gave the first link up and opens another: the first is closed at once.
+  d.io.restart();
+  asio::co_spawn(d.io, replace(), rethrow);
+  asio::co_spawn(d.io, arrive(links, *d.handler2, returned2), rethrow);
+  d.io.run_for(2s);
+  REQUIRE(answer2.has_value());
+  CHECK(answer2->has_value());
+  CHECK_FALSE(d.handler->is_open());
+  CHECK_FALSE(returned1);  // the session still holds it: its reader may be on it
+
+  d.io.restart();
+  claim->drop_link();
+  auto next = [&]() -> awaitable<void> { second = co_await claim->arrival(io_timeout); };
+  asio::co_spawn(d.io, next(), rethrow);
+  d.io.run_for(2s);
+  CHECK(returned1);
+  REQUIRE(second.has_value());
+  REQUIRE(second->has_value());
+  CHECK(**second == &*d.handler2);
+  CHECK_FALSE(returned2);
+
+  // Stopped: no further link is taken.
+  d.io.restart();
+  claim->stop();
+  std::optional<channel> handler3, opener3;
+  d.link(handler3, opener3);
+  asio::co_spawn(d.io, open_link(*opener3, answer3), rethrow);
+  asio::co_spawn(d.io, arrive(links, *handler3, returned3), rethrow);
+  d.io.run_for(2s);
+  REQUIRE(answer3.has_value());
+  REQUIRE_FALSE(answer3->has_value());
+  CHECK(answer3->error().code == errc::cancelled);
+  CHECK(returned3);
+
+  d.io.restart();
+  claim->release();
+  d.io.run_for(2s);
+  CHECK(returned2);
+}
+
+TEST_CASE("a claim that does not allow it refuses a second link", "[pages][link]") {
+  daemons_linked d;
+  d.again();
+  page_links links;
+  auto claim = links.expect(d.io.get_executor(), migration_id, "edge-a");
+  REQUIRE(claim);
+  std::optional<result<void>> answer1, answer2;
+  bool returned1 = false, returned2 = false;
+  asio::co_spawn(d.io, open_link(*d.opener, answer1), rethrow);
+  asio::co_spawn(d.io, arrive(links, *d.handler, returned1), rethrow);
+  d.io.run_for(1s);
+  d.io.restart();
+  asio::co_spawn(d.io, open_link(*d.opener2, answer2), rethrow);
+  asio::co_spawn(d.io, arrive(links, *d.handler2, returned2), rethrow);
+  d.io.run_for(2s);
+  REQUIRE(answer1.has_value());
+  CHECK(answer1->has_value());
+  REQUIRE(answer2.has_value());
+  REQUIRE_FALSE(answer2->has_value());
+  CHECK(answer2->error().code == errc::already_exists);
+  CHECK(returned2);
+  CHECK(d.handler->is_open());  // the first is untouched
+  d.io.restart();
+  claim->release();
+  d.io.run_for(2s);
+  CHECK(returned1);
 }
