@@ -10,6 +10,7 @@
 #   precopy     migratectl migrate --method precopy
 #   postcopy    migratectl migrate --method postcopy
 #   hybrid      migratectl migrate --method hybrid
+#   auto        migratectl migrate --method auto (the row says what it chose)
 #   floor       runc checkpoint + runc restore on A, nothing sent
 # It measures downtime, total time, bytes on the wire (veth counters of both
 # ends; migrated's own bytes_wire too), the workload's longest pause seen
@@ -43,7 +44,7 @@ source "$BENCH_DIR/lib/setup.sh"
 # shellcheck source=bench/lib/seeds.sh
 source "$BENCH_DIR/lib/seeds.sh"
 
-ALL_METHODS=seeds-cold,seeds-warm,cold,precopy,postcopy,hybrid,floor
+ALL_METHODS=seeds-cold,seeds-warm,cold,precopy,postcopy,hybrid,auto,floor
 BENCH_MIB=256
 SIZES=
 BENCH_DIRTY=8
@@ -188,7 +189,7 @@ measure() {
     case "$method" in
       seeds-cold) seeds_cold "$id" && moved=1 ;;
       seeds-warm) seeds_warm "$id" && moved=1 ;;
-      cold | precopy | postcopy | hybrid) migrated_move "$id" "$method" && moved=1 ;;
+      cold | precopy | postcopy | hybrid | auto) migrated_move "$id" "$method" && moved=1 ;;
       floor) seeds_floor "$id" && moved=1 ;;
     esac
     now_us t_end

@@ -66,7 +66,12 @@ def round_line:
         else (.report | "checkpoint \(.checkpoint_ms | ms) ms, transfer \(.transfer_ms | ms) ms, "
               + "restore \(.restore_ms | ms) ms, freeze→ready \(.ready_ms | ms) ms, "
               + "image \(.bytes_image | mib) MiB, bandwidth \(.bandwidth_mib_s * 10 | round / 10) MiB/s"
-              + (if (.convergence // "") != "" then ", convergence: \(.convergence)" else "" end))
+              + (if (.convergence // "") != "" then ", convergence: \(.convergence)" else "" end)
+              + (if .requested_method != null and .requested_method != .method
+                 then ", ran as \(.method)" + (if (.method_reason // "") != "" then " (\(.method_reason))" else "" end)
+                 else "" end)
+              + (if (.throttle_max_pct // 0) > 0 then ", throttled up to \(.throttle_max_pct) %" else "" end)
+              + (if (.link_recoveries // 0) > 0 then ", page link opened again \(.link_recoveries)×" else "" end))
         end)
      + "; veth A→B \(.wire_ab | mib) MiB, B→A \(.wire_ba | mib) MiB"
      + "; workload's pause at the switch-over \(.switch_gap_ms | ms) ms (max_gap before the move \(.max_gap_before_ms | ms) ms)"
