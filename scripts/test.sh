@@ -19,7 +19,7 @@ fuzz_seconds=${MIGRATED_FUZZ_SECONDS:-20}
 # Fast integration tests that between them run every phase of a cold, a
 # precopy, a postcopy and a hybrid migration, rollbacks and the datagram path under
 # the sanitizers.
-sanitized_integration=(cold_migration precopy postcopy hybrid fault_source_transfer_cut udp)
+sanitized_integration=(cold_migration precopy postcopy postcopy_cut hybrid fault_source_transfer_cut udp)
 
 # shellcheck source=scripts/lib/journald.sh
 source "$here/scripts/lib/journald.sh"
