@@ -42,14 +42,22 @@ hosts_shape 20mbit
 phase_on() { ctl "$1" status --json 2>/dev/null | jq -r --arg c "$ID" '[.migrations[] | select(.container == $c and .result == "running")][-1].phase // ""'; }
 in_postcopy_on() { [ "$(phase_on "$1")" = postcopy ]; }
 copy_on() { [ -n "$(container_state "$(host_runc_root "$1")" "$ID")" ]; }
+# into_postcopy FROM TO NAME: starts a post-copy of ID from FROM to TO in the
+# background (report in NAME.json, ctl's pid in ctl_pid) and returns once it
+# is in post-copy, with a copy running at TO.
+into_postcopy() {
+  local from=$1 to=$2 name=$3
+  ctl "$from" migrate "$ID" --to "$(host_node "$to")" --method postcopy --json \
+    >"$MIG_WORK/$name.json" 2>"$MIG_WORK/$name.err" &
+  ctl_pid=$!
+  wait_for in_postcopy_on "$from" 60 || fail "the $name migration never reached post-copy (phase '$(phase_on "$from")')"
+  copy_on "$to" || fail "no copy of $ID runs on $(host_node "$to") during post-copy"
+}
 
 # --- 1: cut, and back in time ---------------------------------------------
 boot=$(field a "$ID" boot)
 last=$(field a "$ID" counter)
-ctl a migrate "$ID" --to edge-b --method postcopy --json >"$MIG_WORK/recovered.json" 2>"$MIG_WORK/recovered.err" &
-ctl_pid=$!
-wait_for in_postcopy_on a 60 || fail "the migration never reached post-copy (phase '$(phase_on a)')"
-copy_on b || fail "no copy of $ID runs on edge-b during post-copy"
+into_postcopy a b recovered
 log "post-copy under way: cutting the link for 7 s (I/O timeout 3 s, recovery window $((RECOVER_MS / 1000)) s)"
 link_down
 sleep 7
@@ -70,10 +78,7 @@ assert_absent a "$ID"
 
 # --- 2: cut for longer than the window --------------------------------------
 boot=$(field b "$ID" boot)
-ctl b migrate "$ID" --to edge-a --method postcopy --json >"$MIG_WORK/cut.json" 2>"$MIG_WORK/cut.err" &
-ctl_pid=$!
-wait_for in_postcopy_on b 60 || fail "the second migration never reached post-copy (phase '$(phase_on b)')"
-copy_on a || fail "no copy of $ID runs on edge-a during post-copy"
+into_postcopy b a cut
 log "post-copy under way: cutting the link until the migration gives up"
 link_down
 rc=0
