@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Pre-copy while the container keeps adding mappings: memcounter maps a new
-# 1 MiB region every 300 ms, which moves every later page in CRIU's pages
-# file between rounds. Deltas are keyed by virtual address, so the rounds
+# 1 MiB region every tick (100 ms), which moves every later page in CRIU's
+# pages file between rounds. Every tick, because the rounds keep the
+# container frozen for most of the time between them: with a region every
+# third tick, a run could reach its final round without a new mapping. Deltas are keyed by virtual address, so the rounds
 # still send little, and at the destination every region is intact.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -10,7 +12,7 @@ ID=mc-grow
 
 require_root_tools
 setup_hosts_and_daemons
-start_counter "$ID" --mib 32 --dirty-mib-s 4 --grow-every-ms 300 --grow-mib 1
+start_counter "$ID" --mib 32 --dirty-mib-s 4 --grow-every-ms 100 --grow-mib 1
 boot=$(field a "$ID" boot)
 last=$(field a "$ID" counter)
 regions=$(field a "$ID" regions)

@@ -70,7 +70,7 @@ static struct {
 // Mappings added while running (--grow-every-ms): each a fresh mmap that the
 // kernel usually places below the others, so every page after it moves in a
 // checkpoint's pages file. Content is fixed and derivable; checked each tick.
-enum { MAX_REGIONS = 32 };
+enum { MAX_REGIONS = 64 };
 static struct { uint64_t *mem; size_t npages; } regions[MAX_REGIONS];
 static size_t nregions;
 static void grow(void);
