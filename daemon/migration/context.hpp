@@ -31,6 +31,9 @@ struct node_context {
   journal::store* journal = nullptr;
   // Where post-copy's page links meet their sessions (none: no post-copy).
   page_links* links = nullptr;
+  // Where a restarted source's new channel meets the destination session
+  // that lost the old one during post-copy (SessionResume).
+  page_links* resumes = nullptr;
 };
 
 }  // namespace migrated::migration

@@ -108,20 +108,57 @@ awaitable<result<void>> destination_session::keep_page_link() {
 }
 
 // Nothing comes on the session's channel while the pages do, until the
-// source has PagesEnd and sends Commit; an Abort or the channel's end (the
-// source's daemon died, and with it the dump serving the pages) means no
-// page link comes back: the transfer ends now rather than when the
-// recovery window is over.
+// source has PagesEnd and sends Commit. An Abort means no page link comes
+// back: the transfer ends now rather than when the recovery window is over.
+// The channel's end means the source's daemon died, and with it the dump
+// serving the pages; a daemon that restarts within the window finds its
+// frozen copy, takes the migration up again on a new channel and serves
+// the pages again on a new link (source_resume.cpp). Only without one does
+// the transfer end.
 awaitable<result<void>> destination_session::listen_to_source() {
   auto& l = *lazy_;
-  auto f = co_await ch_.recv(std::chrono::hours(24));
-  const bool over = !f || f->msg.has_abort();
-  l.heard = std::move(f);
-  l.heard_wake.cancel();
-  if (l.ending) co_return result<void>{};
-  l.claim.stop();  // whatever came, the source opens no further link
-  if (over && l.link) l.link->close();
-  co_return result<void>{};
+  for (;;) {
+    auto f = co_await ch_->recv(std::chrono::hours(24));
+    if (!f && l.resumable && !l.ending && !cancelled_) {
+      auto back = co_await source_back(f.error());
+      if (back) {
+        ch_ = *back;
+        continue;
+      }
+      f = std::unexpected(back.error());
+    }
+    const bool over = !f || f->msg.has_abort();
+    l.heard = std::move(f);
+    l.heard_wake.cancel();
+    l.comeback.stop();  // it came, or it will not
+    if (l.ending) co_return result<void>{};
+    l.claim.stop();  // whatever came, the source opens no further link
+    if (over && l.link) l.link->close();
+    co_return result<void>{};
+  }
+}
+
+// The source's channel ended (`lost`) during post-copy: its restarted
+// daemon's SessionResume, within postcopy.recover_timeout_ms, or an error.
+awaitable<result<transport::channel*>> destination_session::source_back(const error& lost) {
+  auto& l = *lazy_;
+  const auto window = ctx_.cfg.postcopy.recover_timeout;
+  log::warn(*logger(), id_, phase::postcopy, "{}: the process waits on its pages for up to {} ms, should {} come back",
+            lost.message, window.count(), stats_.source);
+  const auto lost_at = stopwatch::clock::now();
+  // A resumed channel that ended goes back to its handler; until the next
+  // one, the session's is the first, which lives as long as the session.
+  ch_ = origin_;
+  l.comeback.drop_link();
+  auto back = co_await l.comeback.arrival(window);
+  if (!back)
+    co_return std::unexpected(lost.context(back.error().code == errc::timeout
+                                               ? stats_.source + " did not come back within " +
+                                                     std::to_string(window.count()) + " ms"
+                                               : back.error().message));
+  log::info(*logger(), id_, phase::postcopy, "{} took the migration up again after {:.0f} ms", stats_.source,
+            stopwatch::between(lost_at, stopwatch::clock::now()));
+  co_return *back;
 }
 
 // The frame listen_to_source() read, or reads within `timeout`, judged as
@@ -135,7 +172,8 @@ awaitable<result<transport::frame>> destination_session::heard_after_postcopy(
     co_await l.heard_wake.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (!l.heard) {
-    ch_.cancel();
+    ch_->cancel();
+    l.comeback.stop();
     co_await l.listening.wait();
     co_return fail(errc::timeout, "nothing from " + stats_.source + " within " + std::to_string(timeout.count()) + " ms");
   }
@@ -183,7 +221,14 @@ awaitable<result<void>> destination_session::start_lazy_pages(const std::filesys
 awaitable<result<void>> destination_session::receive_pages_to_the_end() {
   auto& l = *lazy_;
   enter(state::postcopy, "the memory follows from " + stats_.source);
-  l.listening.start(co_await asio::this_coro::executor, listen_to_source(), "listening to the source");
+  auto ex = co_await asio::this_coro::executor;
+  if (ctx_.resumes && ctx_.cfg.postcopy.recover_timeout.count() > 0) {
+    auto comeback = ctx_.resumes->expect(ex, id_, stats_.source);
+    if (!comeback) co_return std::unexpected(comeback.error());
+    l.comeback = std::move(*comeback);
+    l.resumable = true;
+  }
+  l.listening.start(ex, listen_to_source(), "listening to the source");
   co_await fault_point::reach(id_, "dest.postcopy");
   auto served = co_await l.served.wait();
   l.stop_pull = true;
@@ -242,6 +287,7 @@ awaitable<void> destination_session::end_page_transfer() {
   l.stop_pull = true;
   l.ending = true;
   l.claim.stop();
+  l.comeback.stop();
   boost::system::error_code ignored;
   l.lazy_ours.close(ignored);
   l.lazy_theirs.close(ignored);
@@ -250,7 +296,7 @@ awaitable<void> destination_session::end_page_transfer() {
   if (l.pulled.started()) co_await l.pulled.wait();
   if (l.link_ran.started()) co_await l.link_ran.wait();
   if (l.listening.started() && !l.listening.done()) {
-    ch_.cancel();  // (a last message may still go: the Abort)
+    ch_->cancel();  // (a last message may still go: the Abort)
     co_await l.listening.wait();
   }
   l.link = nullptr;

@@ -42,7 +42,7 @@ awaitable<result<void>> destination_session::provision(const pb::Envelope& env) 
       outcome = std::unexpected(made.error());
     }
   }
-  auto sent = co_await ch_.reply(env.request_id(), outcome, id_);
+  auto sent = co_await ch_->reply(env.request_id(), outcome, id_);
   if (!sent) co_return sent;
   if (!outcome && outcome.error().code == errc::not_found) co_return co_await receive_image();
   co_return result<void>{};
@@ -93,11 +93,11 @@ awaitable<result<void>> destination_session::receive_image() {
     if (!in) return std::unexpected(in.error());
     return std::make_unique<image_sink>(std::move(*in));
   };
-  auto st = co_await transport::receive_files(ch_, dir_, opts);
+  auto st = co_await transport::receive_files(*ch_, dir_, opts);
   if (!st) co_return std::unexpected(st.error().context("image"));
   stats_.bytes_engine_image = st->bytes_raw;
   stats_.image_ms = sw.ms();
-  log::info(*logger(), id_, phase::image, "loaded {} bytes from {} in {:.0f} ms", st->bytes_raw, ch_.peer.node(), sw.ms());
+  log::info(*logger(), id_, phase::image, "loaded {} bytes from {} in {:.0f} ms", st->bytes_raw, ch_->peer.node(), sw.ms());
   co_return result<void>{};
 }
 
@@ -113,11 +113,11 @@ awaitable<result<void>> destination_session::receive_tree_for(const pb::TreeMani
   if (root.empty()) {
     const result<void> bad = fail(errc::protocol, "tree '" + first.tree() + "' has no place here" +
                                                       (bundle_.empty() ? " (the container is not provisioned)" : ""));
-    co_await ch_.reply(0, bad);
+    co_await ch_->reply(0, bad);
     co_return bad;
   }
   log::info(*logger(), id_, stats_.phase, "{}: {} sync", container_, first.tree());
-  auto st = co_await receive_tree(ch_, root, first, ctx_.pool);
+  auto st = co_await receive_tree(*ch_, root, first, ctx_.pool);
   if (!st) co_return std::unexpected(st.error());
   stats_.bytes_rootfs += st->files.bytes_raw;
   stats_.round(state_ == state::pulling ? "pull" : "final").add(st->files);

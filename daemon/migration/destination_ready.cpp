@@ -61,7 +61,7 @@ awaitable<result<void>> destination_session::become_ready(const stopwatch& since
     r->set_message(outcome.error().message);
     log::warn(*logger(), id_, phase::ready, "{}", outcome.error().message);
   }
-  if (auto sent = co_await ch_.send(env); !sent) co_return sent;
+  if (auto sent = co_await ch_->send(env); !sent) co_return sent;
   if (!outcome) co_return std::unexpected(outcome.error());
   co_return result<void>{};
 }

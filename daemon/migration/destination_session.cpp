@@ -87,7 +87,7 @@ std::string_view name(destination_session::state s) {
   return "unknown";
 }
 
-destination_session::destination_session(node_context& ctx, transport::channel& ch) : ctx_(ctx), ch_(ch) {}
+destination_session::destination_session(node_context& ctx, transport::channel& ch) : ctx_(ctx), ch_(&ch), origin_(&ch) {}
 
 void destination_session::enter(state s, std::string detail) {
   state_ = s;
@@ -106,7 +106,7 @@ result<void> destination_session::note(journal::step s) {
   e.container = container_;
   e.runtime = stats_.runtime;
   e.method = std::string(method_name(method_));
-  e.peer = ch_.peer.node();
+  e.peer = ch_->peer.node();
   journaled_ = true;
   return ctx_.journal->write(std::move(e));
 }
@@ -117,9 +117,10 @@ void destination_session::cancel(const std::string& reason) {
   if (state_ == state::committed || state_ == state::removing || state_ == state::done || state_ == state::failed)
     return;
   if (!cancelled_) cancelled_ = reason;
-  ch_.cancel();  // whatever waits on the source ends now; the link stays for the Abort
+  ch_->cancel();  // whatever waits on the source ends now; the link stays for the Abort
   if (lazy_) {  // and the page transfer with it
     lazy_->claim.stop();
+    lazy_->comeback.stop();
     if (lazy_->link) lazy_->link->close();
   }
 }
@@ -154,7 +155,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   // While the container still runs at the source: its image and filesystem.
   auto begin = co_await receive_filesystem();
   if (!begin) co_return std::unexpected(begin.error());
-  if (begin->msg.has_prepare_end()) co_return co_await ch_.reply(begin->msg.request_id(), {}, id_);
+  if (begin->msg.has_prepare_end()) co_return co_await ch_->reply(begin->msg.request_id(), {}, id_);
   co_await fault_point::reach(id_, "dest.receiving");
 
   const auto& b = begin->msg.migrate_begin();
@@ -167,7 +168,7 @@ awaitable<result<void>> destination_session::serve(const pb::Envelope& pull) {
   if (restores_lazily(method_)) {
     if (auto ok = co_await expect_page_link(); !ok) co_return ok;
   }
-  if (auto ok = co_await ch_.reply(begin->msg.request_id(), {}, id_); !ok) co_return ok;
+  if (auto ok = co_await ch_->reply(begin->msg.request_id(), {}, id_); !ok) co_return ok;
   enter(state::receiving, std::string(method_name(method_)));
 
   if (keeps_process_state(method_)) {
@@ -206,7 +207,7 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     method_ = p.method() == pb::METHOD_UNSPECIFIED ? pb::COLD : p.method();
     stats_.id = id_;
     stats_.container = container_;
-    stats_.source = ch_.peer.node();
+    stats_.source = ch_->peer.node();
     stats_.destination = ctx_.cfg.node_name;
     stats_.runtime = p.runtime();
     stats_.method = stats_.requested_method = method_;
@@ -251,8 +252,8 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     if (made) bundle_ = made->bundle;
     else ok = std::unexpected(made.error());
   }
-  enter(state::pulling, ok ? (prepare_ ? "prepare from " : "accepted from ") + ch_.peer.node() : ok.error().message);
-  auto sent = co_await ch_.reply(env.request_id(), ok, id_);
+  enter(state::pulling, ok ? (prepare_ ? "prepare from " : "accepted from ") + ch_->peer.node() : ok.error().message);
+  auto sent = co_await ch_->reply(env.request_id(), ok, id_);
   if (!ok) co_return ok;
   co_return sent;
 }
@@ -296,12 +297,12 @@ awaitable<result<void>> destination_session::receive_images() {
                                                         (round.start_fresh() ? " asking for a fresh start" : "") +
                                                         " out of order: expected round " + std::to_string(next_round_) +
                                                         (stopped_there ? " (final)" : ""));
-      co_await ch_.reply(f->msg.request_id(), bad);
+      co_await ch_->reply(f->msg.request_id(), bad);
       co_return bad;
     }
     if (round.lazy()) {
       if (auto ok = co_await take_lazy_final(round); !ok) {
-        co_await ch_.reply(f->msg.request_id(), ok);
+        co_await ch_->reply(f->msg.request_id(), ok);
         co_return ok;
       }
     }
@@ -317,7 +318,7 @@ awaitable<result<void>> destination_session::expect_page_link() {
   if (!ctx_.links) co_return fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
   auto ex = co_await asio::this_coro::executor;
   lazy_ = std::make_unique<lazy_transfer>(ex);
-  auto claim = ctx_.links->expect(ex, id_, ch_.peer.node(), ctx_.cfg.postcopy.recover_timeout.count() > 0);
+  auto claim = ctx_.links->expect(ex, id_, ch_->peer.node(), ctx_.cfg.postcopy.recover_timeout.count() > 0);
   if (!claim) co_return std::unexpected(claim.error());
   lazy_->claim = std::move(*claim);
   co_return result<void>{};
@@ -350,7 +351,7 @@ awaitable<result<void>> destination_session::receive_trees_until_start() {
     if (!f->msg.round_begin().start_fresh()) {
       const result<void> bad = fail(errc::protocol, "a round of images for method " + std::string(method_name(method_)) +
                                                         ", which starts the container fresh");
-      co_await ch_.reply(f->msg.request_id(), bad);
+      co_await ch_->reply(f->msg.request_id(), bad);
       co_return bad;
     }
     co_return result<void>{};
@@ -368,7 +369,7 @@ awaitable<result<void>> destination_session::receive_round(const pb::RoundBegin&
     if (fault_injected(final ? "dest.transfer.die" : "dest.warmup.die")) ::raise(SIGKILL);
     if (final && !raw.empty() && fault_injected("dest.checksum.corrupt")) raw[0] ^= 0x5a;
   };
-  auto st = co_await transport::receive_files(ch_, *dir, opts);
+  auto st = co_await transport::receive_files(*ch_, *dir, opts);
   if (!st) co_return std::unexpected(st.error().context("round " + std::to_string(round.index())));
   if (rounds_->patched_in_place() > 0)
     log::event(*logger(), spdlog::level::debug, id_, stats_.phase,
@@ -418,7 +419,7 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
     rr->set_code(transport::to_code(launched.error().code));
     rr->set_message(launched.error().message);
   }
-  if (auto ok = co_await ch_.send(env); !ok) co_return ok;
+  if (auto ok = co_await ch_->send(env); !ok) co_return ok;
   if (!launched) co_return std::unexpected(launched.error());
   co_await fault_point::reach(id_, "dest.restored");
   co_return co_await become_ready(sw);
@@ -437,12 +438,12 @@ awaitable<result<void>> destination_session::await_commit() {
   // the copy, and the source's OutcomeQuery hears "committed".
   if (auto noted = note(journal::step::committed); !noted) {
     const result<void> refused = std::unexpected(noted.error().context("commit"));
-    co_await ch_.reply(f->msg.request_id(), refused, id_);
+    co_await ch_->reply(f->msg.request_id(), refused, id_);
     co_return refused;
   }
   enter(state::committed);
   co_await fault_point::reach(id_, "dest.committed");
-  if (auto ok = co_await ch_.reply(f->msg.request_id(), {}, id_); !ok)
+  if (auto ok = co_await ch_->reply(f->msg.request_id(), {}, id_); !ok)
     // The container is here now; the source, unsure, asks (OutcomeQuery)
     // and hears it from the journal.
     log::warn(*logger(), id_, phase::commit, "committed, but the acknowledgement did not reach {} ({}): it will ask",
@@ -453,7 +454,7 @@ awaitable<result<void>> destination_session::await_commit() {
 awaitable<result<transport::frame>> destination_session::next(std::span<const pb::Envelope::BodyCase> allowed,
                                                               std::chrono::milliseconds timeout) {
   if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
-  auto f = co_await ch_.recv(timeout);
+  auto f = co_await ch_->recv(timeout);
   co_return co_await judge(f, allowed);
 }
 
@@ -464,7 +465,7 @@ awaitable<result<transport::frame>> destination_session::judge(result<transport:
   if (!f) co_return std::unexpected(f.error());
   const auto got = f->msg.body_case();
   if (got == pb::Envelope::kAbort) {
-    co_await ch_.reply(f->msg.request_id(), {});
+    co_await ch_->reply(f->msg.request_id(), {});
     co_return fail(errc::cancelled, "source aborted: " + f->msg.abort().reason());
   }
   for (auto a : allowed)
@@ -473,7 +474,7 @@ awaitable<result<transport::frame>> destination_session::judge(result<transport:
   for (auto a : allowed) expected += (expected.empty() ? "" : " or ") + message_name(a);
   const result<void> bad = fail(errc::protocol, message_name(got) + " out of order: " + std::string(name(state_)) +
                                                     " expects " + expected);
-  co_await ch_.reply(f->msg.request_id(), bad);
+  co_await ch_->reply(f->msg.request_id(), bad);
   co_return std::unexpected(bad.error());
 }
 
@@ -483,7 +484,7 @@ awaitable<result<transport::frame>> destination_session::judge(result<transport:
 // stopped reading would otherwise wait out its I/O deadline meanwhile.
 awaitable<void> destination_session::clean_up(const result<void>& outcome) {
   co_await end_page_transfer();
-  if (!outcome && ch_.is_open()) {
+  if (!outcome && ch_->is_open()) {
     const auto code = outcome.error().code;
     // A source that aborted or went away needs no answer.
     const bool source_gave_up = code == errc::peer || (code == errc::cancelled && !cancelled_);
@@ -491,9 +492,9 @@ awaitable<void> destination_session::clean_up(const result<void>& outcome) {
       pb::Envelope env;
       env.mutable_abort()->set_migration_id(id_);
       env.mutable_abort()->set_reason(ctx_.cfg.node_name + ": " + (cancelled_ ? *cancelled_ : outcome.error().message));
-      co_await ch_.send_within(abort_timeout, env);
+      co_await ch_->send_within(abort_timeout, env);
     }
-    ch_.close();
+    ch_->close();
   }
   bool removed = true;
   if ((launched_ || created_ || journaled_) && state_ != state::committed) {

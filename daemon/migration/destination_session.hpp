@@ -26,7 +26,9 @@
 //   postcopy       post-copy, hybrid: until lazy-pages holds every page;
 //                  then PagesEnd on the link (a hybrid asks with the
 //                  hashes of its last warm-up round's pages, and gets
-//                  only those that changed)
+//                  only those that changed). A source whose daemon died
+//                  meanwhile may come back within postcopy.recover_timeout_ms
+//                  on a new channel (SessionResume) and a new page link.
 //   waiting_commit Commit makes the copy here the container; Abort, a closed
 //                  connection, the commit deadline, or the daemon stopping
 //                  make this side remove it: the source is restoring its own
@@ -97,6 +99,7 @@ class destination_session {
   awaitable<result<void>> start_lazy_pages(const std::filesystem::path& images);
   awaitable<result<void>> keep_page_link();
   awaitable<result<void>> listen_to_source();
+  awaitable<result<transport::channel*>> source_back(const error& lost);
   awaitable<result<transport::frame>> heard_after_postcopy(std::span<const pb::Envelope::BodyCase> allowed,
                                                            std::chrono::milliseconds timeout);
   awaitable<result<void>> receive_pages_to_the_end();
@@ -114,7 +117,11 @@ class destination_session {
   result<void> note(journal::step s);
 
   node_context& ctx_;
-  transport::channel& ch_;
+  // The source's channel: the connection that brought Pull, or, once the
+  // source's daemon restarted during post-copy, the one it resumed on.
+  // Either is held by its connection's handler.
+  transport::channel* ch_;
+  transport::channel* const origin_;  // the Pull's, which outlives the session
   state state_ = state::pulling;
   migration_stats stats_;
   std::string id_;
@@ -139,6 +146,8 @@ class destination_session {
     explicit lazy_transfer(asio::any_io_executor ex)
         : lazy_ours(ex), lazy_theirs(ex), heard_wake(ex, asio::steady_timer::time_point::max()) {}
     page_links::expected claim;          // the link, once the source opened it
+    page_links::expected comeback;       // a new session channel, should the source's daemon restart
+    bool resumable = false;              // comeback is claimed
     transport::channel* link = nullptr;  // its channel, held by its connection's handler
     std::optional<transport::page_link_client> client;
     std::optional<pages::push_order> order;

@@ -81,7 +81,8 @@ awaitable<result<std::string>> bring_back(node_context& ctx, const journal::entr
   runtime::container_info c;
   c.id = e.container;
   c.bundle = e.bundle;
-  auto copy = source_copy::recovered(*rt, c, e.migration_id, only_if_frozen ? std::filesystem::path{} : e.images, frozen);
+  auto copy = source_copy::recovered(*rt, c, e.migration_id, only_if_frozen ? std::filesystem::path{} : e.images, frozen,
+                                     !restores_lazily(parse_method(e.method)));
   const auto work = outgoing(ctx, e) / "work-recovery";
   co_await offload(ctx.pool, [&work] {
     std::error_code ec;
@@ -130,6 +131,7 @@ awaitable<void> settle(node_context& ctx, const journal::entry& e, recovery_acti
   pb::Result done = pb::RESULT_ROLLED_BACK;
   switch (a) {
     case recovery_action::thaw_if_frozen: what = co_await bring_back(ctx, e, true); break;
+    case recovery_action::resume:  // (its copy was not frozen any more)
     case recovery_action::bring_back: what = co_await bring_back(ctx, e, false); break;
     case recovery_action::release:
       what = co_await release(ctx, e);
@@ -186,6 +188,7 @@ std::string_view name(recovery_action a) {
   switch (a) {
     case recovery_action::thaw_if_frozen: return "thaw_if_frozen";
     case recovery_action::bring_back: return "bring_back";
+    case recovery_action::resume: return "resume";
     case recovery_action::ask: return "ask";
     case recovery_action::release: return "release";
     case recovery_action::remove_copy: return "remove_copy";
@@ -200,8 +203,9 @@ recovery_action decide(const journal::entry& e) {
     return e.state == st::committed ? recovery_action::keep : recovery_action::remove_copy;
   switch (e.state) {
     case st::accepted: return recovery_action::thaw_if_frozen;
-    case st::stopping:
-    case st::stopped: return recovery_action::bring_back;  // no Commit was sent: the destination cannot own it
+    case st::stopping: return recovery_action::bring_back;  // no Commit was sent: the destination cannot own it
+    case st::stopped:  // the same; but a post-copy's destination may wait for its pages
+      return restores_lazily(parse_method(e.method)) ? recovery_action::resume : recovery_action::bring_back;
     case st::committing: return recovery_action::ask;
     case st::committed: return recovery_action::release;
     default: return recovery_action::bring_back;  // (not a source's step: decode() refuses it)
@@ -215,8 +219,22 @@ recovery_action decide_after(const std::optional<outcome>& answer) {
   return answer->committed ? recovery_action::release : recovery_action::bring_back;
 }
 
-awaitable<void> recover_journal(node_context& ctx) {
-  if (!ctx.journal) co_return;
+namespace {
+
+// A post-copy's copy that is still frozen holds all of its memory: its
+// pages can be served again.
+awaitable<bool> still_frozen(node_context& ctx, const journal::entry& e) {
+  runtime::runtime* rt = ctx.runtimes.find(e.runtime);
+  if (!rt) co_return false;
+  auto info = co_await rt->inspect(e.container);
+  co_return info && info->status == "paused";
+}
+
+}  // namespace
+
+awaitable<std::vector<journal::entry>> recover_journal(node_context& ctx) {
+  std::vector<journal::entry> resumable;
+  if (!ctx.journal) co_return resumable;
   ctx.journal->prune(std::chrono::system_clock::now());
   auto found = ctx.journal->load();
   for (const auto& bad : found.refused) {
@@ -235,6 +253,10 @@ awaitable<void> recover_journal(node_context& ctx) {
     if (a == recovery_action::keep) continue;  // a finished migration: nothing to say
     log::info(*logger(), e.migration_id, phase::recovery, "{} ({}, journal: {}): {}", e.container,
               journal::name(e.side), journal::name(e.state), name(a));
+    if (a == recovery_action::resume && co_await still_frozen(ctx, e)) {
+      resumable.push_back(e);
+      continue;
+    }
     if (a == recovery_action::ask) {
       auto stopped = std::make_shared<bool>(false);
       ctx.migrations.add(report_of(ctx, e), [stopped](const std::string&) { *stopped = true; });
@@ -252,6 +274,7 @@ awaitable<void> recover_journal(node_context& ctx) {
     ctx.migrations.add(report);
     co_await settle(ctx, e, a, report);
   }
+  co_return resumable;
 }
 
 }  // namespace migrated::migration

@@ -7,6 +7,10 @@
 //   source stopping, stopped     Commit was never sent, so the destination
 //                                cannot own it: bring it back here (thaw, or
 //                                its images, or a fresh start)
+//   source stopped, post-copy    the destination may run it, its process
+//     or hybrid, still frozen    waiting on its pages: take the migration up
+//                                again (source_resume.cpp), which thaws it
+//                                here if the destination no longer waits
 //   source committing            only the destination knows: ask it
 //                                (OutcomeQuery) until it answers or
 //                                timeouts.outcome_ms passes — committed: release
@@ -25,6 +29,7 @@
 
 #include <chrono>
 #include <optional>
+#include <vector>
 
 #include "migration/context.hpp"
 #include "migration/journal.hpp"
@@ -35,6 +40,7 @@ namespace migrated::migration {
 enum class recovery_action {
   thaw_if_frozen,  // source accepted
   bring_back,      // restore the container here
+  resume,          // source: a post-copy's frozen copy; serve its pages again
   ask,             // ask the destination first
   release,         // remove the copy here: the destination owns it
   remove_copy,     // destination: remove the uncommitted copy
@@ -50,7 +56,9 @@ recovery_action decide_after(const std::optional<outcome>& answer);
 
 // Runs every unfinished record's rule. The records that must ask the
 // destination are answered in the background (the node serves meanwhile;
-// their containers count as busy); the rest are done when this returns.
-awaitable<void> recover_journal(node_context& ctx);
+// their containers count as busy); the rest are done when this returns,
+// except the post-copies to take up again: their records are returned,
+// each for a session of its own (source_session's resume()).
+awaitable<std::vector<journal::entry>> recover_journal(node_context& ctx);
 
 }  // namespace migrated::migration

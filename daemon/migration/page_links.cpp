@@ -6,7 +6,7 @@ namespace migrated::migration {
 struct page_links::slot {
   explicit slot(asio::any_io_executor ex)
       : changed(ex, asio::steady_timer::time_point::max()), released(ex, asio::steady_timer::time_point::max()) {}
-  std::string id, source;
+  std::string id, source, what;
   bool replaceable = false;
   transport::channel* link = nullptr;  // the session's link: its handler's channel, while it waits
   transport::channel* next = nullptr;  // one that came to replace it, until the session takes it
@@ -28,7 +28,7 @@ page_links::expected& page_links::expected::operator=(expected&& o) noexcept {
 }
 
 awaitable<result<transport::channel*>> page_links::expected::arrival(std::chrono::milliseconds deadline) {
-  if (!slot_) co_return fail(errc::internal, "no page link is expected");
+  if (!slot_) co_return fail(errc::internal, "nothing is expected");
   auto s = slot_;
   const auto until = std::chrono::steady_clock::now() + deadline;
   for (;;) {
@@ -39,8 +39,8 @@ awaitable<result<transport::channel*>> page_links::expected::arrival(std::chrono
     co_await s->changed.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (s->link) co_return s->link;
-  if (s->stopped) co_return fail(errc::cancelled, "no longer waiting for a page link from " + s->source);
-  co_return fail(errc::timeout, "the page link from " + s->source + " did not open within " +
+  if (s->stopped) co_return fail(errc::cancelled, "no longer waiting for a " + s->what + " from " + s->source);
+  co_return fail(errc::timeout, "the " + s->what + " from " + s->source + " did not open within " +
                                     std::to_string(deadline.count()) + " ms");
 }
 
@@ -74,9 +74,10 @@ void page_links::expected::release() {
 result<page_links::expected> page_links::expect(asio::any_io_executor ex, const std::string& migration_id,
                                                 const std::string& source, bool replaceable) {
   if (waiting_.contains(migration_id))
-    return fail(errc::already_exists, "migration " + migration_id + " already expects a page link");
+    return fail(errc::already_exists, "migration " + migration_id + " already expects a " + what_);
   auto s = std::make_shared<slot>(ex);
   s->id = migration_id;
+  s->what = what_;
   s->source = source;
   s->replaceable = replaceable;
   waiting_[migration_id] = s;
@@ -87,13 +88,13 @@ awaitable<void> page_links::arrive(transport::channel& ch, std::uint64_t rid, co
   auto it = waiting_.find(migration_id);
   result<void> ok;
   if (it == waiting_.end())
-    ok = fail(errc::not_found, "no migration " + migration_id + " here waits for a page link");
+    ok = fail(errc::not_found, "no migration " + migration_id + " here waits for a " + what_);
   else if (it->second->source != ch.peer.node())
     ok = fail(errc::denied, "migration " + migration_id + " is not from " + ch.peer.node());
   else if (it->second->link && !it->second->replaceable)
-    ok = fail(errc::already_exists, "migration " + migration_id + " has its page link already");
+    ok = fail(errc::already_exists, "migration " + migration_id + " has its " + what_ + " already");
   else if (it->second->stopped)
-    ok = fail(errc::cancelled, "migration " + migration_id + " waits for no further page link");
+    ok = fail(errc::cancelled, "migration " + migration_id + " waits for no further " + what_);
   if (!ok) {
     co_await ch.reply(rid, ok, migration_id);
     co_return;

@@ -9,6 +9,11 @@
 // made `replaceable` takes the next PageLinkOpen for its migration while it
 // still holds one — the old channel is closed then, so that whatever reads
 // it ends — and the session drops the old link before it takes the next.
+//
+// The same meeting serves a second kind of connection: a source daemon
+// that restarted during a post-copy takes its migration up again on a new
+// channel (SessionResume), which the destination session, having lost the
+// old one, waits for. `what` names the kind in every message.
 #pragma once
 
 #include <map>
@@ -24,6 +29,9 @@ namespace migrated::migration {
 class page_links {
  public:
   struct slot;
+
+  explicit page_links(std::string what = "page link") : what_(std::move(what)) {}
+  const std::string& what() const { return what_; }
 
   // The destination session's claim on the link of `migration_id`, from
   // `source` (a peer's node name). The claim ends when this goes.
@@ -56,13 +64,14 @@ class page_links {
   result<expected> expect(asio::any_io_executor ex, const std::string& migration_id, const std::string& source,
                           bool replaceable = false);
 
-  // The connection handler's side, for PageLinkOpen on `ch` (request `rid`):
+  // The connection handler's side, for PageLinkOpen (or SessionResume) on `ch` (request `rid`):
   // refused (the Reply says why) unless a session expects this link from
   // this peer; otherwise the Reply goes and this waits until the session
   // released the link.
   awaitable<void> arrive(transport::channel& ch, std::uint64_t rid, const std::string& migration_id);
 
  private:
+  std::string what_;
   std::map<std::string, std::shared_ptr<slot>> waiting_;
 };
 

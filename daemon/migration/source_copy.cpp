@@ -41,11 +41,14 @@ source_copy source_copy::lost_one(runtime::runtime& rt, runtime::container_info 
 }
 
 source_copy source_copy::recovered(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
-                                   std::filesystem::path images, bool frozen) {
+                                   std::filesystem::path images, bool frozen, bool images_whole,
+                                   stopwatch::clock::time_point stopped_at) {
   source_copy c(rt, std::move(container), std::move(migration_id));
   c.state_ = state::stopped;
   c.frozen_ = frozen;
   c.images_ = std::move(images);
+  c.images_whole_ = images_whole;
+  c.stopped_at_ = stopped_at;
   return c;
 }
 
@@ -113,7 +116,11 @@ awaitable<result<void>> source_copy::run_lazy_dump(runtime::runtime& rt, const s
 awaitable<result<void>> source_copy::checkpoint_lazily(const std::filesystem::path& images,
                                                        const std::filesystem::path& work, int page_socket,
                                                        std::chrono::milliseconds ready_within) {
-  if (state_ != state::running) co_return fail(errc::internal, "checkpoint: the container no longer runs here");
+  // A copy frozen by a lazy dump that ended with the daemon that ran it is
+  // dumped again: its memory is what it was at the freeze.
+  const bool again = state_ == state::stopped && frozen_ && !images_whole_;
+  if (state_ != state::running && !again)
+    co_return fail(errc::internal, "checkpoint: the container no longer runs here");
   if (lazy_dump_.started()) co_return fail(errc::internal, "checkpoint: a lazy dump was taken already");
   int status[2];
   if (::pipe2(status, O_CLOEXEC) != 0) co_return fail(errc::io, std::string("pipe: ") + std::strerror(errno));
@@ -124,11 +131,12 @@ awaitable<result<void>> source_copy::checkpoint_lazily(const std::filesystem::pa
   lazy_request_ = runtime::checkpoint_request{.image_dir = images,
                                               .work_dir = work,
                                               .keep_frozen = true,
+                                              .already_frozen = again,
                                               .carry_netns = runtime::carries_netns(container_),
                                               .bundle = container_.bundle,
                                               .page_socket = page_socket,
                                               .ready_fd = lazy_ready_.get()};
-  stopped_at_ = stopwatch::clock::now();
+  if (!again) stopped_at_ = stopwatch::clock::now();
   lazy_dump_.start(co_await asio::this_coro::executor, run_lazy_dump(rt_, container_.id, lazy_request_, lazy_ready_),
                    "the lazy dump");
   auto ready = co_await process::await_status(status[0], ready_within);

@@ -42,9 +42,13 @@ class source_copy {
                               std::filesystem::path images);
 
   // A copy a journal record names after the daemon restarted
-  // (journal_recovery.hpp): stopped here, frozen or not, with its images.
+  // (journal_recovery.hpp): stopped here (at about `stopped_at`), frozen or
+  // not, with its images — without the memory when a lazy dump took them
+  // (`images_whole` false). Such a copy, frozen, may be dumped lazily
+  // again (checkpoint_lazily) to serve the same memory once more.
   static source_copy recovered(runtime::runtime& rt, runtime::container_info container, std::string migration_id,
-                               std::filesystem::path images, bool frozen);
+                               std::filesystem::path images, bool frozen, bool images_whole = true,
+                               stopwatch::clock::time_point stopped_at = {});
 
   state current() const { return state_; }
   // Frozen here, whole: a thaw brings it back.
@@ -69,7 +73,9 @@ class source_copy {
   // have stopped it: the runtime is asked, and the state says what it found.
   awaitable<result<void>> checkpoint(const std::filesystem::path& images, const std::filesystem::path& work);
   // Post-copy's final dump: running → stopped as checkpoint(), but the
-  // private memory is not written. It stays in the frozen container, and
+  // private memory is not written (a recovered copy frozen by an earlier
+  // lazy dump: stopped → stopped, dumped again, frozen whatever happens).
+  // The memory stays in the frozen container, and
   // the dump goes on in the background serving it on `page_socket` (one
   // end of a socketpair; the caller keeps the other for its
   // pages/dump_page_client). Returns once the images are complete and the

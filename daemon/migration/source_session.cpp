@@ -171,6 +171,7 @@ awaitable<pb::Report> source_session::run() {
     slot = co_await ctx_.slots.acquire(id_);
     // (No co_await inside ?: — g++ 12 runs both arms.)
     if (!slot) outcome = fail(errc::cancelled, cancelled_.value_or("cancelled") + " while queued");
+    else if (resumed_) outcome = co_await resume();
     else if (prepare_) outcome = co_await prepare();
     else outcome = co_await migrate();
   } catch (const std::exception& e) {

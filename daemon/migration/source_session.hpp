@@ -14,6 +14,10 @@
 //     precopy.final_transfer_ms, goes on as a hybrid after its warm-up
 //     rounds when both nodes can (source_warmup.cpp, stop_and_move_lazily)
 //
+//   a post-copy taken up after a restart, resume() (source_resume.cpp):
+//     accepted → connecting (SessionResume) → checkpointing (the frozen
+//     copy dumped lazily again) → postcopy → committing
+//
 //   post-copy and hybrid, move_memory_lazily() (source_postcopy.cpp):
 //     pulling → [hybrid: warming_up, as pre-copy, without throttling] →
 //     checkpointing (lazily: the container stops, its private memory stays
@@ -75,6 +79,10 @@ class source_session {
   // bundle or image ahead of time and nothing stops.
   source_session(node_context& ctx, pb::MigrateRequest req, std::string id, progress_fn progress,
                  bool prepare = false);
+  // A post-copy whose daemon died while it served the pages, from its
+  // journal record (stopped; the container still frozen here): run() takes
+  // it up again (source_resume.cpp).
+  source_session(node_context& ctx, const journal::entry& resumed);
 
   // Runs the migration (or prepare) to its end; never throws: a bug that
   // throws is a failure like any other and the container is rolled back.
@@ -94,6 +102,7 @@ class source_session {
   awaitable<result<void>> move_filesystem();
   awaitable<result<void>> move_memory_lazily();
   awaitable<result<void>> stop_and_move_lazily();
+  awaitable<result<void>> resume();
 
   // Steps (source_session.cpp).
   awaitable<result<void>> find_container();
@@ -130,6 +139,8 @@ class source_session {
   awaitable<result<void>> recover_page_link(const error& why);
   awaitable<result<void>> serve_pages_to_the_end();
   awaitable<void> end_page_transfer();
+  // After a restart (source_resume.cpp).
+  awaitable<result<void>> rejoin();
   // --method auto (method_choice.cpp).
   awaitable<result<void>> choose_method();
 
@@ -163,6 +174,7 @@ class source_session {
   migration_stats stats_;
   stopwatch total_;
   std::optional<std::string> cancelled_;  // why, once cancel() was called
+  std::optional<journal::entry> resumed_;  // taken up again after a restart: its record
 
   std::optional<source_copy> copy_;        // the container here, once found
   std::optional<transport::channel> peer_;

@@ -155,14 +155,15 @@ awaitable<result<container_info>> runc_runtime::inspect(const std::string& id) {
 // container on a CNI network is described first (address, MAC: they go
 // with the images) and, once frozen and dumped, taken off its bridge.
 awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const checkpoint_request& req) {
-  const auto net = req.keep_frozen ? network_of(req.bundle) : std::nullopt;
+  // (A copy frozen already was taken off its bridge by its first dump.)
+  const auto net = req.keep_frozen && !req.already_frozen ? network_of(req.bundle) : std::nullopt;
   std::optional<cni::attachment> attached;
   if (net) {
     auto a = co_await cni_.describe(net->netns, net->name, "eth0");
     if (!a) co_return std::unexpected(a.error().context("checkpoint " + id));
     attached = *a;
   }
-  if (req.keep_frozen) {
+  if (req.keep_frozen && !req.already_frozen) {
     if (auto paused = co_await freezer("pause", id); !paused) co_return std::unexpected(paused.error().context("checkpoint " + id));
   }
   // A post-copy dump returns only once its pages are gone, long after the
@@ -180,7 +181,7 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   }
   if (outcome && attached) isolated_[id] = {*net, *attached};
   if (!outcome && early) co_await cni_.isolate(net->netns, attached->ifname, false);
-  if (!outcome && req.keep_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
+  if (!outcome && req.keep_frozen && !req.already_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
   co_return outcome;
 }
 

@@ -61,6 +61,10 @@ struct checkpoint_request {
   // thaw() (the move failed: it runs on as if nothing happened) or remove()
   // (the move succeeded). A failed dump leaves it running.
   bool keep_frozen = false;
+  // With keep_frozen: it is frozen already (a post-copy's copy whose first
+  // lazy dump ended with the daemon that ran it) and stays so whatever
+  // becomes of this dump.
+  bool already_frozen = false;
   // Its own network namespace goes into the images (carries_netns()).
   bool carry_netns = false;
   std::filesystem::path bundle;       // runc: where its config.json is (its network)

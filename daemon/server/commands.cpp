@@ -74,6 +74,10 @@ result<std::string> commands::start_prepare(const pb::PrepareRequest& req, done_
   return id;
 }
 
+void commands::resume_postcopy(const migration::journal::entry& e) {
+  spawn(std::make_shared<migration::source_session>(ctx_, e), e.migration_id, nullptr);
+}
+
 pb::StatusReply commands::status(const pb::StatusRequest& req) const {
   pb::StatusReply reply;
   reply.set_node(ctx_.cfg.node_name);

@@ -23,6 +23,9 @@ class commands {
   // outright (bad method, container already migrating, shutting down).
   result<std::string> start_migrate(const pb::MigrateRequest& req, migration::progress_fn progress, done_fn done);
   result<std::string> start_prepare(const pb::PrepareRequest& req, done_fn done);
+  // A post-copy whose daemon died while it served the pages, from its
+  // journal record (recover_journal found its copy still frozen).
+  void resume_postcopy(const migration::journal::entry& e);
 
   pb::StatusReply status(const pb::StatusRequest& req) const;
   result<void> abort(const pb::AbortRequest& req);

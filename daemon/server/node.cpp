@@ -177,6 +177,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   migration::registry registry(cfg.node_name);
   migration::admission slots(ex, cfg.max_concurrent_migrations);
   migration::page_links links;
+  migration::page_links resumes("resumed session");
   migration::node_context ctx{cfg,
                               std::move(*creds),
                               std::move(*tls),
@@ -186,11 +187,13 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
                               registry,
                               slots,
                               &journal,
-                              &links};
+                              &links,
+                              &resumes};
   // Before anyone is served: what a crash left half done (journal_recovery.hpp).
-  co_await migration::recover_journal(ctx);
+  auto resumable = co_await migration::recover_journal(ctx);
   report_leftovers(cfg);
   commands cmds(ctx, ex);
+  for (const auto& e : resumable) cmds.resume_postcopy(e);
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
   std::optional<udp_server> udp;
   if (udp_sock) udp.emplace(ctx, cmds, std::move(*udp_sock));

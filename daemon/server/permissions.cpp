@@ -11,7 +11,8 @@ bool for_controllers(const pb::Envelope& m) {
 }
 
 bool for_peers(const pb::Envelope& m) {
-  return m.has_pull() || m.has_probe() || m.has_outcome_query() || m.has_page_link_open();
+  return m.has_pull() || m.has_probe() || m.has_outcome_query() || m.has_page_link_open() ||
+         m.has_session_resume();
 }
 
 std::string what(const pb::Envelope& m) {
@@ -25,6 +26,7 @@ std::string what(const pb::Envelope& m) {
   if (m.has_probe()) return "probe the link";
   if (m.has_outcome_query()) return "ask what became of a migration";
   if (m.has_page_link_open()) return "open a page link";
+  if (m.has_session_resume()) return "resume a migration";
   return "send message #" + std::to_string(m.body_case());
 }
 

@@ -130,9 +130,12 @@ awaitable<void> tcp_server::converse(transport::channel& ch, connections::id cid
       co_await session.run(f->msg);
       co_return;
     }
-    if (f->msg.has_page_link_open()) {
-      if (ctx_.links) {
-        co_await ctx_.links->arrive(ch, f->msg.request_id(), f->msg.page_link_open().migration_id());
+    if (f->msg.has_page_link_open() || f->msg.has_session_resume()) {
+      auto* meeting = f->msg.has_page_link_open() ? ctx_.links : ctx_.resumes;
+      const auto& mid = f->msg.has_page_link_open() ? f->msg.page_link_open().migration_id()
+                                                    : f->msg.session_resume().migration_id();
+      if (meeting) {
+        co_await meeting->arrive(ch, f->msg.request_id(), mid);
       } else {
         const result<void> none = fail(errc::unsupported, "no post-copy on " + ctx_.cfg.node_name);
         co_await ch.reply(f->msg.request_id(), none);

@@ -294,17 +294,17 @@ pass() {
 
 # --- fault cases ------------------------------------------------------------------
 
-# killed_mid_postcopy X POINT [METHOD]: restarts X's daemon with POINT.die
-# armed and moves the counter $ID b → a with METHOD (postcopy, hybrid),
-# which must fail with X's daemon gone; sets boot, before (the counter at
-# the start) and out (the report).
+# killed_mid_postcopy X POINT [METHOD [FROM TO]]: restarts X's daemon with
+# POINT.die armed and moves the counter $ID FROM → TO (b → a) with METHOD
+# (postcopy, hybrid), which must fail with X's daemon gone; sets boot,
+# before (the counter at the start) and out (the report).
 killed_mid_postcopy() {
-  local x=$1 point=$2 method=${3:-postcopy} rc=0
+  local x=$1 point=$2 method=${3:-postcopy} from=${4:-b} to=${5:-a} rc=0
   daemon_stop "$x" || true
   daemon_start "$x" "MIGRATED_FAULT=$point.die" || fail "$(host_node "$x") did not restart with its fault"
-  boot=$(field b "$ID" boot)
-  before=$(field b "$ID" counter)
-  out=$(ctl b migrate "$ID" --to edge-a --method "$method" --json) || rc=$?
+  boot=$(field "$from" "$ID" boot)
+  before=$(field "$from" "$ID" counter)
+  out=$(ctl "$from" migrate "$ID" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
   [ "$rc" != 0 ] || fail "$method succeeded although $(host_node "$x")'s daemon died at $point: $out"
   ! daemon_running "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
 }

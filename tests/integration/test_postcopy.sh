@@ -9,10 +9,14 @@
 #  2. the destination's daemon killed mid-post-copy: the source thaws its
 #     copy, which runs on with its state (rolled_back); the destination's
 #     half-restored copy is gone once its daemon is back.
-#  3. the source's daemon killed mid-post-copy: the destination gives its
-#     copy up; the restarted source finds its frozen copy in the journal and
-#     thaws it.
-#  4. --method auto over a 20 Mbit link, with the counter dirtying 8 MiB/s
+#  3. the source's daemon killed mid-post-copy and restarted at once: it
+#     finds its frozen copy in the journal, dumps it lazily again and serves
+#     its pages to the destination, which waited for it; the migration ends
+#     ok, the same process counts on at the destination with every page.
+#  4. the source's daemon killed mid-post-copy and restarted only after the
+#     destination's recovery window: the destination gave its copy up, and
+#     the restarted source, told so, thaws its own.
+#  5. --method auto over a 20 Mbit link, with the counter dirtying 8 MiB/s
 #     (more than the link carries): auto chooses post-copy and says why,
 #     and the counter, faulting on pages the slow link has not brought yet,
 #     counts on at the destination with every page intact.
@@ -22,10 +26,18 @@ source "$(dirname "$0")/lib.sh"
 
 ID=mc-post
 MIB=64
+RECOVER_MS=8000
 
 require_root_tools
 criu check --feature uffd-noncoop >/dev/null 2>&1 || skip "this kernel has no non-cooperative userfaultfd"
-setup_hosts_and_daemons
+setup_hosts
+for x in a b; do
+  write_config "$x" ""
+  printf 'postcopy: {recover_timeout_ms: %s}\n' "$RECOVER_MS" >>"$MIG_WORK/$x.yaml"
+done
+on_exit daemons_stop
+daemon_start a || fail "the daemon of edge-a did not start"
+daemon_start b || fail "the daemon of edge-b did not start"
 start_counter "$ID" --mib "$MIB" --dirty-mib-s 8
 
 # 1. a → b
@@ -59,29 +71,54 @@ assert_alive_on b "$ID" "$boot" "$before"
 daemon_start a || fail "edge-a did not restart"
 assert_absent a "$ID"
 
-# 3. b → a, b's daemon (the source) killed while it serves the pages.
+# 3. b → a, b's daemon (the source) killed while it serves the pages, and
+# restarted at once: the post-copy goes on from its journal.
 killed_mid_postcopy b source.postcopy
-gone_from_a() { [ -z "$(container_state "$(host_runc_root a)" "$ID")" ]; }
-wait_for gone_from_a 30 || fail "edge-a kept its copy of $ID after its source died"
 daemon_start b || fail "edge-b did not restart"
-assert_running b "$ID"
-assert_alive_on b "$ID" "$boot" "$before"
-assert_absent a "$ID"
+resumed() { ctl b status --json 2>/dev/null | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] // empty'; }
+resumed_done() { local r; r=$(resumed); [ -n "$r" ] && [ "$(jq -r .result <<<"$r")" != running ]; }
+wait_for resumed_done 60 || fail "the restarted edge-b did not finish the post-copy of $ID: $(resumed)"
+report=$(resumed)
+log "taken up after the restart: $(jq -c '{result, phase, error, pages_faulted, pages_pushed, bytes_postcopy}' <<<"$report")"
+log "edge-a: $(grep -ho 'edge-b took the migration up again after [0-9]* ms' "$MIG_WORK/a.log" | tail -n1)"
+assert_eq ok "$(jq -r .result <<<"$report")" "result of the post-copy taken up after the source's restart"
+assert_eq postcopy "$(jq -r .method <<<"$report")" "its method"
+assert_running a "$ID"
+assert_alive_on a "$ID" "$boot" "$before"
+assert_absent b "$ID"
+mid=$(jq -r .id <<<"$report")
+[ ! -e "$MIG_WORK/b/storage/journal/$mid.json" ] || fail "edge-b kept the journal record of $mid after it ended"
+[ ! -e "$MIG_WORK/b/storage/outgoing/$mid" ] || [ -z "$(find "$MIG_WORK/b/storage/outgoing/$mid" -name 'round-*')" ] \
+  || fail "edge-b kept round directories of $mid"
+head -n1 "$MIG_WORK/a/storage/journal/$mid.json" | jq -e '.state == "committed"' >/dev/null \
+  || fail "edge-a has no committed record of $mid: $(cat "$MIG_WORK/a/storage/journal/$mid.json" 2>&1)"
 
-# 4. b → a with auto over a link slower than the dirty rate.
-daemon_stop b || true
-daemon_start b || fail "edge-b did not restart"
+# 4. a → b, a's daemon (the source) killed while it serves the pages, and
+# restarted only once b has stopped waiting for it.
+killed_mid_postcopy a source.postcopy postcopy a b
+gone_from_b() { [ -z "$(container_state "$(host_runc_root b)" "$ID")" ]; }
+wait_for gone_from_b $((RECOVER_MS / 1000 + 20)) || fail "edge-b kept its copy of $ID past its recovery window"
+daemon_start a || fail "edge-a did not restart"
+running_on_a() { [ "$(container_state "$(host_runc_root a)" "$ID")" = running ]; }
+wait_for running_on_a 30 || fail "the restarted edge-a did not thaw $ID (state '$(container_state "$(host_runc_root a)" "$ID")')"
+assert_alive_on a "$ID" "$boot" "$before"
+assert_absent b "$ID"
+log "after the window: $(ctl a status --json | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] | {result, phase, error}')"
+
+# 5. a → b with auto over a link slower than the dirty rate.
+daemon_stop a || true
+daemon_start a || fail "edge-a did not restart"
 hosts_shape 20mbit
-boot=$(field b "$ID" boot)
-last=$(field b "$ID" counter)
-out=$(migrate_ok b a "$ID" auto)
+boot=$(field a "$ID" boot)
+last=$(field a "$ID" counter)
+out=$(migrate_ok a b "$ID" auto)
 log "auto: $(json_get "$out" .method_reason)"
 log "post-copy at 20 Mbit: $(jq -c '{downtime_ms, postcopy_ms, pages_faulted, pages_pushed, postcopy_faults,
                                      fault_p50_ms, fault_p99_ms, fault_max_ms, bytes_postcopy}' <<<"$out")"
 assert_eq postcopy "$(json_get "$out" .method)" "auto's choice for a workload faster than its link"
 assert_contains "$(json_get "$out" .method_reason)" "as fast as the link carries it" "auto's reason"
 assert_eq 0 "$(json_get "$out" .throttle_max_pct)" "throttling during auto's post-copy"
-assert_running a "$ID"
-assert_alive_on a "$ID" "$boot" "$last"
-assert_absent b "$ID"
+assert_running b "$ID"
+assert_alive_on b "$ID" "$boot" "$last"
+assert_absent a "$ID"
 pass

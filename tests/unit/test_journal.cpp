@@ -235,6 +235,15 @@ TEST_CASE("recovery rules: only a record past Commit asks; none thaws what the d
   CHECK(decide(source_entry("m-1", step::stopped)) == a::bring_back);
   CHECK(decide(source_entry("m-1", step::committing)) == a::ask);
   CHECK(decide(source_entry("m-1", step::committed)) == a::release);
+  // A post-copy stopped here may run at the destination, waiting on its
+  // pages: taken up again (and thawed here only if nobody waits there).
+  for (const char* lazy : {"postcopy", "hybrid"}) {
+    auto e = source_entry("m-1", step::stopped);
+    e.method = lazy;
+    CHECK(decide(e) == a::resume);
+    e.state = step::stopping;  // its final images never left: nothing runs there
+    CHECK(decide(e) == a::bring_back);
+  }
   CHECK(decide(destination_entry("m-1", step::receiving)) == a::remove_copy);
   CHECK(decide(destination_entry("m-1", step::restored)) == a::remove_copy);
   CHECK(decide(destination_entry("m-1", step::committed)) == a::keep);
