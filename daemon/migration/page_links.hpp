@@ -31,7 +31,6 @@ class page_links {
   struct slot;
 
   explicit page_links(std::string what = "page link") : what_(std::move(what)) {}
-  const std::string& what() const { return what_; }
 
   // The destination session's claim on the link of `migration_id`, from
   // `source` (a peer's node name). The claim ends when this goes.

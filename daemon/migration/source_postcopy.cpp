@@ -65,7 +65,10 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   enter(state::checkpointing, "the memory stays here until the destination asks for it");
   auto images = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
   if (!images) co_return std::unexpected(images.error());
-  if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
+  // (A copy dumped again after a restart is stopped already, and its record
+  // must keep saying so: the destination may run it, waiting on its pages.)
+  if (copy_->current() != source_copy::state::stopped)
+    if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
   if (auto ok = check_cancel(); !ok) co_return ok;
   auto ex = co_await asio::this_coro::executor;
