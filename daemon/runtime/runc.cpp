@@ -215,10 +215,22 @@ awaitable<result<void>> runc_runtime::dump(const std::string& id, const checkpoi
 }
 
 awaitable<result<void>> runc_runtime::thaw(const std::string& id) {
-  const auto it = isolated_.find(id);
-  if (it != isolated_.end()) {
-    const auto [net, attached] = it->second;
+  std::optional<std::pair<network, cni::attachment>> off;
+  if (const auto it = isolated_.find(id); it != isolated_.end()) {
+    off = it->second;
     isolated_.erase(it);
+  } else if (auto info = co_await inspect(id); info) {
+    // A daemon that restarted does not know whether the dump before took
+    // the copy off its bridge; its bundle says whether it is on one, and
+    // putting the host end up again changes nothing if it never went down.
+    if (const auto net = network_of(info->bundle)) {
+      auto a = co_await cni_.describe(net->netns, net->name, "eth0");
+      if (!a) co_return std::unexpected(a.error().context("thaw " + id));
+      off.emplace(*net, *a);
+    }
+  }
+  if (off) {
+    const auto [net, attached] = *off;
     if (auto on = co_await cni_.isolate(net.netns, attached.ifname, false); !on)
       co_return std::unexpected(on.error().context("thaw " + id));
     if (auto ok = co_await freezer("resume", id); !ok) co_return std::unexpected(ok.error().context("thaw " + id));
@@ -345,13 +357,18 @@ awaitable<result<int>> runc_runtime::exec(const std::string& id, const std::vect
 
 // Gone for good: a container on a CNI network gives its address back and
 // its namespace goes.
+//
+// Only a namespace that is this container's here: one runc ran it in, or
+// one of this node's naming that a restore left. A destination removing a
+// container it never launched still has the source's bundle, whose
+// namespace is the source's (the same path, where nodes share /run/netns).
 awaitable<result<void>> runc_runtime::remove(const std::string& id) {
   isolated_.erase(id);
   auto known = co_await inspect(id);
   const auto bundle = known ? known->bundle : bundle_path(id);
   const auto net = network_of(bundle);
   if (auto ok = co_await delete_container(id); !ok) co_return ok;
-  if (net) {
+  if (net && (known || net->netns.filename() == "migrated-" + node_ + "-" + id)) {
     cni::attachment a;
     a.network = net->name;
     if (auto ok = co_await cni_.detach(net->netns, id, a); !ok) co_return std::unexpected(ok.error().context("remove " + id));

@@ -4,8 +4,9 @@
 # plugins), address 10.88.0.10, on one L2 segment that spans both hosts.
 # Inside, Debian's redis-server; outside, at site A, redis-cli holds ONE
 # connection to 10.88.0.10:6379 through the bridges and increments a
-# counter every 100 ms. The container moves A→B (cold), back (precopy), and
-# once more with its restore made to fail at B. Each time the destination
+# counter every 100 ms. The container moves A→B (cold), back (precopy),
+# once more with its restore made to fail at B, and once with A's daemon
+# killed after the final dump (its restart thaws the copy from its journal). Each time the destination
 # sets up a namespace with the same address and MAC, the outside client's
 # connection carries on (redis keeps its client id, the counter goes on by
 # one), and the host that gave the container up holds no namespace, lease
@@ -118,4 +119,20 @@ assert_eq rolled_back "$(json_get "$out" .result)" "result with the restore fail
 check_on a "$id" "$last"
 [ ! -e "/run/netns/migrated-edge-b-$ID" ] || fail "edge-b kept a namespace after its restore failed"
 log "restore failed at edge-b: rolled back in $(json_get "$out" .rollback_ms) ms, client $id carried on"
+
+# edge-a's daemon dies with the copy frozen, dumped and off its bridge; the
+# restarted daemon, which never saw that dump, thaws it from its journal,
+# and puts it back on its bridge: the client's connection carries on.
+daemon_stop b || true
+daemon_start b || fail "edge-b did not restart"
+daemon_stop a || true
+daemon_start a MIGRATED_FAULT=source.checkpointed.die || fail "edge-a did not restart with source.checkpointed.die"
+id=$(client_id a)
+last=$(last_tick)
+out=$(ctl_a migrate "$ID" --to edge-b --json) && fail "migrate succeeded although edge-a's daemon died: $out"
+! daemon_running a || fail "edge-a's daemon survived source.checkpointed.die"
+daemon_start a || fail "edge-a did not restart"
+check_on a "$id" "$last"
+assert_absent b "$ID"
+log "edge-a's daemon killed after the final dump: thawed by its restart, client $id carried on past $last"
 pass
