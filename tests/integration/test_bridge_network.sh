@@ -6,11 +6,11 @@
 # connection to 10.88.0.10:6379 through the bridges and increments a
 # counter every 100 ms. The container moves A→B (cold), back (precopy),
 # once more with its restore made to fail at B, and once with A's daemon
-# killed after the final dump (its restart thaws the copy from its journal). Each time the destination
-# sets up a namespace with the same address and MAC, the outside client's
-# connection carries on (redis keeps its client id, the counter goes on by
-# one), and the host that gave the container up holds no namespace, lease
-# or interface of it any more.
+# killed after the final dump (its restart thaws the copy from its
+# journal). Each time the destination sets up a namespace with the same
+# address and MAC, the outside client's connection carries on (redis keeps
+# its client id, the counter goes on by one), and the host that gave the
+# container up holds no namespace, lease or interface of it any more.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 

@@ -103,7 +103,9 @@ running_on_a() { [ "$(container_state "$(host_runc_root a)" "$ID")" = running ];
 wait_for running_on_a 30 || fail "the restarted edge-a did not thaw $ID (state '$(container_state "$(host_runc_root a)" "$ID")')"
 assert_alive_on a "$ID" "$boot" "$before"
 assert_absent b "$ID"
-log "after the window: $(ctl a status --json | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] | {result, phase, error}')"
+after=$(ctl a status --json | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] | {result, phase, error}')
+log "after the window: $after"
+assert_eq rolled_back "$(jq -r .result <<<"$after")" "result of the post-copy whose source restarted after the window"
 
 # 5. a → b with auto over a link slower than the dirty rate.
 daemon_stop a || true

@@ -3,8 +3,9 @@
 # 1 MiB region every tick (100 ms), which moves every later page in CRIU's
 # pages file between rounds. Every tick, because the rounds keep the
 # container frozen for most of the time between them: with a region every
-# third tick, a run could reach its final round without a new mapping. Deltas are keyed by virtual address, so the rounds
-# still send little, and at the destination every region is intact.
+# third tick, a run could reach its final round without a new mapping.
+# Deltas are keyed by virtual address, so the rounds still send little,
+# and at the destination every region is intact.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
