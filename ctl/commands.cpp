@@ -62,6 +62,8 @@ pb::Envelope make_request(const command_line& cl) {
     env.mutable_measure()->set_runtime(cl.runtime);
   } else if (cl.command == "status") {
     env.mutable_status()->set_migration_id(cl.target);
+  } else if (cl.command == "history") {
+    env.mutable_history()->set_limit(cl.limit);
   } else if (cl.command == "abort") {
     env.mutable_abort_request()->set_migration_id(cl.target);
   } else if (cl.command == "recover") {
@@ -116,6 +118,11 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
   if (!f) co_return print_error(f.error());
   if (f->msg.has_status_reply()) {
     std::fputs((cl.json ? status_json(f->msg.status_reply()) + "\n" : status_table(f->msg.status_reply())).c_str(), stdout);
+    co_return 0;
+  }
+  if (f->msg.has_history_reply()) {
+    const auto& h = f->msg.history_reply();
+    std::fputs((cl.json ? history_json(h) + "\n" : history_table(h)).c_str(), stdout);
     co_return 0;
   }
   if (f->msg.has_measure_reply()) {

@@ -10,8 +10,9 @@
 namespace migrated::ctl {
 
 struct command_line {
-  std::string command;             // migrate | prepare | measure | status | abort | recover
+  std::string command;             // migrate | prepare | measure | status | history | abort | recover
   std::uint32_t interval_ms = 0;   // measure --interval-ms
+  std::uint32_t limit = 0;         // history --limit (0: all the daemon keeps)
   std::string target;              // container or migration id
   std::string to;                  // --to
   std::string method = "cold";     // --method

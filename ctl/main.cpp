@@ -23,6 +23,7 @@ constexpr const char* usage =
     "  measure CONTAINER [--to PEER] [--interval-ms N] [--runtime R] [--json]\n"
     "                                                         dirty rate, link bandwidth, predicted downtime\n"
     "  status [ID] [--json]                                   the daemon, its capabilities and migrations\n"
+    "  history [--limit N] [--json]                           past migrations, newest first (kept across restarts)\n"
     "  abort ID                                               stop a migration; the container stays at the source\n"
     "  recover ID                                             restore here a container whose rollback failed,\n"
     "                                                         from the images migration ID kept\n"
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
     else if (a == "--psk-file")
       return usage_error("--psk-file: links use certificates now; give --ca, --cert and --key");
     else if (a == "--daemon" || a == "--ca" || a == "--cert" || a == "--key" || a == "--node" || a == "--to" || a == "--method" || a == "--udp-port" ||
-             a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms" || a == "--runtime") {
+             a == "--timeout-ms" || a == "--auto-converge" || a == "--interval-ms" || a == "--runtime" || a == "--limit") {
       const char* v = value();
       if (!v) return usage_error(("missing value for " + a).c_str());
       if (a == "--daemon") {
@@ -64,6 +65,12 @@ int main(int argc, char** argv) {
       else if (a == "--method") cl.method = v;
       else if (a == "--runtime") cl.runtime = v;
       else if (a == "--interval-ms") cl.interval_ms = std::uint32_t(std::atol(v));
+      else if (a == "--limit") {
+        const std::string n = v;
+        if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos)
+          return usage_error("--limit takes a number of migrations (0: all)");
+        cl.limit = std::uint32_t(std::stoul(n));
+      }
       else if (a == "--auto-converge") {
         cl.auto_converge = v;
         if (cl.auto_converge != "off" && cl.auto_converge != "force")
@@ -82,13 +89,15 @@ int main(int argc, char** argv) {
     }
   }
   if (cl.command != "migrate" && cl.command != "prepare" && cl.command != "status" && cl.command != "abort" &&
-      cl.command != "measure" && cl.command != "recover")
+      cl.command != "measure" && cl.command != "recover" && cl.command != "history")
     return usage_error(cl.command.empty() ? "no command given" : ("unknown command " + cl.command).c_str());
   if ((cl.command == "migrate" || cl.command == "prepare") && (cl.target.empty() || cl.to.empty()))
     return usage_error((cl.command + " needs CONTAINER and --to PEER").c_str());
   if (cl.command == "abort" && cl.target.empty()) return usage_error("abort needs a migration id");
   if (cl.command == "recover" && cl.target.empty()) return usage_error("recover needs a migration id");
   if (cl.command == "recover" && cl.udp) return usage_error("recover runs over TCP only");
+  if (cl.command == "history" && cl.udp) return usage_error("history runs over TCP only");
+  if (cl.command == "history" && !cl.target.empty()) return usage_error("history takes no argument (--limit N)");
   if (cl.command == "measure" && cl.target.empty()) return usage_error("measure needs a container");
   if (parse_method(cl.method) == pb::METHOD_UNSPECIFIED)
     return usage_error(("unknown method " + cl.method).c_str());

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -163,6 +164,31 @@ std::string status_table(const pb::StatusReply& s) {
     out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12.3f}\n", r.id(), r.container(),
                        r.source(), r.destination(), method_name(r.method()),
                        result_name(r.result()), r.phase(), r.downtime_ms());
+  return out;
+}
+
+std::string history_json(const pb::HistoryReply& h) {
+  json migrations = json::array();
+  for (auto& r : h.migrations()) migrations.push_back(to_json(r));
+  json j = {{"node", h.node()}, {"migrations", migrations}};
+  return j.dump(2);
+}
+
+std::string history_table(const pb::HistoryReply& h) {
+  if (h.migrations_size() == 0) return "no past migrations on " + h.node() + "\n";
+  std::string out = fmt::format("{:<20} {:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:>12}\n", "started (UTC)", "id",
+                                "container", "source", "dest", "method", "result", "downtime ms");
+  for (auto& r : h.migrations()) {
+    const std::time_t t = std::time_t(r.started_unix_ms() / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    // (A destination's report has no downtime: the source measures it.)
+    const std::string downtime = r.downtime_ms() > 0 ? fmt::format("{:.3f}", r.downtime_ms()) : "-";
+    out += fmt::format("{:<20} {:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:>12}\n", when, r.id(), r.container(),
+                       r.source(), r.destination(), method_name(r.method()), result_name(r.result()), downtime);
+  }
   return out;
 }
 

@@ -13,6 +13,10 @@ std::string report_json(const pb::Report& r);
 std::string report_table(const pb::Report& r);
 std::string status_json(const pb::StatusReply& s);
 std::string status_table(const pb::StatusReply& s);
+// Past migrations, newest first: {"node", "migrations": [report, ...]}, or
+// a line each (when it started, in UTC).
+std::string history_json(const pb::HistoryReply& h);
+std::string history_table(const pb::HistoryReply& h);
 std::string measure_json(const pb::MeasureReply& m);
 // {"ok", "id", "code", "message"} of a daemon's reply.
 std::string reply_json(const pb::Reply& r);

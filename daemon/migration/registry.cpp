@@ -3,6 +3,7 @@
 #include "migration/registry.hpp"
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 
 #include "common/auth.hpp"
@@ -59,6 +60,11 @@ void registry::finish(const pb::Report& report) {
     e.finished = true;
     finished_order_.push_back(report.id());
     if (!node_.empty() && report.source() == node_) log_summary(report);
+    if (history_ && !report.id().empty()) {
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+      if (auto kept = history_->add(report, now); !kept) log::get("migration")->warn("{}", kept.error().message);
+    }
   }
   while (finished_order_.size() > max_finished) {
     entries_.erase(finished_order_.front());

@@ -6,7 +6,9 @@
 // its own affair: it never gives up a commit exchange in flight. Finished
 // entries are kept (bounded) so status can report them. A migration this
 // node was the source of ends with one summary line in the log (its
-// CONTAINER, PEER, METHOD, RESULT, DOWNTIME_MS: log::summary).
+// CONTAINER, PEER, METHOD, RESULT, DOWNTIME_MS: log::summary). Every
+// finished report of either role also goes to the node's history on disk
+// (history.hpp), when it keeps one.
 #pragma once
 
 #include <deque>
@@ -17,6 +19,7 @@
 
 #include "common/error.hpp"
 #include "migrated.pb.h"
+#include "migration/history.hpp"
 
 namespace migrated::migration {
 
@@ -30,6 +33,10 @@ class registry {
   explicit registry(std::string node = {}) : node_(std::move(node)) {}
 
   std::string new_id() const;  // "m-" + 12 hex digits
+  // Where finished reports are kept on disk (none: only the last
+  // max_finished, in memory).
+  void keep_history(history* h) { history_ = h; }
+  const history* past() const { return history_; }
   void add(const pb::Report& report, cancel_fn cancel = nullptr);
   void update(const pb::Report& report);
   void finish(const pb::Report& report);
@@ -57,6 +64,7 @@ class registry {
     bool finished = false;
   };
   std::string node_;
+  history* history_ = nullptr;
   std::map<std::string, entry> entries_;
   std::deque<std::string> finished_order_;
 };

@@ -91,6 +91,14 @@ pb::StatusReply commands::status(const pb::StatusRequest& req) const {
   return reply;
 }
 
+pb::HistoryReply commands::history(const pb::HistoryRequest& req) const {
+  pb::HistoryReply reply;
+  reply.set_node(ctx_.cfg.node_name);
+  if (const auto* past = ctx_.migrations.past())
+    for (auto& r : past->newest(req.limit())) *reply.add_migrations() = std::move(r);
+  return reply;
+}
+
 result<void> commands::abort(const pb::AbortRequest& req) { return ctx_.migrations.abort(req.migration_id()); }
 
 bool commands::is_command(const pb::Envelope& req) {
@@ -110,6 +118,12 @@ pb::Envelope commands::answer(const pb::Envelope& req) {
     pb::Envelope env;
     env.set_request_id(rid);
     *env.mutable_status_reply() = status(req.status());
+    return env;
+  }
+  if (req.has_history()) {  // (TCP only: a datagram holds too few reports)
+    pb::Envelope env;
+    env.set_request_id(rid);
+    *env.mutable_history_reply() = history(req.history());
     return env;
   }
   return transport::make_reply(rid, fail(errc::protocol, "unexpected message #" + std::to_string(req.body_case())));

@@ -28,6 +28,7 @@ class commands {
   void resume_postcopy(const migration::journal::entry& e);
 
   pb::StatusReply status(const pb::StatusRequest& req) const;
+  pb::HistoryReply history(const pb::HistoryRequest& req) const;
   result<void> abort(const pb::AbortRequest& req);
 
   // A command every transport answers the same way: Migrate (not followed),

@@ -146,6 +146,8 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
   migration::journal::store journal(cfg.storage_dir / "journal");
   if (auto ok = journal.open(); !ok) co_return fatal(ok.error());
+  migration::history past(cfg.storage_dir / "history");
+  if (auto ok = past.open(); !ok) co_return fatal(ok.error());
 
   auto features = co_await criu::detect(cfg.criu.binary);
   if (!features.usable)
@@ -175,6 +177,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     udp_sock.emplace(std::move(*s));
   }
   migration::registry registry(cfg.node_name);
+  registry.keep_history(&past);
   migration::admission slots(ex, cfg.max_concurrent_migrations);
   migration::page_links links;
   migration::page_links resumes("resumed session");

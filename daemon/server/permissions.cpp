@@ -7,7 +7,7 @@ namespace {
 
 bool for_controllers(const pb::Envelope& m) {
   return m.has_migrate() || m.has_prepare() || m.has_status() || m.has_abort_request() || m.has_recover() ||
-         m.has_measure();
+         m.has_measure() || m.has_history();
 }
 
 bool for_peers(const pb::Envelope& m) {
@@ -19,6 +19,7 @@ std::string what(const pb::Envelope& m) {
   if (m.has_migrate()) return "start a migration";
   if (m.has_prepare()) return "prepare a migration";
   if (m.has_status()) return "read status";
+  if (m.has_history()) return "read the history";
   if (m.has_abort_request()) return "abort a migration";
   if (m.has_recover()) return "recover a container";
   if (m.has_measure()) return "measure";
