@@ -309,6 +309,13 @@ killed_mid_postcopy() {
   ! daemon_running "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
 }
 
+# last_report X ID: the newest report of container ID in X's status (empty
+# when X knows none); finished_on X ID: that report is no longer running.
+last_report() {
+  ctl "$1" status --json 2>/dev/null | jq -c --arg c "$2" '[.migrations[] | select(.container == $c)][-1] // empty'
+}
+finished_on() { local r; r=$(last_report "$1" "$2"); [ -n "$r" ] && [ "$(jq -r .result <<<"$r")" != running ]; }
+
 # The link between the hosts cut both ways (iptables DROP in A, so that
 # A keeps its address and a daemon restarting there can still listen), and
 # back. TCP sees nothing: no reset, only silence.

@@ -71,10 +71,8 @@ assert_absent a "$ID"
 # restarted at once: the hybrid goes on from its journal.
 killed_mid_postcopy b source.postcopy hybrid
 daemon_start b || fail "edge-b did not restart"
-resumed() { ctl b status --json 2>/dev/null | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] // empty'; }
-resumed_done() { local r; r=$(resumed); [ -n "$r" ] && [ "$(jq -r .result <<<"$r")" != running ]; }
-wait_for resumed_done 60 || fail "the restarted edge-b did not finish the hybrid of $ID: $(resumed)"
-report=$(resumed)
+wait_for finished_on b "$ID" 60 || fail "the restarted edge-b did not finish the hybrid of $ID: $(last_report b "$ID")"
+report=$(last_report b "$ID")
 log "taken up after the restart: $(jq -c '{result, error, pages_unchanged, pages_faulted, pages_pushed, bytes_postcopy}' <<<"$report")"
 jq -e --argjson mib "$MIB" '
     .result == "ok" and .method == "hybrid"

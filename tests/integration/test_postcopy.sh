@@ -75,10 +75,8 @@ assert_absent a "$ID"
 # restarted at once: the post-copy goes on from its journal.
 killed_mid_postcopy b source.postcopy
 daemon_start b || fail "edge-b did not restart"
-resumed() { ctl b status --json 2>/dev/null | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] // empty'; }
-resumed_done() { local r; r=$(resumed); [ -n "$r" ] && [ "$(jq -r .result <<<"$r")" != running ]; }
-wait_for resumed_done 60 || fail "the restarted edge-b did not finish the post-copy of $ID: $(resumed)"
-report=$(resumed)
+wait_for finished_on b "$ID" 60 || fail "the restarted edge-b did not finish the post-copy of $ID: $(last_report b "$ID")"
+report=$(last_report b "$ID")
 log "taken up after the restart: $(jq -c '{result, phase, error, pages_faulted, pages_pushed, bytes_postcopy}' <<<"$report")"
 log "edge-a: $(grep -ho 'edge-b took the migration up again after [0-9]* ms' "$MIG_WORK/a.log" | tail -n1)"
 assert_eq ok "$(jq -r .result <<<"$report")" "result of the post-copy taken up after the source's restart"
@@ -103,7 +101,7 @@ running_on_a() { [ "$(container_state "$(host_runc_root a)" "$ID")" = running ];
 wait_for running_on_a 30 || fail "the restarted edge-a did not thaw $ID (state '$(container_state "$(host_runc_root a)" "$ID")')"
 assert_alive_on a "$ID" "$boot" "$before"
 assert_absent b "$ID"
-after=$(ctl a status --json | jq -c --arg c "$ID" '[.migrations[] | select(.container == $c)][-1] | {result, phase, error}')
+after=$(last_report a "$ID" | jq -c '{result, phase, error}')
 log "after the window: $after"
 assert_eq rolled_back "$(jq -r .result <<<"$after")" "result of the post-copy whose source restarted after the window"
 
