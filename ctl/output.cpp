@@ -42,6 +42,21 @@ json to_json(const pb::Report& r) {
                       {"pages_dirty", x.pages_dirty()},
                       {"dirty_mib_s", ms3(x.dirty_mib_s())},
                       {"throttle_pct", x.throttle_pct()}});
+  // CRIU's own statistics: null where CRIU wrote none.
+  json criu_dump = nullptr, criu_restore = nullptr;
+  if (r.has_criu_dump()) {
+    const auto& d = r.criu_dump();
+    criu_dump = {{"freezing_ms", ms3(d.freezing_ms())},     {"frozen_ms", ms3(d.frozen_ms())},
+                 {"memdump_ms", ms3(d.memdump_ms())},       {"memwrite_ms", ms3(d.memwrite_ms())},
+                 {"pages_scanned", d.pages_scanned()},      {"pages_skipped_parent", d.pages_skipped_parent()},
+                 {"pages_written", d.pages_written()},      {"pages_lazy", d.pages_lazy()}};
+  }
+  if (r.has_criu_restore()) {
+    const auto& x = r.criu_restore();
+    criu_restore = {{"forking_ms", ms3(x.forking_ms())},     {"restore_ms", ms3(x.restore_ms())},
+                    {"pages_compared", x.pages_compared()}, {"pages_skipped_cow", x.pages_skipped_cow()},
+                    {"pages_restored", x.pages_restored()}};
+  }
   return {
       {"id", r.id()},
       {"container", r.container()},
@@ -83,6 +98,9 @@ json to_json(const pb::Report& r) {
       {"pages_unchanged", r.pages_unchanged()},
       {"link_recoveries", r.link_recoveries()},
       {"link_down_ms", ms3(r.link_down_ms())},
+      {"pages_image", r.pages_image()},
+      {"criu_dump", criu_dump},
+      {"criu_restore", criu_restore},
       {"started_unix_ms", r.started_unix_ms()},
       {"rounds", rounds},
   };
@@ -112,6 +130,18 @@ std::string report_table(const pb::Report& r) {
     out += fmt::format("  frozen      {:10.3f} ms  before the final checkpoint (warm-up, measuring)\n", r.warmup_frozen_ms());
   out += fmt::format("  bytes       image {}, rootfs {}, on the wire {}\n", human_bytes(r.bytes_image()),
                      human_bytes(r.bytes_rootfs()), human_bytes(r.bytes_wire()));
+  if (r.has_criu_dump()) {
+    const auto& d = r.criu_dump();
+    out += fmt::format("  CRIU dump   freezing {:.1f} ms, frozen {:.1f} ms, memory {:.1f} + {:.1f} ms; pages "
+                       "scanned {}, written {}, in parent {}, lazy {}\n",
+                       d.freezing_ms(), d.frozen_ms(), d.memdump_ms(), d.memwrite_ms(), d.pages_scanned(),
+                       d.pages_written(), d.pages_skipped_parent(), d.pages_lazy());
+  }
+  if (r.has_criu_restore()) {
+    const auto& x = r.criu_restore();
+    out += fmt::format("  CRIU restore forking {:.1f} ms, restore {:.1f} ms; pages restored {}\n", x.forking_ms(),
+                       x.restore_ms(), x.pages_restored());
+  }
   if (!r.convergence().empty()) out += fmt::format("  warm-up     {}\n", r.convergence());
   if (restores_lazily(r.method()))
     out += fmt::format("  post-copy   {:.1f} ms after the restore: {} pages faulted, {} pushed ({}); faults p50 {:.2f} / "

@@ -1,39 +1,48 @@
-// CRIU's protobuf image files, read without CRIU's .proto files or libprotobuf.
+// CRIU's image files: their framing, and their messages parsed with the
+// code generated from proto/criu_images.proto.
 //
 // An image file (criu/image.c) starts with two little-endian u32 magics —
-// IMG_COMMON_MAGIC, then the image's own magic (images from before CRIU 1.x
-// carry only the latter; the inventory and raw data files such as
-// pages-<id>.img differ again) — followed by entries, each a little-endian
-// u32 length and that many bytes of one protobuf message. migrated needs only
-// a few varint fields of small messages (the pagemap), so it decodes the wire
-// format by hand: unknown fields are skipped, which is also how protobuf
-// keeps old readers working when CRIU adds fields.
+// IMG_COMMON_MAGIC (IMG_SERVICE_MAGIC for CRIU's own files such as
+// stats-dump), then the image's own magic (images from before CRIU 1.x carry
+// only the latter; the inventory and raw data files such as pages-<id>.img
+// differ again) — followed by entries, each a little-endian u32 length and
+// that many bytes of one protobuf message. Unknown fields are kept aside by
+// protobuf, which is how old readers keep working when CRIU adds fields.
 #pragma once
 
-#include <array>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
-#include <optional>
+#include <limits>
 #include <span>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
+#include "criu_images.pb.h"
 
 namespace migrated::images::criu_image {
 
-constexpr std::uint32_t img_common_magic = 0x54564319;  // criu/include/magic.h
-constexpr std::uint32_t pagemap_magic = 0x56084025;     // also shmem pagemaps
+constexpr std::uint32_t img_common_magic = 0x54564319;   // criu/include/magic.h
+constexpr std::uint32_t img_service_magic = 0x55105940;  // CRIU's own files (stats)
+constexpr std::uint32_t pagemap_magic = 0x56084025;      // also shmem pagemaps
+constexpr std::uint32_t stats_magic = 0x57093306;
 
-// The varint fields 1..15 of one message; a field repeated on the wire keeps
-// its last value, as protobuf does. Other fields and wire types are skipped.
-struct varint_fields {
-  std::array<std::optional<std::uint64_t>, 16> by_number;
-  std::optional<std::uint64_t> get(std::uint32_t number) const {
-    return number < by_number.size() ? by_number[number] : std::nullopt;
-  }
-};
+// One entry as the message `Msg`; errc::protocol, naming `what`, for bytes
+// that are not one.
+template <class Msg>
+result<Msg> parse(std::span<const std::uint8_t> message, std::string_view what) {
+  Msg msg;
+  if (message.size() > std::size_t(std::numeric_limits<int>::max()) ||
+      !msg.ParseFromArray(message.data(), int(message.size())))
+    return fail(errc::protocol, std::string(what) + " is not valid protobuf");
+  return msg;
+}
 
-// errc::protocol for a message that is not valid protobuf wire format.
-result<varint_fields> decode_varints(std::span<const std::uint8_t> message);
+// A whole image file, errc::protocol if larger than max_bytes (image files
+// migrated parses are small; a huge one is not what it claims).
+result<std::vector<std::uint8_t>> read_file(const std::filesystem::path& file, std::uint64_t max_bytes);
 
 // Checks the magics of a whole image file held in memory and calls on_entry
 // for each message in order. errc::protocol (without the file name: callers

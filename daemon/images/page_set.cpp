@@ -1,11 +1,10 @@
 // Reading CRIU pagemaps into page_sets.
 //
-// pagemap-<id>.img (criu/include/magic.h, images/pagemap.proto) is a CRIU
-// image with PAGEMAP_MAGIC: its first entry is pagemap_head {pages_id = 1},
-// naming pages-<pages_id>.img; every further entry is one run
-//   pagemap_entry {vaddr = 1, nr_pages = 2 (u32), in_parent = 3, flags = 4,
-//                  nr_pages = 5 (u64, in newer CRIU trees, which write 0
-//                  in field 2)}
+// pagemap-<id>.img (criu/include/magic.h; its messages in
+// proto/criu_images.proto) is a CRIU image with PAGEMAP_MAGIC: its first
+// entry is a PagemapHead naming pages-<pages_id>.img; every further entry is
+// one run, a PagemapEntry (vaddr, its length in nr_pages — in
+// compat_nr_pages before CRIU moved it to a 64-bit field —, in_parent, flags)
 // with flags PE_PARENT = 1 (pages are in the parent dump's images),
 // PE_LAZY = 2 (may be served lazily) and PE_PRESENT = 4 (pages are in this
 // dump's pages file, in pagemap order). A run has data in the pages file
@@ -39,64 +38,31 @@ namespace {
 
 constexpr std::uint32_t pe_parent = 1 << 0;
 constexpr std::uint32_t pe_present = 1 << 2;
-constexpr off_t max_pagemap_bytes = off_t(256) << 20;  // ~16 M runs; larger is not a pagemap
+constexpr std::uint64_t max_pagemap_bytes = std::uint64_t(256) << 20;  // ~16 M runs; larger is not a pagemap
 
-result<std::vector<std::uint8_t>> read_whole(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return fail_errno(errno, "open " + file.string());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return fail_errno(err, "stat " + file.string());
-  }
-  if (st.st_size > max_pagemap_bytes) {
-    ::close(fd);
-    return fail(errc::protocol, file.string() + ": " + std::to_string(st.st_size) +
-                                    " bytes is too large for a pagemap");
-  }
-  std::vector<std::uint8_t> data(std::size_t(st.st_size));
-  std::size_t got = 0;
-  while (got < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail_errno(err, "read " + file.string());
-    }
-    if (n == 0) break;  // shrank while reading: parse what is there
-    got += std::size_t(n);
-  }
-  ::close(fd);
-  data.resize(got);
-  return data;
-}
-
-result<page_run> parse_run(const criu_image::varint_fields& f, std::uint64_t min_vaddr) {
-  const auto vaddr = f.get(1);
-  auto nr_pages = f.get(5);
-  if (!nr_pages) nr_pages = f.get(2);
-  if (!vaddr || !nr_pages) return fail(errc::protocol, "pagemap entry without vaddr or nr_pages");
+result<page_run> parse_run(const criu::PagemapEntry& e, std::uint64_t min_vaddr) {
+  // Newer CRIU writes the length in nr_pages and 0 in compat_nr_pages.
+  const bool has_length = e.has_nr_pages() || e.has_compat_nr_pages();
+  if (!e.has_vaddr() || !has_length) return fail(errc::protocol, "pagemap entry without vaddr or nr_pages");
+  const std::uint64_t vaddr = e.vaddr();
+  const std::uint64_t nr_pages = e.has_nr_pages() ? e.nr_pages() : e.compat_nr_pages();
   char where_buf[48];
-  std::snprintf(where_buf, sizeof where_buf, "run at 0x%llx", static_cast<unsigned long long>(*vaddr));
+  std::snprintf(where_buf, sizeof where_buf, "run at 0x%llx", static_cast<unsigned long long>(vaddr));
   const std::string where = where_buf;
-  if (*vaddr % page_bytes != 0) return fail(errc::protocol, where + " is not page aligned");
-  if (*nr_pages == 0 || *nr_pages > std::numeric_limits<std::uint32_t>::max())
-    return fail(errc::protocol, where + " has " + std::to_string(*nr_pages) + " pages");
-  if (*nr_pages > (std::numeric_limits<std::uint64_t>::max() - *vaddr) / page_bytes)
+  if (vaddr % page_bytes != 0) return fail(errc::protocol, where + " is not page aligned");
+  if (nr_pages == 0 || nr_pages > std::numeric_limits<std::uint32_t>::max())
+    return fail(errc::protocol, where + " has " + std::to_string(nr_pages) + " pages");
+  if (nr_pages > (std::numeric_limits<std::uint64_t>::max() - vaddr) / page_bytes)
     return fail(errc::protocol, where + " runs past the end of the address space");
-  if (*vaddr < min_vaddr)
+  if (vaddr < min_vaddr)
     return fail(errc::protocol, where + " overlaps or precedes the run before it");
 
   page_run run;
-  run.vaddr = *vaddr;
-  run.nr_pages = std::uint32_t(*nr_pages);
-  const bool in_parent = f.get(3).value_or(0) != 0;
-  if (const auto flags = f.get(4)) {
-    if (*flags > std::numeric_limits<std::uint32_t>::max())
-      return fail(errc::protocol, where + " has flags out of range");
-    run.flags = std::uint32_t(*flags) | (in_parent ? pe_parent : 0);
+  run.vaddr = vaddr;
+  run.nr_pages = std::uint32_t(nr_pages);
+  const bool in_parent = e.in_parent();
+  if (e.has_flags()) {
+    run.flags = e.flags() | (in_parent ? pe_parent : 0);
   } else {
     run.flags = in_parent ? pe_parent : pe_present;
   }
@@ -110,17 +76,17 @@ result<page_set> parse_pagemap(std::span<const std::uint8_t> file, const std::st
   bool have_head = false;
   std::uint64_t next_vaddr = 0;  // end of the previous run
   auto on_entry = [&](std::span<const std::uint8_t> message) -> result<void> {
-    auto fields = criu_image::decode_varints(message);
-    if (!fields) return std::unexpected(fields.error());
     if (!have_head) {
-      const auto pages_id = fields->get(1);
-      if (!pages_id || *pages_id > std::numeric_limits<std::uint32_t>::max())
-        return fail(errc::protocol, "pagemap head without a valid pages_id");
-      set.pages_name = "pages-" + std::to_string(*pages_id) + ".img";
+      auto head = criu_image::parse<criu::PagemapHead>(message, "pagemap head");
+      if (!head) return std::unexpected(head.error());
+      if (!head->has_pages_id()) return fail(errc::protocol, "pagemap head without a pages_id");
+      set.pages_name = "pages-" + std::to_string(head->pages_id()) + ".img";
       have_head = true;
       return {};
     }
-    auto run = parse_run(*fields, next_vaddr);
+    auto entry = criu_image::parse<criu::PagemapEntry>(message, "pagemap entry");
+    if (!entry) return std::unexpected(entry.error());
+    auto run = parse_run(*entry, next_vaddr);
     if (!run) return std::unexpected(run.error());
     next_vaddr = run->vaddr + std::uint64_t(run->nr_pages) * page_bytes;
     run->first_page = set.stored_pages;
@@ -191,7 +157,7 @@ bool page_set::same_layout(const page_set& other) const {
 
 result<page_set> read_page_set(const std::filesystem::path& dir, const std::string& pagemap_name) {
   const auto file = dir / pagemap_name;
-  auto data = read_whole(file);
+  auto data = criu_image::read_file(file, max_pagemap_bytes);
   if (!data) return std::unexpected(data.error());
   return with_context(parse_pagemap(*data, pagemap_name), file.string());
 }

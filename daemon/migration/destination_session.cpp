@@ -10,6 +10,7 @@
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "images/criu_stats.hpp"
 #include "migration/bundle_sync.hpp"
 #include "migration/disk_space.hpp"
 #include "migration/fault_point.hpp"
@@ -413,6 +414,12 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
   auto* rr = env.mutable_restore_result();
   rr->set_ok(launched.has_value());
   rr->set_restore_ms(sw.ms());
+  if (launched && !fresh) {
+    const auto work = dir_ / "work";
+    auto criu = co_await offload(ctx_.pool, [&work] { return images::read_restore_stats(work); });
+    if (criu) stats_.criu_restore = criu_restore_report(*criu);
+    if (stats_.criu_restore) *rr->mutable_criu() = *stats_.criu_restore;
+  }
   if (launched) {
     rr->set_pid(std::uint32_t(launched->pid));
   } else {

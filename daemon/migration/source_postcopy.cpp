@@ -81,6 +81,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   if (copy_->current() == source_copy::state::stopped)
     if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
   if (!ok) co_return ok;  // (our end goes with this frame: the dump ends)
+  final_images_ = *images;
   const auto dir = *images;
   auto held = co_await offload(ctx_.pool, [&dir] { return pages::lazy_runs(dir); });
   if (!held) co_return std::unexpected(held.error().context("the lazy dump's pagemaps"));

@@ -8,6 +8,8 @@
 #include "common/fault.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "images/criu_stats.hpp"
+#include "images/page_set.hpp"
 #include "migration/destination.hpp"
 #include "migration/fault_point.hpp"
 #include "migration/outcome_query.hpp"
@@ -383,6 +385,7 @@ awaitable<result<void>> source_session::checkpoint() {
   if (copy_->current() == source_copy::state::stopped)
     if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
   if (!ok) co_return ok;
+  final_images_ = *images;
   co_await fault_point::reach(id_, "source.checkpointed");
   const auto dir = *images;
   stats_.bytes_image = co_await offload(ctx_.pool, [&dir] { return dir_bytes(dir); });
@@ -443,6 +446,7 @@ awaitable<result<void>> source_session::await_launch(std::string_view what) {
   if (!f->msg.has_restore_result()) co_return fail(errc::protocol, "expected RestoreResult");
   const auto& rr = f->msg.restore_result();
   stats_.restore_ms = rr.restore_ms();
+  if (rr.has_criu()) stats_.criu_restore = rr.criu();
   if (!rr.ok())
     co_return fail(transport::from_code(rr.code()), std::string(what) + " at " + stats_.destination + ": " + rr.message());
   co_return result<void>{};
@@ -585,6 +589,7 @@ awaitable<void> source_session::roll_back(const error& cause) {
 awaitable<void> source_session::clean_up() {
   co_await end_page_transfer();
   if (copy_) co_await copy_->lazy_dump_ended();
+  co_await note_final_dump();
   // Keep the images when the container could not be brought back anywhere:
   // they are the only copy of its state.
   if (copy_ && copy_->current() == source_copy::state::lost) co_return;
@@ -595,6 +600,29 @@ awaitable<void> source_session::clean_up() {
     for (auto& e : std::filesystem::directory_iterator(dir, ec))
       if (e.path().filename().string().rfind("round-", 0) == 0) std::filesystem::remove_all(e.path(), ec);
   });
+}
+
+// Off the downtime: read once everything else is over. Missing statistics
+// cost the report its fields, never the migration.
+awaitable<void> source_session::note_final_dump() {
+  if (!final_images_) co_return;
+  const auto work = dir_ / "work";
+  const auto images = *final_images_;
+  struct found {
+    result<criu::DumpStatsEntry> stats;
+    std::uint64_t pages = 0;
+  };
+  auto f = co_await offload(ctx_.pool, [&work, &images] {
+    found out{images::read_dump_stats(work)};
+    if (auto sets = images::read_all_page_sets(images))
+      for (const auto& set : *sets)
+        if (images::task_of_pagemap(set.pagemap_name)) out.pages += set.stored_pages;
+    return out;
+  });
+  stats_.pages_image = f.pages;
+  if (f.stats) stats_.criu_dump = criu_dump_report(*f.stats);
+  else if (f.stats.error().code != errc::not_found)  // (an engine that keeps CRIU's files writes none here)
+    log::warn(*logger(), id_, stats_.phase, "CRIU's statistics of the final dump: {}", f.stats.error().message);
 }
 
 // --- helpers ---------------------------------------------------------------------

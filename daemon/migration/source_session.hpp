@@ -158,6 +158,9 @@ class source_session {
   result<void> note(journal::step s, const std::filesystem::path& images = {});
   void forget();
   static std::uint64_t dir_bytes(const std::filesystem::path& dir);
+  // CRIU's statistics of the final dump, and the pages of its images, for
+  // the report; after the dump ended (a lazy one ends with its transfer).
+  awaitable<void> note_final_dump();
   // pull()'s argument when the container's own image (or bundle) goes.
   inline static const std::string own_image;
   transport::send_options stream_options(std::string_view phase_name);
@@ -180,6 +183,7 @@ class source_session {
   std::optional<transport::channel> peer_;
   std::filesystem::path dir_;              // <storage>/outgoing/<id>
   round_sender rounds_;                    // the dumps and their page hashes
+  std::optional<std::filesystem::path> final_images_;  // the final dump's, once it worked
   std::vector<round_observation> history_; // warm-up rounds, for convergence
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
   bool journaled_ = false;       // a journal record exists for this migration

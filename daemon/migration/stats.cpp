@@ -64,6 +64,9 @@ pb::Report to_report(const migration_stats& s) {
   r.set_link_recoveries(s.link_recoveries);
   r.set_link_down_ms(s.link_down_ms);
   r.set_bytes_image(s.bytes_image);
+  r.set_pages_image(s.pages_image);
+  if (s.criu_dump) *r.mutable_criu_dump() = *s.criu_dump;
+  if (s.criu_restore) *r.mutable_criu_restore() = *s.criu_restore;
   r.set_bytes_rootfs(s.bytes_rootfs);
   r.set_bytes_engine_image(s.bytes_engine_image);
   r.set_bytes_wire(s.bytes_wire());
@@ -90,6 +93,33 @@ pb::Report to_report(const migration_stats& s) {
     to->set_throttle_pct(from.throttle_pct);
     to->set_dirty_mib_s(from.dirty_mib_s);
   }
+  return r;
+}
+
+namespace {
+double us_to_ms(std::uint32_t us) { return double(us) / 1000.0; }
+}  // namespace
+
+pb::CriuDump criu_dump_report(const criu::DumpStatsEntry& e) {
+  pb::CriuDump d;
+  d.set_freezing_ms(us_to_ms(e.freezing_time()));
+  d.set_frozen_ms(us_to_ms(e.frozen_time()));
+  d.set_memdump_ms(us_to_ms(e.memdump_time()));
+  d.set_memwrite_ms(us_to_ms(e.memwrite_time()));
+  d.set_pages_scanned(e.pages_scanned());
+  d.set_pages_skipped_parent(e.pages_skipped_parent());
+  d.set_pages_written(e.pages_written());
+  d.set_pages_lazy(e.pages_lazy());
+  return d;
+}
+
+pb::CriuRestore criu_restore_report(const criu::RestoreStatsEntry& e) {
+  pb::CriuRestore r;
+  r.set_forking_ms(us_to_ms(e.forking_time()));
+  r.set_restore_ms(us_to_ms(e.restore_time()));
+  r.set_pages_compared(e.pages_compared());
+  r.set_pages_skipped_cow(e.pages_skipped_cow());
+  r.set_pages_restored(e.pages_restored());
   return r;
 }
 

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "criu_images.pb.h"
 #include "images/delta.hpp"
 #include "migrated.pb.h"
 #include "transport/file_stream.hpp"
@@ -54,6 +56,9 @@ struct migration_stats {
   pb::PagesEnd postcopy;                 // post-copy: how the pages came (the destination's PagesEnd)
   std::uint32_t link_recoveries = 0;     // post-copy: page links lost and opened again
   double link_down_ms = 0;               //   and how long the pages stopped, in all
+  std::optional<pb::CriuDump> criu_dump;        // CRIU's statistics of the final dump
+  std::optional<pb::CriuRestore> criu_restore;  //   and of the restore
+  std::uint64_t pages_image = 0;         // pages in the final images' pagemaps
 
   round_stats& add_round(std::string kind);
   // The newest round of `kind`, added when there is none yet.
@@ -62,5 +67,9 @@ struct migration_stats {
 };
 
 pb::Report to_report(const migration_stats& s);
+
+// CRIU's own statistics as the report gives them (times in ms).
+pb::CriuDump criu_dump_report(const criu::DumpStatsEntry& e);
+pb::CriuRestore criu_restore_report(const criu::RestoreStatsEntry& e);
 
 }  // namespace migrated::migration

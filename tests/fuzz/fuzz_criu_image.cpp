@@ -1,5 +1,5 @@
 // CRIU image files as the daemon reads them (daemon/images/criu_image.hpp,
-// page_set.hpp): the entry framing and varint decoding of any image, and a
+// page_set.hpp): the entry framing and message parsing of any image, and a
 // pagemap through read_page_set from a file. A received round's pagemap
 // comes from the peer, so any bytes are possible. Invariants on an
 // accepted page_set: the runs are consistent (the check the delta code
@@ -24,8 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                    [&](std::span<const std::uint8_t> message) -> result<void> {
                                      FUZZ_CHECK(message.data() >= data && message.data() + message.size() <= data + size);
                                      ++entries;
-                                     auto f = criu_image::decode_varints(message);
-                                     if (!f) return std::unexpected(f.error());
+                                     auto e = criu_image::parse<criu::PagemapEntry>(message, "entry");
+                                     if (!e) return std::unexpected(e.error());
                                      return {};
                                    });
 

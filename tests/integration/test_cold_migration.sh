@@ -2,7 +2,7 @@
 # Cold migration of a live memcounter container from edge-a to edge-b and
 # back: the same process (boot id) must continue counting on the other host
 # with every page intact, the source must forget the container, and the
-# report must be complete and self-consistent.
+# report must be complete and self-consistent, CRIU's own statistics in it.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -25,6 +25,15 @@ check_report() {
     and .bytes_image > 0 and .bytes_wire > 0
     and (.rounds | type == "array" and length > 0)
   ' <<<"$r" >/dev/null || fail "report timings or sizes inconsistent: $r"
+  # CRIU's own statistics of the final dump and the restore: the pages it
+  # says it wrote are the pages the images' pagemaps hold, and the restore
+  # put back every one of them.
+  jq -e '
+      .criu_dump.freezing_ms > 0 and .criu_dump.frozen_ms > 0 and .criu_dump.memdump_ms > 0
+    and .pages_image > 0 and .criu_dump.pages_written == .pages_image
+    and .criu_dump.pages_scanned >= .criu_dump.pages_written and .criu_dump.pages_lazy == 0
+    and .criu_restore.restore_ms > 0 and .criu_restore.pages_restored == .pages_image
+  ' <<<"$r" >/dev/null || fail "CRIU statistics missing or implausible: $(jq -c '{pages_image, criu_dump, criu_restore}' <<<"$r")"
 }
 
 # migrate_and_check FROM TO: moves the counter and checks both hosts.

@@ -45,7 +45,8 @@ boot=$(field a "$ID" boot)
 last=$(field a "$ID" counter)
 out=$(migrate_ok a b "$ID" postcopy)
 log "post-copy: $(jq -c '{downtime_ms, restore_ms, postcopy_ms, pages_faulted, pages_pushed, postcopy_faults,
-                          fault_p50_ms, fault_p99_ms, fault_max_ms, bytes_image, bytes_postcopy, bytes_wire}' <<<"$out")"
+                          fault_p50_ms, fault_p99_ms, fault_max_ms, bytes_image, bytes_postcopy, bytes_wire,
+                          criu_dump, criu_restore}' <<<"$out")"
 jq -e --argjson mib "$MIB" '
     .method == "postcopy"
   and .downtime_ms > 0 and .downtime_ms <= .total_ms
@@ -56,6 +57,13 @@ jq -e --argjson mib "$MIB" '
   and .bytes_wire >= .bytes_postcopy
   and .fault_max_ms >= .fault_p99_ms and .fault_p99_ms >= .fault_p50_ms
 ' <<<"$out" >/dev/null || fail "post-copy report inconsistent: $out"
+# CRIU's own count: the pages it left in the frozen process are the pages
+# that crossed the page link, and it wrote only what the images hold.
+jq -e '
+    .criu_dump.pages_lazy > 0 and (.pages_faulted + .pages_pushed) == .criu_dump.pages_lazy
+  and .criu_dump.pages_written == .pages_image and .criu_dump.freezing_ms > 0
+  and .criu_restore.restore_ms > 0
+' <<<"$out" >/dev/null || fail "CRIU statistics of the post-copy implausible: $(jq -c '{pages_faulted, pages_pushed, pages_image, criu_dump, criu_restore}' <<<"$out")"
 assert_absent a "$ID"
 assert_running b "$ID"
 assert_alive_on b "$ID" "$boot" "$last"
