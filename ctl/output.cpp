@@ -176,17 +176,18 @@ std::string status_json(const pb::StatusReply& s) {
                {"arch", s.caps().arch()},
                {"dirty_tracking", s.caps().dirty_tracking()},
                {"userfaultfd", s.caps().userfaultfd()},
-               {"own_netns", s.caps().own_netns()}};
+               {"own_netns", s.caps().own_netns()},
+               {"nftables_lock", s.caps().nftables_lock()}};
   json j = {{"node", s.node()}, {"uptime_s", ms3(s.uptime_s())}, {"capabilities", caps}, {"migrations", migrations}};
   return j.dump(2);
 }
 
 std::string status_table(const pb::StatusReply& s) {
   const auto& c = s.caps();
-  std::string out = fmt::format("node {}  up {:.0f} s  criu {}  kernel {} {}  dirty tracking {}  userfaultfd {}  own netns {}\n",
-                                s.node(), s.uptime_s(), c.criu_version(), c.kernel(), c.arch(),
-                                c.dirty_tracking() ? "yes" : "no", c.userfaultfd() ? "yes" : "no",
-                                c.own_netns() ? "yes" : "no");
+  std::string out = fmt::format(
+      "node {}  up {:.0f} s  criu {}  kernel {} {}  dirty tracking {}  userfaultfd {}  own netns {}  nftables lock {}\n",
+      s.node(), s.uptime_s(), c.criu_version(), c.kernel(), c.arch(), c.dirty_tracking() ? "yes" : "no",
+      c.userfaultfd() ? "yes" : "no", c.own_netns() ? "yes" : "no", c.nftables_lock() ? "yes" : "no");
   if (s.migrations_size() == 0) return out + "no migrations\n";
   out += fmt::format("{:<16} {:<16} {:<10} {:<10} {:<8} {:<12} {:<12} {:>12}\n", "id", "container", "source",
                      "dest", "method", "result", "phase", "downtime ms");

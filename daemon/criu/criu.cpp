@@ -40,6 +40,9 @@ awaitable<features> detect(const std::filesystem::path& binary) {
   args = {bin, "check", "--empty-ns", "none"};  // refused as "Unsupported empty namespace" without the patch
   auto netns = co_await process::run(args, quick);
   f.own_netns = netns && netns->ok();
+  args = {bin, "check", "--feature", "network_lock_nftables"};
+  auto nft = co_await process::run(args, quick);
+  f.nftables_lock = nft && nft->ok();
   co_return f;
 }
 
@@ -89,6 +92,15 @@ result<overrides> write_overrides(const std::filesystem::path& dir, const featur
     if (auto ok = write_file(lazy_netns_file, text + lazy); !ok) return std::unexpected(ok.error());
     o.lazy = {"CRIU_CONFIG_FILE=" + lazy_file.string()};
     o.lazy_with_netns = {"CRIU_CONFIG_FILE=" + lazy_netns_file.string()};
+    if (f.nftables_lock) {
+      const std::string nft = "# The namespace is locked by nftables while CRIU works on it (docs/design.md).\n"
+                              "network-lock nftables\n";
+      const auto nft_file = dir / "netns-nft.conf", lazy_nft_file = dir / "lazy-netns-nft.conf";
+      if (auto ok = write_file(nft_file, text + nft); !ok) return std::unexpected(ok.error());
+      if (auto ok = write_file(lazy_nft_file, text + lazy + nft); !ok) return std::unexpected(ok.error());
+      o.with_netns_nft = {"CRIU_CONFIG_FILE=" + nft_file.string()};
+      o.lazy_with_netns_nft = {"CRIU_CONFIG_FILE=" + lazy_nft_file.string()};
+    }
   }
   return o;
 }

@@ -23,6 +23,11 @@ struct features {
   // (scripts/criu/0002): a container's own network namespace can then be
   // dumped and restored although runc always asks to leave it empty.
   bool own_netns = false;
+  // Can lock a dumped or restored network namespace with nftables
+  // (`network-lock nftables`, in-process) rather than iptables, whose
+  // unlock alone runs iptables-restore five times: ~50 ms of every
+  // downtime, at each end.
+  bool nftables_lock = false;
   std::string problem;        // why not usable
 };
 
@@ -41,12 +46,18 @@ awaitable<features> detect(const std::filesystem::path& binary);
 //   port, which any local process could connect to first). Empty when this
 //   CRIU lacks scripts/criu/0002, which makes it read the file after the
 //   RPC request.
+// - *_nft: the same dumps with the network namespace locked by nftables,
+//   for a destination whose CRIU can lift that lock (the dump records the
+//   method in its inventory, and the restore follows it). Empty when this
+//   CRIU cannot, or lacks scripts/criu/0005.
 struct overrides {
   std::filesystem::path engine_file;
   std::vector<std::string> engine;
   std::vector<std::string> with_netns;
   std::vector<std::string> lazy;
   std::vector<std::string> lazy_with_netns;
+  std::vector<std::string> with_netns_nft;       // dumps only
+  std::vector<std::string> lazy_with_netns_nft;
 };
 
 // The descriptor number at which runc, and the `criu swrk` it starts, get

@@ -105,15 +105,22 @@ awaitable<result<pb::MeasureReply>> measure_in(node_context& ctx, const pb::Meas
   });
   if (!made) co_return std::unexpected(made.error());
 
+  // Dumps never restored: locked the cheaper way whenever this CRIU can.
   const bool netns = runtime::carries_netns(found->container);
-  const runtime::checkpoint_request first{
-      .image_dir = dir / "1", .work_dir = dir / "work", .leave_running = true, .carry_netns = netns};
+  const runtime::checkpoint_request first{.image_dir = dir / "1",
+                                          .work_dir = dir / "work",
+                                          .leave_running = true,
+                                          .carry_netns = netns,
+                                          .nftables_lock = true};
   const auto t1 = stopwatch::clock::now();
   if (auto ok = co_await rt->checkpoint(req.container(), first); !ok) co_return std::unexpected(ok.error());
   asio::steady_timer wait(co_await asio::this_coro::executor, t1 + std::chrono::milliseconds(interval));
   co_await wait.async_wait(use_awaitable);
-  const runtime::checkpoint_request second{
-      .image_dir = dir / "2", .work_dir = dir / "work", .leave_running = true, .carry_netns = netns};
+  const runtime::checkpoint_request second{.image_dir = dir / "2",
+                                           .work_dir = dir / "work",
+                                           .leave_running = true,
+                                           .carry_netns = netns,
+                                           .nftables_lock = true};
   const auto t2 = stopwatch::clock::now();
   if (auto ok = co_await rt->checkpoint(req.container(), second); !ok) co_return std::unexpected(ok.error());
   const double dump_ms = stopwatch::between(t2, stopwatch::clock::now());

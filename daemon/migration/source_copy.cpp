@@ -93,6 +93,7 @@ awaitable<result<void>> source_copy::checkpoint(const std::filesystem::path& ima
       .work_dir = work,
       .keep_frozen = true,
       .carry_netns = runtime::carries_netns(container_),
+      .nftables_lock = nftables_lock_,
       .bundle = container_.bundle};
   auto ok = co_await rt_.checkpoint(container_.id, req);
   if (ok) {
@@ -133,6 +134,7 @@ awaitable<result<void>> source_copy::checkpoint_lazily(const std::filesystem::pa
                                               .keep_frozen = true,
                                               .already_frozen = again,
                                               .carry_netns = runtime::carries_netns(container_),
+                                              .nftables_lock = nftables_lock_,
                                               .bundle = container_.bundle,
                                               .page_socket = page_socket,
                                               .ready_fd = lazy_ready_.get()};

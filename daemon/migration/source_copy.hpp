@@ -68,6 +68,10 @@ class source_copy {
   void unthrottle_for_dump();
   std::uint32_t throttle_pct() const { return throttle_pct_; }
 
+  // The final dump locks the network namespace with nftables (both ends'
+  // CRIU can: Capabilities.nftables_lock) rather than iptables.
+  void lock_network_with_nftables(bool yes) { nftables_lock_ = yes; }
+
   // running → stopped, its state in `images` (the container freezes here:
   // downtime begins; it stays frozen). A dump that failed half-way may still
   // have stopped it: the runtime is asked, and the state says what it found.
@@ -118,6 +122,7 @@ class source_copy {
   double cpus_used_ = 0;
   std::filesystem::path images_;
   bool images_whole_ = true;        // false after a lazy dump: the memory is in the frozen container only
+  bool nftables_lock_ = false;
   stopwatch::clock::time_point stopped_at_{};
   // The lazy dump, its request and its status pipe's write end, for as long as it runs.
   runtime::checkpoint_request lazy_request_;

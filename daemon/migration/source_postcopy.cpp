@@ -74,6 +74,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   auto ex = co_await asio::this_coro::executor;
   unix_socket ours(ex), theirs(ex);
   asio::local::connect_pair(ours, theirs);
+  copy_->lock_network_with_nftables(both_lock_with_nftables());
   auto ok = co_await copy_->checkpoint_lazily(*images, dir_ / "work", theirs.native_handle(),
                                               ctx_.cfg.timeouts.checkpoint);
   theirs.close();  // runc and CRIU hold their own copy once the dump is ready

@@ -380,6 +380,7 @@ awaitable<result<void>> source_session::checkpoint() {
   if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
   if (auto ok = check_cancel(); !ok) co_return ok;  // stopped while it paused there
+  copy_->lock_network_with_nftables(both_lock_with_nftables());
   auto ok = co_await copy_->checkpoint(*images, dir_ / "work");
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   if (copy_->current() == source_copy::state::stopped)
@@ -653,6 +654,13 @@ result<void> source_session::can_carry_network() const {
   return fail(errc::unsupported, req_.container() + " has a network namespace of its own, which the CRIU of " +
                                      (here ? stats_.destination : ctx_.cfg.node_name) +
                                      " cannot carry (it lacks scripts/criu/0002): its network would be lost");
+}
+
+// CRIU locks a namespace it dumps with nftables at a fraction of what
+// iptables costs, and the restore must lift the lock the same way: only
+// when both ends' CRIU can.
+bool source_session::both_lock_with_nftables() const {
+  return peer_ && ctx_.me.caps.nftables_lock() && peer_->peer.caps().nftables_lock();
 }
 
 // Where the next dump goes, and the work directory CRIU logs into (on the pool).

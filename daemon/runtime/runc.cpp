@@ -192,7 +192,9 @@ awaitable<result<void>> runc_runtime::dump(const std::string& id, const checkpoi
   args.insert(args.end(), criu_options_.begin(), criu_options_.end());
   if (req.leave_running || req.keep_frozen) args.push_back("--leave-running");
   const bool netns = req.carry_netns && !criu_.with_netns.empty();
-  process::options opts{.timeout = checkpoint_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine};
+  const bool nft = netns && req.nftables_lock && !criu_.with_netns_nft.empty();
+  process::options opts{.timeout = checkpoint_timeout_,
+                        .extra_env = nft ? criu_.with_netns_nft : netns ? criu_.with_netns : criu_.engine};
   if (req.page_socket >= 0) {
     // The socket reaches CRIU through runc at page_socket_fd, named by the
     // configuration file (criu::overrides); runc writes a byte to its
@@ -204,7 +206,7 @@ awaitable<result<void>> runc_runtime::dump(const std::string& id, const checkpoi
     constexpr int ready_fd = criu::page_socket_fd + 1;
     args.insert(args.end(), {"--lazy-pages", "--status-fd", std::to_string(ready_fd)});
     opts.timeout = req.page_transfer_timeout;
-    opts.extra_env = netns ? criu_.lazy_with_netns : criu_.lazy;
+    opts.extra_env = nft ? criu_.lazy_with_netns_nft : netns ? criu_.lazy_with_netns : criu_.lazy;
     opts.pass_fds = {{req.page_socket, criu::page_socket_fd}, {req.ready_fd, ready_fd}};
   }
   args.push_back(id);
@@ -257,7 +259,8 @@ awaitable<result<void>> runc_runtime::freezer(const std::string& verb, const std
 awaitable<result<container_info>> runc_runtime::launch(const std::string& id, const std::vector<std::string>& verb,
                                                        const std::filesystem::path& bundle,
                                                        const std::filesystem::path& work_dir,
-                                                       std::string_view what, bool netns) {
+                                                       std::string_view what,
+                                                       const std::vector<std::string>& criu_env) {
   const auto runc_log = work_dir / "runc.log";
   const auto pid_file = work_dir / "started.pid";
   std::error_code ec;
@@ -267,8 +270,7 @@ awaitable<result<container_info>> runc_runtime::launch(const std::string& id, co
   args.insert(args.end(), verb.begin(), verb.end());
   args.insert(args.end(), {"--detach", "--bundle", bundle.string(), "--pid-file", pid_file.string(), id});
   const std::string label = std::string(what) + " " + id;
-  const process::options opts{.timeout = restore_timeout_, .extra_env = netns ? criu_.with_netns : criu_.engine,
-                              .discard_output = true};
+  const process::options opts{.timeout = restore_timeout_, .extra_env = criu_env, .discard_output = true};
   auto r = co_await process::run(args, opts);
   if (!r) co_return std::unexpected(r.error().context(label));
   if (!r->ok()) {
@@ -303,9 +305,12 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
                                 req.work_dir.string()};
   verb.insert(verb.end(), criu_options_.begin(), criu_options_.end());
   if (req.lazy_pages) verb.push_back("--lazy-pages");
-  // Images that hold the network namespace restore it (they were dumped with it).
+  // Images that hold the network namespace restore it (they were dumped
+  // with it). The restore lifts the lock its dump put on the namespace
+  // the way the dump's inventory says, whatever the configuration asks.
+  const bool netns = !criu_.with_netns.empty() && holds_netns(req.image_dir);
   auto restored = co_await launch(id, verb, req.bundle, req.work_dir, "restore",
-                                  !criu_.with_netns.empty() && holds_netns(req.image_dir));
+                                  netns ? criu_.with_netns : criu_.engine);
   if (attached && !restored) co_await cni_.detach(net->netns, id, *attached);
   if (attached && restored) co_await cni_.announce(net->netns, *attached);
   co_return restored;
@@ -314,7 +319,7 @@ awaitable<result<container_info>> runc_runtime::restore(const std::string& id, c
 awaitable<result<container_info>> runc_runtime::start(const std::string& id, const std::filesystem::path& bundle,
                                                       const std::filesystem::path& work_dir) {
   const std::vector<std::string> verb{"run"};
-  co_return co_await launch(id, verb, bundle, work_dir, "start", false);
+  co_return co_await launch(id, verb, bundle, work_dir, "start", criu_.engine);
 }
 
 awaitable<result<container_info>> runc_runtime::create(const std::string& id, const std::string&) {

@@ -55,7 +55,8 @@ class runc_runtime final : public runtime {
   awaitable<result<void>> dump(const std::string& id, const checkpoint_request& req);
   awaitable<result<container_info>> launch(const std::string& id, const std::vector<std::string>& verb,
                                            const std::filesystem::path& bundle,
-                                           const std::filesystem::path& work_dir, std::string_view what, bool netns);
+                                           const std::filesystem::path& work_dir, std::string_view what,
+                                           const std::vector<std::string>& criu_env);
 
   config::runc_config cfg_;
   std::chrono::milliseconds checkpoint_timeout_;

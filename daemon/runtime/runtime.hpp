@@ -67,6 +67,10 @@ struct checkpoint_request {
   bool already_frozen = false;
   // Its own network namespace goes into the images (carries_netns()).
   bool carry_netns = false;
+  // With carry_netns: locked by nftables while CRIU dumps it, for a
+  // restore whose CRIU can lift that lock (Capabilities.nftables_lock:
+  // the restore lifts it the way the dump's inventory says).
+  bool nftables_lock = false;
   std::filesystem::path bundle;       // runc: where its config.json is (its network)
   // Post-copy's final dump: no page of private memory is written. CRIU
   // keeps them in the frozen container and serves them on `page_socket`

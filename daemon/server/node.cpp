@@ -70,6 +70,7 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
   c.set_dirty_tracking(f.dirty_tracking);
   c.set_userfaultfd(f.userfaultfd);
   c.set_own_netns(f.own_netns);
+  c.set_nftables_lock(f.own_netns && f.nftables_lock);
   utsname u{};
   if (::uname(&u) == 0) {
     c.set_kernel(u.release);
