@@ -13,10 +13,9 @@
 namespace migrated::ctl {
 namespace {
 
-int print_error(const error& e) {
-  std::fprintf(stderr, "migratectl: %s\n", e.message.c_str());
-  return 1;
-}
+// A code the daemon or the peer answered with that says it could not be
+// reached, or would not have us.
+bool unreachable(pb::Code c) { return c == pb::REFUSED || c == pb::AUTH || c == pb::DENIED; }
 
 std::uint64_t next_request_id() {
   static std::uint64_t id = auth::random_u64() >> 16;
@@ -25,7 +24,7 @@ std::uint64_t next_request_id() {
 
 int print_report(const pb::Report& r, bool json) {
   std::fputs((json ? report_json(r) + "\n" : report_table(r)).c_str(), stdout);
-  return r.result() == pb::RESULT_OK ? 0 : 1;
+  return exit_code_of(r);
 }
 
 int print_reply(const pb::Reply& r, bool json, const char* what) {
@@ -36,8 +35,13 @@ int print_reply(const pb::Reply& r, bool json, const char* what) {
   } else {
     std::fprintf(stderr, "migratectl: %s\n", r.message().c_str());
   }
-  return r.ok() ? 0 : 1;
+  if (r.ok()) return exit_ok;
+  return unreachable(r.code()) ? exit_unreachable : exit_failed;
 }
+
+// The connection to the daemon failed or broke: it is unreachable, or it
+// would not have us (authentication).
+int lost_daemon(const error& e, bool json) { return print_failure(e, json, exit_unreachable); }
 
 pb::Envelope make_request(const command_line& cl) {
   pb::Envelope env;
@@ -78,7 +82,7 @@ awaitable<int> follow(transport::channel& ch, const command_line& cl) {
     // A migration's phases each have their own deadlines at the daemon; this
     // only guards against a daemon that vanished.
     auto f = co_await ch.recv(std::chrono::minutes(30));
-    if (!f) co_return print_error(f.error().context("following the migration"));
+    if (!f) co_return lost_daemon(f.error().context("following the migration"), cl.json);
     if (f->msg.has_progress()) {
       progress.show(f->msg.progress());
     } else if (f->msg.has_report()) {
@@ -95,11 +99,11 @@ awaitable<int> wait_for(transport::channel& ch, const std::string& id, bool json
     pb::Envelope env;
     env.set_request_id(next_request_id());
     env.mutable_status()->set_migration_id(id);
-    if (auto ok = co_await ch.send(env); !ok) co_return print_error(ok.error());
+    if (auto ok = co_await ch.send(env); !ok) co_return lost_daemon(ok.error(), json);
     auto f = co_await ch.recv();
-    if (!f) co_return print_error(f.error());
+    if (!f) co_return lost_daemon(f.error(), json);
     if (!f->msg.has_status_reply() || f->msg.status_reply().migrations_size() == 0)
-      co_return print_error(error{errc::not_found, "the daemon forgot migration " + id});
+      co_return print_failure(error{errc::not_found, "the daemon forgot migration " + id}, json, exit_failed);
     const auto& r = f->msg.status_reply().migrations(0);
     if (r.result() != pb::RESULT_RUNNING) co_return print_report(r, json);
     t.expires_after(std::chrono::milliseconds(100));
@@ -109,13 +113,13 @@ awaitable<int> wait_for(transport::channel& ch, const std::string& id, bool json
 
 awaitable<int> over_tcp(client& c, const command_line& cl) {
   auto ch = co_await c.connect();
-  if (!ch) co_return print_error(ch.error());
+  if (!ch) co_return lost_daemon(ch.error(), cl.json);
   auto req = make_request(cl);
-  if (auto ok = co_await ch->send(req); !ok) co_return print_error(ok.error());
+  if (auto ok = co_await ch->send(req); !ok) co_return lost_daemon(ok.error(), cl.json);
   // A recovery is a restore of the whole container: give it the daemon's restore deadline.
   const std::chrono::milliseconds wait = cl.command == "recover" ? std::chrono::minutes(3) : ch->io_timeout();
   auto f = co_await ch->recv(wait);
-  if (!f) co_return print_error(f.error());
+  if (!f) co_return lost_daemon(f.error(), cl.json);
   if (f->msg.has_status_reply()) {
     std::fputs((cl.json ? status_json(f->msg.status_reply()) + "\n" : status_table(f->msg.status_reply())).c_str(), stdout);
     co_return 0;
@@ -130,7 +134,8 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
     std::fputs((cl.json ? measure_json(m) + "\n" : measure_table(m)).c_str(), stdout);
     co_return 0;
   }
-  if (!f->msg.has_reply()) co_return print_error(error{errc::protocol, "unexpected answer from the daemon"});
+  if (!f->msg.has_reply())
+    co_return print_failure(error{errc::protocol, "unexpected answer from the daemon"}, cl.json, exit_failed);
   const auto& r = f->msg.reply();
   if (!r.ok()) co_return print_reply(r, cl.json, "");
   if (cl.command == "migrate") co_return co_await follow(*ch, cl);
@@ -141,16 +146,35 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
 
 awaitable<int> over_udp(client& c, const command_line& cl) {
   auto answer = co_await c.udp_request(make_request(cl));
-  if (!answer) co_return print_error(answer.error());
+  if (!answer) co_return lost_daemon(answer.error(), cl.json);
   if (answer->has_status_reply()) {
     std::fputs((cl.json ? status_json(answer->status_reply()) + "\n" : status_table(answer->status_reply())).c_str(), stdout);
     co_return 0;
   }
-  if (!answer->has_reply()) co_return print_error(error{errc::protocol, "unexpected answer from the daemon"});
+  if (!answer->has_reply())
+    co_return print_failure(error{errc::protocol, "unexpected answer from the daemon"}, cl.json, exit_failed);
   co_return print_reply(answer->reply(), cl.json, "accepted");
 }
 
 }  // namespace
+
+int print_failure(const error& e, bool json, exit_code code) {
+  if (json) std::puts(failure_json(e, code).c_str());
+  else std::fprintf(stderr, "migratectl: %s\n", e.message.c_str());
+  return code;
+}
+
+exit_code exit_code_of(const pb::Report& r) {
+  switch (r.result()) {
+    case pb::RESULT_OK: return exit_ok;
+    case pb::RESULT_ROLLED_BACK: return exit_rolled_back;
+    default: break;
+  }
+  // Not reached, or not let in: at the connection to the destination, or
+  // anywhere with a code that says so.
+  const bool at_connect = r.phase() == phase::connect && (r.code() == pb::TIMEOUT || r.code() == pb::PEER);
+  return unreachable(r.code()) || at_connect ? exit_unreachable : exit_failed;
+}
 
 awaitable<int> run_command(client& c, const command_line& cl) {
   if (cl.udp) co_return co_await over_udp(c, cl);

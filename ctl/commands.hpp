@@ -1,5 +1,4 @@
-// migratectl's commands. Each returns the process exit code:
-// 0 success, 1 failed / refused / rolled back, 2 usage.
+// migratectl's commands. Each returns the process exit code (exit_code).
 #pragma once
 
 #include <string>
@@ -8,6 +7,21 @@
 #include "ctl/client.hpp"
 
 namespace migrated::ctl {
+
+// What the exit status tells a script.
+enum exit_code : int {
+  exit_ok = 0,
+  exit_failed = 1,       // failed or refused before anything changed
+  exit_usage = 2,        // the command line is wrong
+  exit_rolled_back = 3,  // the container stopped, and runs on at the source again
+  exit_unreachable = 4,  // the daemon or the peer unreachable, or authentication refused
+};
+
+// Prints an error (a line on stderr, or with `json` an object on stdout:
+// {"ok": false, "error", "code", "exit_code"}) and returns `code`.
+int print_failure(const error& e, bool json, exit_code code);
+// The exit status a migration's report stands for.
+exit_code exit_code_of(const pb::Report& r);
 
 struct command_line {
   std::string command;             // migrate | prepare | measure | status | history | abort | recover

@@ -68,6 +68,7 @@ json to_json(const pb::Report& r) {
       {"runtime", r.runtime()},
       {"result", std::string(result_name(r.result()))},
       {"error", r.error()},
+      {"code", std::string(to_string(static_cast<errc>(r.code())))},
       {"phase", r.phase()},
       {"downtime_ms", ms3(r.downtime_ms())},
       {"total_ms", ms3(r.total_ms())},
@@ -236,6 +237,11 @@ std::string measure_json(const pb::MeasureReply& m) {
             {"predicted_precopy_downtime_ms", ms3(m.predicted_precopy_downtime_ms())},
             {"preflight", m.preflight()}};
   return j.dump(2);
+}
+
+std::string failure_json(const error& e, int exit_code) {
+  json j = {{"ok", false}, {"error", e.message}, {"code", std::string(to_string(e.code))}, {"exit_code", exit_code}};
+  return j.dump();
 }
 
 std::string reply_json(const pb::Reply& r) {

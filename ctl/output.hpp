@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "common/error.hpp"
 #include "migrated.pb.h"
 
 namespace migrated::ctl {
@@ -18,6 +19,8 @@ std::string status_table(const pb::StatusReply& s);
 std::string history_json(const pb::HistoryReply& h);
 std::string history_table(const pb::HistoryReply& h);
 std::string measure_json(const pb::MeasureReply& m);
+// {"ok": false, "error", "code", "exit_code"}: what went wrong here.
+std::string failure_json(const error& e, int exit_code);
 // {"ok", "id", "code", "message"} of a daemon's reply.
 std::string reply_json(const pb::Reply& r);
 std::string measure_table(const pb::MeasureReply& m);

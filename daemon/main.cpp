@@ -1,8 +1,10 @@
-// migrated: the daemon. Parses arguments, loads and checks the
+// migrated: the daemon. Parses arguments (CLI11), loads and checks the
 // configuration, sets up logging, and runs the node (server/node.hpp).
 #include <cstdio>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "asio.hpp"
 #include "common/config.hpp"
@@ -11,37 +13,30 @@
 
 namespace {
 
-constexpr const char* usage =
-    "usage: migrated --config FILE [--check-config] [--set key.path=value]...\n"
-    "  --config FILE     YAML configuration (see config/migrated.yaml)\n"
-    "  --check-config    validate the configuration and exit (0 when valid)\n"
-    "  --set K=V         override one key, e.g. --set log.level=debug\n";
-
 struct args {
   std::string config_file;
   bool check_only = false;
   std::vector<std::string> overrides;
 };
 
-bool parse_args(int argc, char** argv, args& out) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) out.config_file = argv[++i];
-    else if (a == "--check-config") out.check_only = true;
-    else if (a == "--set" && i + 1 < argc) out.overrides.emplace_back(argv[++i]);
-    else if (a == "--help" || a == "-h") { std::fputs(usage, stdout); std::exit(0); }
-    else return false;
-  }
-  return !out.config_file.empty();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace migrated;
   args a;
-  if (!parse_args(argc, argv, a)) {
-    std::fputs(usage, stderr);
+  CLI::App app{"migrated: the daemon that moves containers between edge hosts (see config/migrated.yaml)", "migrated"};
+  app.set_version_flag("--version", std::string("migrated ") + MIGRATED_VERSION);
+  app.add_option("--config", a.config_file, "YAML configuration")->required();
+  app.add_flag("--check-config", a.check_only, "validate the configuration and exit (0 when valid)");
+  app.add_option("--set", a.overrides, "override one key, e.g. --set log.level=debug (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "migrated: %s (see migrated --help)\n", e.what());
     return 2;
   }
   auto cfg = load_config(a.config_file);

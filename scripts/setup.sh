@@ -24,7 +24,7 @@ packages=(
   build-essential cmake pkg-config git
   libboost-dev libboost-system-dev libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libyaml-cpp-dev libzstd-dev catch2 libssl-dev
-  libsystemd-dev libxxhash-dev nlohmann-json3-dev
+  libsystemd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
   systemd procps psmisc util-linux jq zstd docker.io docker-registry
   redis-server redis-tools containernetworking-plugins python3-protobuf tcpdump

@@ -142,6 +142,7 @@ awaitable<void> destination_session::run(const pb::Envelope& pull) {
     enter(state::done, state_ == state::committed ? "committed, running here" : "prepared");
   } else {
     stats_.error = outcome.error().message;
+    stats_.error_code = outcome.error().code;
     stats_.result = launched_ ? pb::RESULT_ROLLED_BACK : pb::RESULT_FAILED;
     if (!id_.empty()) log::warn(*logger(), id_, stats_.phase, "{}", outcome.error().message);
     enter(state::failed, std::string(result_name(stats_.result)));

@@ -193,6 +193,7 @@ awaitable<pb::Report> source_session::run() {
     enter(state::done, prepare_ ? "prepared at " + stats_.destination : "now running on " + stats_.destination);
   } else {
     stats_.error = outcome.error().message;
+    stats_.error_code = outcome.error().code;
     log::error(*logger(), id_, stats_.phase, "{}", outcome.error().message);
     try {
       if (commit_unknown_) co_await keep_frozen(outcome.error());

@@ -1,6 +1,8 @@
 // A migration's statistics and the report built from them (see stats.hpp).
 #include "migration/stats.hpp"
 
+#include "transport/channel.hpp"
+
 namespace migrated::migration {
 
 void round_stats::add(const transport::stream_stats& s) {
@@ -40,6 +42,7 @@ pb::Report to_report(const migration_stats& s) {
   r.set_runtime(s.runtime);
   r.set_result(s.result);
   r.set_error(s.error);
+  r.set_code(transport::to_code(s.error_code));
   r.set_phase(s.phase);
   r.set_started_unix_ms(s.started_unix_ms);
   r.set_total_ms(s.total_ms);

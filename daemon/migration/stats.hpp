@@ -40,6 +40,7 @@ struct migration_stats {
   std::string phase;             // the last phase entered
   pb::Result result = pb::RESULT_RUNNING;
   std::string error;
+  errc error_code = errc::ok;
   std::int64_t started_unix_ms = 0;
 
   double total_ms = 0, pull_ms = 0, image_ms = 0, checkpoint_ms = 0, transfer_ms = 0, restore_ms = 0,
