@@ -20,6 +20,12 @@ std::string_view method_name(pb::Method m) {
   return "unspecified";
 }
 
+std::vector<std::string> method_names() {
+  std::vector<std::string> names;
+  for (auto& [v, n] : methods) names.emplace_back(n);
+  return names;
+}
+
 pb::Method parse_method(std::string_view name) {
   for (auto& [v, n] : methods)
     if (n == name) return v;

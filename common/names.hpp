@@ -3,7 +3,9 @@
 // because the controller prints and parses them too and links no engine.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "migrated.pb.h"
 
@@ -35,6 +37,8 @@ inline constexpr std::string_view failed = "failed";
 
 std::string_view method_name(pb::Method m);
 std::string_view result_name(pb::Result r);
+// The name of every method, "cold" first.
+std::vector<std::string> method_names();
 // "cold" → COLD; METHOD_UNSPECIFIED for unknown names.
 pb::Method parse_method(std::string_view name);
 // post-copy and hybrid: the process moves first, its memory after.

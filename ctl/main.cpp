@@ -1,6 +1,5 @@
 // migratectl: the controller. Parses the command line (CLI11) and runs one
 // command (ctl/commands.hpp) against a daemon.
-#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,7 +14,6 @@ namespace {
 
 using namespace migrated;
 
-const std::vector<std::string> methods{"cold", "precopy", "postcopy", "hybrid", "diff", "full", "replay", "auto"};
 const std::vector<std::string> runtimes{"runc", "docker"};
 
 // The command line, each command with the options it takes and nothing else.
@@ -54,7 +52,7 @@ void add_commands(CLI::App& app, parsed& p) {
   migrate->add_option("--method", cl.method,
                       "cold | precopy | postcopy | hybrid (memory state), diff | full | replay (filesystem, fresh "
                       "start), auto (chosen by measuring)")
-      ->check(CLI::IsMember(methods))
+      ->check(CLI::IsMember(method_names()))
       ->capture_default_str();
   migrate->add_option("--runtime", cl.runtime, "runc or docker (default: whichever knows the container)")
       ->check(CLI::IsMember(runtimes));
@@ -107,15 +105,13 @@ int usage_error(const std::string& why, bool json) {
 // CLI11 answers an unknown command with "A subcommand is required": the
 // first word that is neither an option nor an option's value names it.
 std::string unknown_command(int argc, char** argv, CLI::App& app) {
-  static const std::vector<std::string> with_value{"--daemon", "--node", "--ca", "--cert", "--key", "--timeout-ms",
-                                                   "--udp-port", "--psk-file"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
-      ++i;
+    if (a.starts_with("-")) {
+      const CLI::Option* opt = app.get_option_no_throw(a);
+      if (opt && opt->get_items_expected_min() > 0) ++i;  // its value is no command
       continue;
     }
-    if (a.starts_with("-")) continue;
     for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; }))
       if (sub->get_name() == a) return {};
     return a;
