@@ -13,7 +13,7 @@
 //
 //   source                                 destination
 //   describe (address, MAC) while running
-//   freeze + dump; isolate: host end down
+//   freeze; isolate: host end down; dump
 //                                          attach: netns, lo up, locked with
 //                                            CRIU's own rules (the restore's
 //                                            unlock lifts them: no RST to a

@@ -166,21 +166,19 @@ awaitable<result<void>> runc_runtime::checkpoint(const std::string& id, const ch
   if (req.keep_frozen && !req.already_frozen) {
     if (auto paused = co_await freezer("pause", id); !paused) co_return std::unexpected(paused.error().context("checkpoint " + id));
   }
-  // A post-copy dump returns only once its pages are gone, long after the
-  // destination took the address: the frozen copy leaves its bridge first.
-  const bool early = attached && req.page_socket >= 0;
+  // The frozen copy leaves its bridge before CRIU looks at its sockets. A
+  // dump that leaves the tasks behind lifts its network lock as it ends,
+  // and the kernel would then acknowledge a client's segment into a socket
+  // already dumped: the request lost, the client waiting for an answer
+  // forever. Off the bridge, the client retransmits to the destination.
   result<void> outcome;
-  if (early) {
+  if (attached) {
     std::ofstream(req.image_dir / cni::image_file) << attached->to_json() << "\n";
     outcome = co_await cni_.isolate(net->netns, attached->ifname, true);
   }
   if (outcome) outcome = co_await dump(id, req);
-  if (outcome && attached && !early) {
-    std::ofstream(req.image_dir / cni::image_file) << attached->to_json() << "\n";
-    outcome = co_await cni_.isolate(net->netns, attached->ifname, true);
-  }
   if (outcome && attached) isolated_[id] = {*net, *attached};
-  if (!outcome && early) co_await cni_.isolate(net->netns, attached->ifname, false);
+  if (!outcome && attached) co_await cni_.isolate(net->netns, attached->ifname, false);
   if (!outcome && req.keep_frozen && !req.already_frozen) co_await freezer("resume", id);  // a failed dump leaves it running
   co_return outcome;
 }

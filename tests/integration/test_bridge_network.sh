@@ -63,9 +63,24 @@ client_id() { rcli "$1" client list | awk -v a="addr=$MIG_LAN_CLIENT:" 'index($0
 mac_of() { nsenter --net="$1" ip -j link show dev eth0 | jq -r '.[0].address'; }
 netns_of() { runc --root "$(host_runc_root "$1")" state "$ID" | jq -r .pid | xargs -I{} readlink "/proc/{}/ns/net"; }
 
+# What the segment looks like when the client stalls: where each bridge
+# sends the container's MAC, and the sockets and filter rules inside it.
+lan_state() {
+  local h ns
+  for h in a b; do
+    printf '  --- bridge fdb of %s\n' "$(host_node "$h")"
+    in_host "$h" bridge fdb show br "$MIG_BRIDGE" 2>&1 | grep -v permanent | sed 's/^/  /'
+  done
+  for ns in "$NETNS" "migrated-edge-a-$ID" "migrated-edge-b-$ID" "$MIG_NS_CLIENT"; do
+    [ -e "/run/netns/$ns" ] || continue
+    printf '  --- %s: sockets, rules, neighbours\n' "$ns"
+    { ip netns exec "$ns" ss -tni; ip netns exec "$ns" iptables -S; ip -n "$ns" neigh; ip -n "$ns" -br link; } 2>&1 | sed 's/^/  /'
+  done
+}
+
 check_on() {
   local x=$1 id=$2 last=$3
-  wait_for ticks_at_least "$((last + 5))" 20 || fail "the outside client stopped at $(last_tick) (after $last) on $x ($(cat "$TEST_WORK/cli.err"))"
+  wait_for ticks_at_least "$((last + 5))" 20 || { lan_state >&2; fail "the outside client stopped at $(last_tick) (after $last) on $x ($(cat "$TEST_WORK/cli.err"))"; }
   kill -0 "$CLIENT_PID" 2>/dev/null || fail "the outside client exited ($(cat "$TEST_WORK/cli.err"))"
   assert_eq "$id" "$(client_id "$x")" "id of the outside client's connection on $x"
   awk 'NR > 1 && $1 != prev + 1 { print "line " NR ": " prev " then " $1; bad = 1 } { prev = $1 } END { exit bad }' \
