@@ -114,6 +114,12 @@ result<void> set_listen_udp(config& cfg, std::string_view key, const YAML::Node&
   return read(cfg.listen_udp.emplace(), key, value);
 }
 
+result<void> set_http_listen(config& cfg, std::string_view key, const YAML::Node& value) {
+  cfg.http.listen.reset();  // "http.listen=~" turns the HTTP endpoint off
+  if (value.IsNull()) return {};
+  return read(cfg.http.listen.emplace(), key, value);
+}
+
 // "peers.<name>": adds or replaces a peer; a null value removes it.
 result<void> set_peer(config& cfg, std::string_view key, const YAML::Node& value) {
   const std::string name(key.substr(std::string_view("peers.").size()));
@@ -152,6 +158,8 @@ const key_rule rules[] = {
     {"node", [](auto& c, auto k, auto& v) { return read(c.node_name, k, v); }},
     {"listen.tcp", [](auto& c, auto k, auto& v) { return read(c.listen_tcp, k, v); }},
     {"listen.udp", set_listen_udp},
+    {"http.listen", set_http_listen},
+    {"http.connections", [](auto& c, auto k, auto& v) { return read_in<1, 1024>(c.http.connections, k, v); }},
     {"peers.*", set_peer},
     {"psk_file",
      [](auto&, auto k, auto&) -> result<void> {
@@ -315,6 +323,7 @@ void check_names(const config& cfg, problems& out) {
   }
   check_endpoint(out, "listen.tcp", cfg.listen_tcp);
   if (cfg.listen_udp) check_endpoint(out, "listen.udp", *cfg.listen_udp);
+  if (cfg.http.listen) check_endpoint(out, "http.listen", *cfg.http.listen);
 }
 
 void check_paths(const config& cfg, problems& out) {

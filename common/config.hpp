@@ -38,6 +38,13 @@ struct config {
   std::string node_name;                     // node: (required)
   endpoint listen_tcp{"0.0.0.0", 7450};      // listen.tcp
   std::optional<endpoint> listen_udp;        // listen.udp (absent: no UDP)
+  // The read-only HTTP endpoint: /metrics, /v1/migrations, /healthz
+  // (server/http_server.hpp). No certificate: bind it where only the
+  // host's own tools reach it.
+  struct http_config {
+    std::optional<endpoint> listen;          // http.listen (absent: no HTTP)
+    std::uint32_t connections = 16;          // http.connections: 1..1024 at once
+  } http;
   std::vector<peer_config> peers;            // peers: {name: host:port}
   // Migrate to a host:port that `peers:` does not list (its certificate must
   // still be a peer's of this fleet). Off: only listed peers.

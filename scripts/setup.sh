@@ -24,10 +24,10 @@ packages=(
   build-essential cmake pkg-config git
   libboost-dev libboost-system-dev libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libyaml-cpp-dev libzstd-dev catch2 libssl-dev
-  libsystemd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev
+  libsystemd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev prometheus-cpp-dev
   runc iptables iproute2 busybox-static tar rsync openssh-client openssh-server
   systemd procps psmisc util-linux jq zstd docker.io docker-registry
-  redis-server redis-tools containernetworking-plugins python3-protobuf tcpdump
+  redis-server redis-tools containernetworking-plugins python3-protobuf tcpdump prometheus
   clang-16 libclang-rt-16-dev  # tests/fuzz: libFuzzer is part of clang's runtime
 )
 

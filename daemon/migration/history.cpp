@@ -83,6 +83,12 @@ std::vector<pb::Report> history::newest(std::size_t limit) const {
   return out;
 }
 
+const pb::Report* history::find(const std::string& id) const {
+  for (auto it = kept_.rbegin(); it != kept_.rend(); ++it)
+    if (it->report.id() == id) return &it->report;
+  return nullptr;
+}
+
 void history::drop_oldest() {
   while (kept_.size() > max_) {
     std::error_code ec;

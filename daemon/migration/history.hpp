@@ -37,6 +37,8 @@ class history {
   result<void> add(const pb::Report& r, std::int64_t finished_unix_ms);
   // Newest first; at most `limit` (0: all kept).
   std::vector<pb::Report> newest(std::size_t limit = 0) const;
+  // The report of migration `id`; null when none is kept.
+  const pb::Report* find(const std::string& id) const;
   std::size_t size() const { return kept_.size(); }
 
  private:

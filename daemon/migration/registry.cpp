@@ -23,6 +23,7 @@ void registry::add(const pb::Report& report, cancel_fn cancel) {
   e.report = report;
   e.cancel = std::move(cancel);
   e.finished = false;
+  if (metrics_) metrics_->running(running());
 }
 
 void registry::update(const pb::Report& report) {
@@ -64,6 +65,10 @@ void registry::finish(const pb::Report& report) {
       const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count();
       if (auto kept = history_->add(report, now); !kept) log::get("migration")->warn("{}", kept.error().message);
+    }
+    if (metrics_) {
+      metrics_->finished(report, !node_.empty() && report.source() == node_);
+      metrics_->running(running());
     }
   }
   while (finished_order_.size() > max_finished) {

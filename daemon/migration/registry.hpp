@@ -8,7 +8,7 @@
 // node was the source of ends with one summary line in the log (its
 // CONTAINER, PEER, METHOD, RESULT, DOWNTIME_MS: log::summary). Every
 // finished report of either role also goes to the node's history on disk
-// (history.hpp), when it keeps one.
+// (history.hpp) and to its metrics (metrics.hpp), when it keeps them.
 #pragma once
 
 #include <deque>
@@ -20,6 +20,7 @@
 #include "common/error.hpp"
 #include "migrated.pb.h"
 #include "migration/history.hpp"
+#include "migration/metrics.hpp"
 
 namespace migrated::migration {
 
@@ -37,6 +38,7 @@ class registry {
   // max_finished, in memory).
   void keep_history(history* h) { history_ = h; }
   const history* past() const { return history_; }
+  void count_in(metrics* m) { metrics_ = m; }
   void add(const pb::Report& report, cancel_fn cancel = nullptr);
   void update(const pb::Report& report);
   void finish(const pb::Report& report);
@@ -65,6 +67,7 @@ class registry {
   };
   std::string node_;
   history* history_ = nullptr;
+  metrics* metrics_ = nullptr;
   std::map<std::string, entry> entries_;
   std::deque<std::string> finished_order_;
 };

@@ -10,6 +10,7 @@
 #include "criu/criu.hpp"
 #include "migration/context.hpp"
 #include "migration/journal_recovery.hpp"
+#include "server/http_server.hpp"
 #include "server/tcp_server.hpp"
 #include "transport/tls.hpp"
 #include "server/udp_server.hpp"
@@ -30,8 +31,8 @@ result<asio::ip::address> listen_address(const endpoint& at, std::string_view ke
   return addr;
 }
 
-result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
-  auto addr = listen_address(at, "listen.tcp");
+result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at, std::string_view key = "listen.tcp") {
+  auto addr = listen_address(at, key);
   if (!addr) return std::unexpected(addr.error());
   boost::system::error_code ec;
   tcp::acceptor acc(ex);
@@ -40,7 +41,7 @@ result<tcp::acceptor> bind_tcp(asio::any_io_executor ex, const endpoint& at) {
   if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail(errc::config, "listen on tcp " + at.to_string() + ": " + ec.message());
+  if (ec) return fail(errc::config, std::string(key) + ": listen on tcp " + at.to_string() + ": " + ec.message());
   return acc;
 }
 
@@ -177,8 +178,16 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
     if (!s) co_return fatal(s.error());
     udp_sock.emplace(std::move(*s));
   }
+  std::optional<tcp::acceptor> http_acc;
+  if (cfg.http.listen) {
+    auto acc = bind_tcp(ex, *cfg.http.listen, "http.listen");
+    if (!acc) co_return fatal(acc.error());
+    http_acc.emplace(std::move(*acc));
+  }
   migration::registry registry(cfg.node_name);
   registry.keep_history(&past);
+  migration::metrics counted(MIGRATED_VERSION);
+  registry.count_in(&counted);
   migration::admission slots(ex, cfg.max_concurrent_migrations);
   migration::page_links links;
   migration::page_links resumes("resumed session");
@@ -201,6 +210,8 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   tcp_server tcp(ctx, cmds, std::move(*tcp_acc));
   std::optional<udp_server> udp;
   if (udp_sock) udp.emplace(ctx, cmds, std::move(*udp_sock));
+  std::optional<http_server> http;
+  if (http_acc) http.emplace(cfg.node_name, registry, counted, std::move(*http_acc), cfg.http.connections);
 
   // The node runs until a signal, or until a listener fails: a node that no
   // longer listens stops (exit 1) so that systemd restarts it.
@@ -222,12 +233,14 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   };
   asio::co_spawn(ex, tcp.run(), on_listener_end("tcp"));
   if (udp) asio::co_spawn(ex, udp->run(), on_listener_end("udp"));
+  if (http) asio::co_spawn(ex, http->run(), on_listener_end("http"));
 
   std::string rts;
   for (auto& n : runtimes.names()) rts += (rts.empty() ? "" : ", ") + n;
-  logger()->info("{} listening on tcp {}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {}, own netns {}; "
+  logger()->info("{} listening on tcp {}{}{} (runtimes {}; criu {}, dirty tracking {}, userfaultfd {}, own netns {}; "
                  "{} pool threads, {} concurrent migrations)",
                  cfg.node_name, cfg.listen_tcp.to_string(), cfg.listen_udp ? ", udp " + cfg.listen_udp->to_string() : "",
+                 cfg.http.listen ? ", http " + cfg.http.listen->to_string() : "",
                  rts, features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no",
                  features.own_netns ? "yes" : "no", cfg.pool_threads, cfg.max_concurrent_migrations);
   sd_notify(0, "READY=1");
@@ -241,6 +254,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   boost::system::error_code stop_ec;
   co_await stop.async_wait(asio::redirect_error(use_awaitable, stop_ec));
   signals.cancel();
+  if (http) http->stop();
   co_await stop_gracefully(cfg, tcp, udp, cmds, registry);
   co_return exit_code;
 }

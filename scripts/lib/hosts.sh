@@ -89,6 +89,12 @@ hosts_shape() {
   tc -n "$MIG_NS_B" qdisc replace dev "$MIG_VETH_B" root tbf rate "$rate" burst "$burst" latency 100ms
 }
 
+# Takes hosts_shape's limit off again.
+hosts_unshape() {
+  tc -n "$MIG_NS_A" qdisc del dev "$MIG_VETH_A" root 2>/dev/null || true
+  tc -n "$MIG_NS_B" qdisc del dev "$MIG_VETH_B" root 2>/dev/null || true
+}
+
 # Bytes a token bucket of RATE needs for 10 ms, at least 16 KiB.
 tbf_burst() {
   local rate=$1 num unit bits

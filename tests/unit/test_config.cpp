@@ -48,6 +48,8 @@ TEST_CASE("config: defaults fill every key but node", "[config]") {
   CHECK(cfg.node_name == "edge-a");
   CHECK(cfg.listen_tcp.to_string() == "0.0.0.0:7450");
   CHECK_FALSE(cfg.listen_udp);
+  CHECK_FALSE(cfg.http.listen);  // no HTTP endpoint unless asked for
+  CHECK(cfg.http.connections == 16);
   CHECK(cfg.peers.empty());
   CHECK(cfg.storage_dir == "/var/lib/migrated");
   CHECK(cfg.runc.cgroup_parent == "migrated");
@@ -67,6 +69,8 @@ TEST_CASE("config: the shipped example parses and validates", "[config]") {
   CHECK(cfg->node_name == "edge-a");
   REQUIRE(cfg->listen_udp);
   CHECK(cfg->listen_udp->port == 7451);
+  REQUIRE(cfg->http.listen);  // on, and for this host's own tools only
+  CHECK(cfg->http.listen->to_string() == "127.0.0.1:7452");
   const peer_config* b = cfg->find_peer("edge-b");
   REQUIRE(b);
   CHECK(b->address.to_string() == "10.77.0.2:7450");
@@ -203,6 +207,8 @@ TEST_CASE("config: parse errors name the origin and the key path", "[config]") {
     CHECK_THAT(parse_error("peers:\n  edge-b: 10.0.0.2\n"),
                Contains("peers.edge-b: expected host:port") && Contains("missing port"));
     CHECK_THAT(parse_error("listen: {tcp: '10.0.0.1:0'}"), Contains("listen.tcp:"));
+    CHECK_THAT(parse_error("http: {listen: 'localhost'}"), Contains("http.listen: expected host:port"));
+    CHECK_THAT(parse_error("http: {connections: 0}"), Contains("http.connections: expected an integer 1..1024, got '0'"));
   }
   SECTION("duplicate key") {
     CHECK_THAT(parse_error("peers:\n  b: h:1\n  b: h:2\n"), Contains("duplicate key 'peers.b'"));
@@ -255,6 +261,10 @@ TEST_CASE("config: overrides go through the same keys", "[config]") {
   CHECK(cfg.peers.empty());
   REQUIRE(apply_override(cfg, "listen.udp='[::]:7451'"));
   CHECK(cfg.listen_udp->host == "::");
+  REQUIRE(apply_override(cfg, "http.listen=127.0.0.1:9000"));
+  CHECK(cfg.http.listen->port == 9000);
+  REQUIRE(apply_override(cfg, "http.listen=~"));
+  CHECK_FALSE(cfg.http.listen);
   REQUIRE(apply_override(cfg, "timeouts={io_ms: 7}"));
   CHECK(cfg.timeouts.io == std::chrono::milliseconds(7));
 
