@@ -104,7 +104,7 @@ daemon_start() {
   daemon_wait_ready "$x"
 }
 
-config_ca_dir() { sed -n 's/^tls: {ca: \([^,]*\)\/ca.crt,.*/\1/p' "$MIG_WORK/$1.yaml"; }
+config_ca_dir() { sed -n 's/^tls: {ca: \([^,]*\)\/ca.crt,.*/\1/p; s/^  ca: \(.*\)\/ca.crt$/\1/p' "$MIG_WORK/$1.yaml"; }
 
 daemon_wait_ready() {
   local x=$1 pid=${MIG_DAEMON_PID[$1]} deadline=$((SECONDS + MIG_DAEMON_TIMEOUT_S))

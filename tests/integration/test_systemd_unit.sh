@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# systemd/migrated.service passes `systemd-analyze verify`. The unit names
-# installed paths; verify checks that its commands exist, so they are pointed
-# at the build tree in a temporary copy of the unit first.
+# systemd/migrated.service passes `systemd-analyze verify`. Its Exec lines
+# name the binary's directory as a placeholder the install fills in; verify
+# checks that the commands exist, so they are pointed at the build tree in a
+# temporary copy of the unit first. (test_package checks the installed one.)
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
