@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "common/auth.hpp"
+#include "ctl/interrupt.hpp"
 #include "ctl/output.hpp"
 #include "common/names.hpp"
 
@@ -76,12 +78,19 @@ pb::Envelope make_request(const command_line& cl) {
   return env;
 }
 
-awaitable<int> follow(transport::channel& ch, const command_line& cl) {
-  progress_printer progress(!cl.json && ::isatty(STDERR_FILENO));
+awaitable<int> follow(client& c, transport::channel& ch, const command_line& cl, const std::string& id) {
+  const bool terminal = !cl.json && ::isatty(STDERR_FILENO);
+  const bool interruptible = terminal && ::isatty(STDIN_FILENO);
+  progress_printer progress(terminal);
+  progress.started(id, cl.target, cl.to, cl.method, interruptible);
+  std::optional<interrupt_prompt> prompt;
+  if (interruptible)
+    prompt.emplace(co_await asio::this_coro::executor, c, id, [&ch] { ch.close(); }, [&progress] { progress.finish(); });
   for (;;) {
     // A migration's phases each have their own deadlines at the daemon; this
     // only guards against a daemon that vanished.
     auto f = co_await ch.recv(std::chrono::minutes(30));
+    if (!f && prompt && prompt->detached()) co_return exit_ok;
     if (!f) co_return lost_daemon(f.error().context("following the migration"), cl.json);
     if (f->msg.has_progress()) {
       progress.show(f->msg.progress());
@@ -138,7 +147,7 @@ awaitable<int> over_tcp(client& c, const command_line& cl) {
     co_return print_failure(error{errc::protocol, "unexpected answer from the daemon"}, cl.json, exit_failed);
   const auto& r = f->msg.reply();
   if (!r.ok()) co_return print_reply(r, cl.json, "");
-  if (cl.command == "migrate") co_return co_await follow(*ch, cl);
+  if (cl.command == "migrate") co_return co_await follow(c, *ch, cl, r.migration_id());
   if (cl.command == "prepare") co_return co_await wait_for(*ch, r.migration_id(), cl.json);
   if (cl.command == "recover") co_return print_reply(r, cl.json, "recovered the container of");
   co_return print_reply(r, cl.json, "ok");

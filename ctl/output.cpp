@@ -1,6 +1,7 @@
 // Report and status rendering for migratectl (see output.hpp).
 #include "ctl/output.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -178,16 +179,44 @@ std::string measure_table(const pb::MeasureReply& m) {
   return out;
 }
 
+std::string transfer_line(const pb::Progress& p, double phase_start_ms) {
+  const double seconds = (p.elapsed_ms() - phase_start_ms) / 1000.0;
+  const double rate = seconds > 0 ? p.bytes_done() / seconds : 0;  // bytes per second
+  std::string line = human_bytes(p.bytes_done());
+  // (The total is the daemon's estimate: a stream's framing may pass it.)
+  const bool known = p.bytes_total() > 0;
+  const auto done = std::min(p.bytes_done(), p.bytes_total());
+  if (known)
+    line += fmt::format(" of {} ({:.0f}%)", human_bytes(p.bytes_total()), 100.0 * done / p.bytes_total());
+  else
+    line += " sent";
+  if (rate > 0) {
+    line += fmt::format(", {}/s", human_bytes(static_cast<std::uint64_t>(rate)));
+    if (known) line += fmt::format(", {:.0f} s left", std::ceil((p.bytes_total() - done) / rate));
+  }
+  return line;
+}
+
+void progress_printer::started(const std::string& id, const std::string& container, const std::string& to,
+                               const std::string& method, bool interruptible) {
+  if (!enabled_) return;
+  std::fprintf(stderr, "migration %s: %s to %s, %s%s\n", id.c_str(), container.c_str(), to.c_str(), method.c_str(),
+               interruptible ? " (Ctrl-C: abort or detach)" : "");
+  std::fflush(stderr);
+}
+
 void progress_printer::show(const pb::Progress& p) {
   if (!enabled_) return;
   if (p.phase() != phase_) {
     if (in_place_) std::fputc('\n', stderr);
     in_place_ = false;
     phase_ = p.phase();
+    phase_start_ms_ = p.elapsed_ms();
     std::fprintf(stderr, "%9.1f ms  %-10s %s\n", p.elapsed_ms(), p.phase().c_str(), p.detail().c_str());
   } else if (p.bytes_done() > 0) {
-    std::fprintf(stderr, "\r%9.1f ms  %-10s %s sent", p.elapsed_ms(), p.phase().c_str(),
-                 human_bytes(p.bytes_done()).c_str());
+    // (\033[K: the rest of a longer line before goes)
+    std::fprintf(stderr, "\r%9.1f ms  %-10s %s\033[K", p.elapsed_ms(), p.phase().c_str(),
+                 transfer_line(p, phase_start_ms_).c_str());
     in_place_ = true;
   }
   std::fflush(stderr);

@@ -76,6 +76,9 @@ result<std::vector<transport::outgoing_file>> round_sender::files_for(const std:
     transport::outgoing_file f{name, e.path()};
     f.pagemap = cur->pagemap_name;
     f.size = cur->stored_pages * images::page_bytes;
+    // With nothing to compare against every page goes whole: the stream is
+    // about the file's size (progress can say how far it is).
+    if (!previous_) f.stream_bytes = f.size;
     f.produce = [this, cur, path = e.path(), chunk_bytes, prev = previous_,
                  now = current_](const transport::chunk_writer& write) -> result<std::string> {
       auto cur_fd = open_readonly(path);

@@ -149,7 +149,7 @@ transport::send_options source_session::stream_options(std::string_view phase_na
   o.zstd_level = ctx_.cfg.transfer.zstd_level;
   o.chunk_bytes = ctx_.cfg.transfer.chunk_bytes;
   auto last = std::make_shared<stopwatch>();
-  o.on_progress = [this, phase = std::string(phase_name), last](std::uint64_t done) {
+  o.on_progress = [this, phase = std::string(phase_name), last](std::uint64_t done, std::uint64_t expected) {
     if (!progress_ || last->ms() < 200) return;
     *last = stopwatch();
     pb::Progress p;
@@ -157,6 +157,7 @@ transport::send_options source_session::stream_options(std::string_view phase_na
     p.set_phase(phase);
     p.set_elapsed_ms(total_.ms());
     p.set_bytes_done(done);
+    p.set_bytes_total(expected);
     progress_(p);
   };
   return o;

@@ -19,6 +19,30 @@
 namespace migrated::transport {
 namespace {
 
+// Bytes sent so far, and what the whole stream will be when that is known
+// in advance (0 when not: a producer's output has no size until it ends).
+struct progress_count {
+  std::uint64_t done = 0;
+  std::uint64_t expected = 0;
+};
+
+// The sizes of the files to send (stat'd on the pool: a tree may hold
+// thousands), or 0 when a producer does not know its size in advance.
+std::uint64_t expected_bytes(const std::vector<outgoing_file>& files) {
+  std::uint64_t total = 0;
+  for (const auto& f : files) {
+    if (f.produce) {
+      if (f.stream_bytes == 0) return 0;
+      total += f.stream_bytes;
+      continue;
+    }
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(f.path, ec);
+    if (!ec) total += n;
+  }
+  return total;
+}
+
 using clock = std::chrono::steady_clock;
 
 double ms_since(clock::time_point t) {
@@ -86,7 +110,7 @@ result<prepared_chunk> prepare_chunk(int fd, std::uint64_t offset, std::uint32_t
 
 awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_file& f,
                                  const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
-                                 stream_stats& st, std::uint64_t& raw_total) {
+                                 stream_stats& st, progress_count& count) {
   struct stat sb {};
   auto opened = co_await offload(*opts.pool, [&]() -> result<unique_fd> {
     auto fd = open_readonly(f.path);
@@ -126,9 +150,9 @@ awaitable<result<void>> send_one(channel& ch, std::uint32_t id, const outgoing_f
       if (auto ok = co_await ch.send(chunk, c->wire); !ok) co_return ok;
       policy.sent(c->wire.size(), ms_since(t0));
       sent += c->raw;
-      raw_total += c->raw;
+      count.done += c->raw;
       st.bytes_wire += c->wire.size();
-      if (opts.on_progress) opts.on_progress(raw_total);
+      if (opts.on_progress) opts.on_progress(count.done, count.expected);
     }
     if (c->raw < want) break;  // (live) it ended before its announced size
   }
@@ -167,7 +191,7 @@ void run_producer(std::shared_ptr<chunk_pipe> pipe, file_producer produce, zstd_
 
 awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgoing_file& f,
                                       const send_options& opts, zstd_compressor* zc, adaptive_compression& policy,
-                                      stream_stats& st, std::uint64_t& raw_total) {
+                                      stream_stats& st, progress_count& count) {
   pb::Envelope begin;
   auto* b = begin.mutable_file_begin();
   b->set_file_id(id);
@@ -203,9 +227,9 @@ awaitable<result<void>> send_produced(channel& ch, std::uint32_t id, const outgo
       continue;
     }
     offset += c->raw_bytes;
-    raw_total += c->raw_bytes;
+    count.done += c->raw_bytes;
     st.bytes_wire += c->wire.size();
-    if (opts.on_progress) opts.on_progress(raw_total);
+    if (opts.on_progress) opts.on_progress(count.done, count.expected);
   }
   if (!sent) co_return sent;
   if (!pipe->outcome()) co_return std::unexpected(pipe->outcome().error().context(f.name));
@@ -228,13 +252,14 @@ awaitable<result<stream_stats>> send_files(channel& ch, const std::vector<outgoi
   std::unique_ptr<zstd_compressor> zc;
   if (opts.zstd_level > 0) zc = std::make_unique<zstd_compressor>(opts.zstd_level);
   adaptive_compression policy(opts.zstd_level);
-  std::uint64_t raw_total = 0;
+  progress_count count;
+  if (opts.on_progress) count.expected = co_await offload(*opts.pool, [&] { return expected_bytes(files); });
   result<void> sent{};
   for (std::uint32_t i = 0; i < files.size() && sent; ++i) {
     if (files[i].produce)
-      sent = co_await send_produced(ch, i, files[i], opts, zc.get(), policy, st, raw_total);
+      sent = co_await send_produced(ch, i, files[i], opts, zc.get(), policy, st, count);
     else
-      sent = co_await send_one(ch, i, files[i], opts, zc.get(), policy, st, raw_total);
+      sent = co_await send_one(ch, i, files[i], opts, zc.get(), policy, st, count);
   }
   if (sent) {
     pb::Envelope end;

@@ -38,6 +38,7 @@ struct outgoing_file {
   file_producer produce;         // set: send what it produces instead
   std::string pagemap;           // produced page deltas: their pagemap image
   std::uint64_t size = 0;        // produced: the size of the file it rebuilds
+  std::uint64_t stream_bytes = 0;  // produced: the raw bytes it will produce, when known (progress)
   bool engine_image = false;     // produced: an image archive for the peer's engine (size unknown)
 };
 
@@ -45,7 +46,10 @@ struct send_options {
   asio::thread_pool* pool = nullptr;
   int zstd_level = 3;            // 0: send raw
   std::uint32_t chunk_bytes = 1u << 20;
-  std::function<void(std::uint64_t raw_done)> on_progress;
+  // After each chunk: the raw bytes sent so far and, when every file's size
+  // is known in advance (on disk, or a producer's stream_bytes), what they
+  // add up to (0: unknown).
+  std::function<void(std::uint64_t raw_done, std::uint64_t raw_expected)> on_progress;
   std::function<bool()> cut_connection;  // fault hook: true = drop the link now
   // The files may change while they are read (the tree of a running
   // container): one that vanished is skipped, one that shrank is sent as it

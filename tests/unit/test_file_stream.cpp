@@ -228,9 +228,12 @@ TEST_CASE("files arrive byte-identical, compressed or not", "[file_stream]") {
   send.chunk_bytes = chunk_bytes;
   std::uint64_t last_progress = 0;
   int progress_calls = 0;
-  send.on_progress = [&](std::uint64_t done) {
+  std::uint64_t expected_seen = 0;
+  send.on_progress = [&](std::uint64_t done, std::uint64_t expected) {
     CHECK(done > last_progress);
+    CHECK(done <= expected);
     last_progress = done;
+    expected_seen = expected;
     ++progress_calls;
   };
   transport::receive_options receive;
@@ -265,6 +268,7 @@ TEST_CASE("files arrive byte-identical, compressed or not", "[file_stream]") {
   CHECK(received.bytes_raw == src.total_bytes);
   CHECK(received.bytes_wire == sent.bytes_wire);
   CHECK(last_progress == src.total_bytes);
+  CHECK(expected_seen == src.total_bytes);  // known from the start: every file is on disk
   CHECK(progress_calls == static_cast<int>(src.chunks));
   if (level > 0) {
     // images/pages-1.img shrinks to a fraction; nothing travels larger than raw.
