@@ -98,4 +98,8 @@ nlohmann::ordered_json report_to_json(const pb::Report& r) {
   };
 }
 
+std::string json_text(const nlohmann::ordered_json& j) {
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 }  // namespace migrated

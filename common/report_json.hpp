@@ -12,5 +12,9 @@
 namespace migrated {
 
 nlohmann::ordered_json report_to_json(const pb::Report& r);
+// Indented JSON text. A string that is not UTF-8 (an error quoting a
+// child's output, a path from a request) has its bad bytes replaced
+// rather than throwing.
+std::string json_text(const nlohmann::ordered_json& j);
 
 }  // namespace migrated

@@ -39,9 +39,6 @@ void add_common(CLI::App& app, parsed& p) {
   app.add_option("--udp-port", p.udp_port, "the daemon's UDP port (default: its TCP port + 1)")
       ->check(CLI::Range(1, 65535));
   app.add_flag("--json", p.cl.json, "print JSON, errors too");
-  app.add_option("--psk-file", "(gone: links use certificates; give --ca, --cert and --key)")
-      ->group("")
-      ->check([](const std::string&) { return std::string("links use certificates now; give --ca, --cert and --key"); });
 }
 
 void add_commands(CLI::App& app, parsed& p) {
@@ -119,6 +116,14 @@ std::string unknown_command(int argc, char** argv, CLI::App& app) {
   return {};
 }
 
+// An option of old, refused with what replaces it (before CLI11, which
+// would only call it unknown).
+bool names_psk_file(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view a = argv[i]; a == "--psk-file" || a.starts_with("--psk-file=")) return true;
+  return false;
+}
+
 bool asks_json(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--json") return true;
@@ -138,6 +143,8 @@ int main(int argc, char** argv) {
   app.get_formatter()->column_width(32);
   add_common(app, p);
   add_commands(app, p);
+  if (names_psk_file(argc, argv))
+    return usage_error("--psk-file: links use certificates now; give --ca, --cert and --key", asks_json(argc, argv));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

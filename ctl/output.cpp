@@ -28,7 +28,7 @@ std::string human_bytes(std::uint64_t b) {
 
 }  // namespace
 
-std::string report_json(const pb::Report& r) { return report_to_json(r).dump(2); }
+std::string report_json(const pb::Report& r) { return json_text(report_to_json(r)); }
 
 std::string report_table(const pb::Report& r) {
   std::string out = fmt::format("migration {}  {}  {} -> {}  {}/{}  {}\n", r.id(), r.container(), r.source(),
@@ -99,7 +99,7 @@ std::string status_json(const pb::StatusReply& s) {
                {"own_netns", s.caps().own_netns()},
                {"nftables_lock", s.caps().nftables_lock()}};
   json j = {{"node", s.node()}, {"uptime_s", ms3(s.uptime_s())}, {"capabilities", caps}, {"migrations", migrations}};
-  return j.dump(2);
+  return json_text(j);
 }
 
 std::string status_table(const pb::StatusReply& s) {
@@ -122,7 +122,7 @@ std::string history_json(const pb::HistoryReply& h) {
   json migrations = json::array();
   for (auto& r : h.migrations()) migrations.push_back(report_to_json(r));
   json j = {{"node", h.node()}, {"migrations", migrations}};
-  return j.dump(2);
+  return json_text(j);
 }
 
 std::string history_table(const pb::HistoryReply& h) {
@@ -155,17 +155,17 @@ std::string measure_json(const pb::MeasureReply& m) {
             {"predicted_cold_downtime_ms", ms3(m.predicted_cold_downtime_ms())},
             {"predicted_precopy_downtime_ms", ms3(m.predicted_precopy_downtime_ms())},
             {"preflight", m.preflight()}};
-  return j.dump(2);
+  return json_text(j);
 }
 
 std::string failure_json(const error& e, int exit_code) {
   json j = {{"ok", false}, {"error", e.message}, {"code", std::string(to_string(e.code))}, {"exit_code", exit_code}};
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);  // (an error may quote any bytes)
 }
 
 std::string reply_json(const pb::Reply& r) {
   json j = {{"ok", r.ok()}, {"id", r.migration_id()}, {"code", int(r.code())}, {"message", r.message()}};
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string measure_table(const pb::MeasureReply& m) {

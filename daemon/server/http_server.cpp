@@ -21,7 +21,6 @@ using json = nlohmann::ordered_json;
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("http"); }
 
-constexpr std::size_t header_limit = 8 * 1024;
 constexpr auto first_request_within = std::chrono::seconds(5);
 constexpr auto idle_within = std::chrono::seconds(30);
 constexpr auto write_within = std::chrono::seconds(5);
@@ -32,7 +31,7 @@ constexpr std::string_view text_plain = "text/plain; charset=utf-8";
 constexpr std::string_view metrics_type = "text/plain; version=0.0.4; charset=utf-8";
 constexpr std::string_view json_type = "application/json";
 
-http_answer json_answer(unsigned status, const json& j) { return {status, std::string(json_type), j.dump(2) + "\n"}; }
+http_answer json_answer(unsigned status, const json& j) { return {status, std::string(json_type), json_text(j) + "\n"}; }
 
 http_answer error_answer(unsigned status, const std::string& message) {
   return json_answer(status, json{{"error", message}});
@@ -141,7 +140,7 @@ awaitable<void> http_server::serve(tcp::socket socket) {
   bool first = true;
   for (;;) {
     http::request_parser<http::empty_body> parser;
-    parser.header_limit(header_limit);
+    parser.header_limit(http_server::header_limit);
     stream.expires_after(first ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(first_request_within)
                                : std::chrono::duration_cast<std::chrono::steady_clock::duration>(idle_within));
     first = false;

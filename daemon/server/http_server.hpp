@@ -35,6 +35,9 @@ struct http_answer {
 
 class http_server {
  public:
+  // What a request may be: its header within this, no body.
+  static constexpr std::size_t header_limit = 8 * 1024;
+
   http_server(std::string node, const migration::registry& registry, const migration::metrics& metrics,
               tcp::acceptor acceptor, std::size_t max_connections);
 

@@ -335,6 +335,26 @@ void page_requests(const sfs::path& out) {
   write_seed(out / "page_request", "answer", answers);
 }
 
+// fuzz_http: a piece size, then what a scraper or a curl sends: requests
+// one after another on one connection, one with a body, one past the
+// header limit's neighbourhood.
+void http_requests(const sfs::path& out) {
+  auto seed = [&](const char* name, char piece, const std::string& text) {
+    bytes b{static_cast<std::uint8_t>(piece)};
+    b.insert(b.end(), text.begin(), text.end());
+    write_seed(out / "http", name, b);
+  };
+  seed("scrape-keep-alive", 63,
+       "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:7452\r\nAccept: text/plain;version=0.0.4\r\n\r\n"
+       "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET /v1/migrations?limit=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET /v1/migrations/m-000000000001 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  seed("write-with-body", 7,
+       "POST /v1/migrations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  seed("http10-unknown", 11, "HEAD /v1/migrations/m-000000000003?x=1&limit=1 HTTP/1.0\r\n\r\nGET /nothing HTTP/1.0\r\n\r\n");
+  seed("long-header", 40, "GET /healthz HTTP/1.1\r\nX-Pad: " + std::string(8000, 'p') + "\r\n\r\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -350,5 +370,6 @@ int main(int argc, char** argv) {
   configs(out);
   tls_client_hello(out);
   page_requests(out);
+  http_requests(out);
   return 0;
 }

@@ -15,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build_dir=${MIGRATED_FUZZ_BUILD_DIR:-$root/build-fuzz}
-all_targets=(wire hello datagram delta criu_image tree path chunk config tls page_request)
+all_targets=(wire hello datagram delta criu_image tree path chunk config tls page_request http)
 
 usage() { echo "usage: $0 SECONDS [TARGET...] (targets: ${all_targets[*]})" >&2; exit 2; }
 [ $# -ge 1 ] || usage

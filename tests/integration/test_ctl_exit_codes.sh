@@ -44,6 +44,8 @@ expect_exit 2 "status --limit (an option of history)" ctl a status --limit 3
 expect_exit 2 "an unknown method" ctl a migrate "$ID" --to edge-b --method teleport
 expect_exit 2 "an unknown command" ctl a teleport "$ID"
 assert_contains "$(cat "$TEST_WORK/stderr")" "teleport" "the error names the command"
+expect_exit 2 "--psk-file, an option of old" ctl a --psk-file /etc/migrated/psk status
+assert_contains "$(cat "$TEST_WORK/stderr")" "--psk-file: links use certificates now" "the error names what replaces it"
 expect_exit 2 "migrate without --to, --json" ctl a migrate "$ID" --json
 json_failure invalid_argument 2
 assert_running a "$ID"
