@@ -21,7 +21,9 @@ command -v script >/dev/null 2>&1 || skip "script is not installed (Debian packa
 on_terminal() {
   local x=$1 name=$2; shift 2
   local id=$MIG_TLS/controller cmd
-  cmd=$(printf '%q ' nsenter --net="/run/netns/$(host_ns "$x")" "$MIG_BUILD/migratectl" \
+  # exec: whatever shell script runs ($SHELL, dash when unset) must not stay
+  # in the pty's foreground group, where Ctrl-C would kill it instead.
+  cmd=exec\ $(printf '%q ' nsenter --net="/run/netns/$(host_ns "$x")" "$MIG_BUILD/migratectl" \
     --daemon "$(host_addr "$x"):$MIG_TCP_PORT" --ca "$MIG_TLS/ca.crt" --cert "$id.crt" --key "$id.key" "$@")
   rm -f "$TEST_WORK/$name.in" "$TEST_WORK/$name.rc"
   mkfifo "$TEST_WORK/$name.in"
