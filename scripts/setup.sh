@@ -162,6 +162,13 @@ if ! criu_ok; then
   criu_ok || { log "CRIU still fails 'criu check': $(criu check 2>&1 | tail -n 3)"; exit 1; }
 fi
 log "criu $(criu --version | awk '/^Version:/ {print $2}'): $(criu check 2>&1 | tail -n1)"
+# What the package's sysctl.d file sets (packaging/sysctl/60-migrated.conf):
+# CRIU's page pipes reach 4 MiB although root here lacks CAP_SYS_RESOURCE.
+pipe_limit=$(sed -n 's/^fs.pipe-max-size *= *//p' "$here/packaging/sysctl/60-migrated.conf")
+if [ "$(cat /proc/sys/fs/pipe-max-size)" -lt "$pipe_limit" ]; then
+  log "fs.pipe-max-size $(cat /proc/sys/fs/pipe-max-size) -> $pipe_limit (CRIU's page pipes)"
+  echo "$pipe_limit" >/proc/sys/fs/pipe-max-size
+fi
 if [ "${MIGRATED_SKIP_BUILD:-0}" != 1 ]; then
   build_project
 fi

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <vector>
 
+#include "criu/page_pipes.hpp"
 #include "process/process.hpp"
 
 namespace migrated::criu {
@@ -43,6 +44,7 @@ awaitable<features> detect(const std::filesystem::path& binary) {
   args = {bin, "check", "--feature", "network_lock_nftables"};
   auto nft = co_await process::run(args, quick);
   f.nftables_lock = nft && nft->ok();
+  f.page_pipe_bytes = host_page_pipe_capacity();
   co_return f;
 }
 

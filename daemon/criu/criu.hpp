@@ -4,6 +4,7 @@
 // lifted into the message (as crun's show_criu_log does).
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -28,6 +29,8 @@ struct features {
   // unlock alone runs iptables-restore five times: ~50 ms of every
   // downtime, at each end.
   bool nftables_lock = false;
+  // The largest page pipe its dumps get on this host (page_pipes.hpp).
+  std::size_t page_pipe_bytes = 0;
   std::string problem;        // why not usable
 };
 

@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "criu/criu.hpp"
+#include "criu/page_pipes.hpp"
 #include "migration/context.hpp"
 #include "migration/journal_recovery.hpp"
 #include "server/http_server.hpp"
@@ -243,6 +244,12 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
                  cfg.http.listen ? ", http " + cfg.http.listen->to_string() : "",
                  rts, features.version, features.dirty_tracking ? "yes" : "no", features.userfaultfd ? "yes" : "no",
                  features.own_netns ? "yes" : "no", cfg.pool_threads, cfg.max_concurrent_migrations);
+  if (features.page_pipe_bytes < criu::page_pipe_max_bytes)
+    logger()->warn("CRIU's page pipes hold {} KiB here (fs.pipe-max-size, and no CAP_SYS_RESOURCE): collecting a "
+                   "frozen container's memory takes up to {}x the round trips; raise fs.pipe-max-size to {} "
+                   "(the package's /usr/lib/sysctl.d/60-migrated.conf)",
+                   features.page_pipe_bytes >> 10, criu::page_pipe_max_bytes / features.page_pipe_bytes,
+                   criu::page_pipe_max_bytes);
   sd_notify(0, "READY=1");
 
   asio::signal_set signals(ex, SIGTERM, SIGINT);

@@ -32,7 +32,8 @@ criu_deb=$(ls "$dist"/criu_*_"$arch".deb 2>/dev/null || true)
 contents=$(dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's#^\./#/#')
 for f in /usr/bin/migrated /usr/bin/migratectl /usr/bin/migrated-ca /usr/lib/systemd/system/migrated.service \
   /etc/migrated/migrated.yaml /usr/share/man/man8/migrated.8.gz /usr/share/man/man8/migratectl.8.gz \
-  /usr/share/man/man5/migrated.yaml.5.gz /usr/share/bash-completion/completions/migratectl; do
+  /usr/share/man/man5/migrated.yaml.5.gz /usr/share/bash-completion/completions/migratectl \
+  /usr/lib/sysctl.d/60-migrated.conf; do
   grep -qxF "$f" <<<"$contents" || fail "the package lacks $f"
 done
 ! grep -q '^/usr/local' <<<"$contents" || fail "the package installs under /usr/local"
@@ -59,7 +60,15 @@ purge=()
 for p in migrated criu; do installed_before "$p" || purge+=("$p"); done
 purge_packages() { [ "${#purge[@]}" = 0 ] || dpkg -P "${purge[@]}" >/dev/null 2>&1 || true; }
 on_exit purge_packages
+# The install raises the pipe limit CRIU's page pipes need (here, where
+# root lacks CAP_SYS_RESOURCE) when it is lower: start from Linux's default.
+pipe_limit_before=$(cat /proc/sys/fs/pipe-max-size)
+restore_pipe_limit() { echo "$pipe_limit_before" >/proc/sys/fs/pipe-max-size; }
+on_exit restore_pipe_limit
+echo 1048576 >/proc/sys/fs/pipe-max-size
 dpkg -i ${criu_deb:+"$criu_deb"} "$deb" >"$TEST_WORK/dpkg.out" 2>&1 || fail "dpkg -i: $(tail -n 20 "$TEST_WORK/dpkg.out")"
+assert_eq 4194304 "$(cat /proc/sys/fs/pipe-max-size)" "fs.pipe-max-size after dpkg -i"
+grep -qx 'fs.pipe-max-size = 4194304' /usr/lib/sysctl.d/60-migrated.conf || fail "the sysctl.d file does not set the limit"
 installed_before migrated || fail "migrated is not installed after dpkg -i"
 unit=$(dpkg -L migrated | grep '/systemd/system/migrated\.service$' | head -n 1)
 [ -f "$unit" ] || fail "dpkg -L migrated names no unit"
