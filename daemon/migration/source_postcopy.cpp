@@ -79,8 +79,15 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
                                               ctx_.cfg.timeouts.checkpoint);
   theirs.close();  // runc and CRIU hold their own copy once the dump is ready
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
-  if (copy_->current() == source_copy::state::stopped)
-    if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
+  // The record that the copy here is frozen, its images these. It must be
+  // on disk before the destination may run its copy, and every lazy restore
+  // waits for the page link (open_page_link() waits for the record), so it
+  // is written while the images travel: behind gigabytes of warm-up images
+  // in the page cache its fsync took 240 ms, all of it downtime.
+  if (copy_->current() == source_copy::state::stopped) {
+    if (ok) note_meanwhile(journal::step::stopped, co_await asio::this_coro::executor);
+    else (void)note(journal::step::stopped);  // (the rollback that follows needs it; the dump's error tells)
+  }
   if (!ok) co_return ok;  // (our end goes with this frame: the dump ends)
   final_images_ = *images;
   const auto dir = *images;
@@ -96,6 +103,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
 // which the destination asks for pages and this side answers them from the
 // dump, in the background until PagesEnd.
 awaitable<result<void>> source_session::open_page_link() {
+  if (auto ok = co_await noted(); !ok) co_return ok;  // the copy here is on record as stopped
   if (auto ok = co_await connect_page_link(); !ok) co_return ok;
   link_served_.start(co_await asio::this_coro::executor, keep_serving_pages(), "the page link");
   co_return result<void>{};

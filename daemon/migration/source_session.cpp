@@ -68,7 +68,7 @@ source_session::source_session(node_context& ctx, pb::MigrateRequest req, std::s
       id_(std::move(id)),
       progress_(std::move(progress)),
       prepare_(prepare),
-      dir_(ctx_.cfg.storage_dir / "outgoing" / id_),
+      dir_(ctx_.cfg.images_root() / "outgoing" / id_),
       rounds_(dir_) {
   if (req_.method() == pb::METHOD_UNSPECIFIED) req_.set_method(pb::COLD);
   stats_.id = id_;
@@ -117,6 +117,30 @@ result<void> source_session::check_cancel() const {
 
 result<void> source_session::note(journal::step s, const std::filesystem::path& images) {
   if (!ctx_.journal || prepare_) return {};
+  journaled_ = true;
+  return ctx_.journal->write(entry_of(s, images));
+}
+
+void source_session::note_meanwhile(journal::step s, asio::any_io_executor ex) {
+  if (!ctx_.journal || prepare_) return;
+  journaled_ = true;
+  noting_entry_ = entry_of(s, {});
+  noting_.emplace();
+  noting_->start(ex, write_noting_entry(), "the journal");
+}
+
+awaitable<result<void>> source_session::write_noting_entry() {
+  co_return co_await offload(ctx_.pool, [this] { return ctx_.journal->write(noting_entry_); });
+}
+
+awaitable<result<void>> source_session::noted() {
+  if (!noting_) co_return result<void>{};
+  auto ok = co_await noting_->wait();
+  noting_.reset();
+  co_return ok;
+}
+
+journal::entry source_session::entry_of(journal::step s, const std::filesystem::path& images) const {
   journal::entry e;
   e.migration_id = id_;
   e.side = journal::role::source;
@@ -131,8 +155,7 @@ result<void> source_session::note(journal::step s, const std::filesystem::path& 
     e.frozen = copy_->frozen();
   }
   if (!images.empty()) e.images = images;
-  journaled_ = true;
-  return ctx_.journal->write(std::move(e));
+  return e;
 }
 
 // The migration ended (done, rolled back, or lost with its lost.json):
@@ -180,6 +203,8 @@ awaitable<pb::Report> source_session::run() {
   } catch (const std::exception& e) {
     outcome = fail(errc::internal, std::string("internal error in the migration session: ") + e.what());
   }
+  // A record still being written lands before the rollback and forget().
+  if (auto ok = co_await noted(); !ok) log::error(*logger(), id_, stats_.phase, "{}", ok.error().message);
   if (!outcome && copy_ && copy_->current() == source_copy::state::committed) {
     // Past Commit the container is the destination's: what failed after it
     // (releasing the copy here) loses nothing, and is only logged.

@@ -157,6 +157,14 @@ class source_session {
   // Records a transition in the journal (durable when it returns).
   // `images`: where the final checkpoint goes, before it is taken.
   result<void> note(journal::step s, const std::filesystem::path& images = {});
+  // The same, written on the pool while the session goes on; noted() waits
+  // for it (and for nothing when none is pending). Every later record, and
+  // forget(), comes after a noted(). For the one record whose fsync would
+  // otherwise sit in the downtime (a lazy final dump's `stopped`).
+  void note_meanwhile(journal::step s, asio::any_io_executor ex);
+  awaitable<result<void>> write_noting_entry();
+  awaitable<result<void>> noted();
+  journal::entry entry_of(journal::step s, const std::filesystem::path& images) const;
   void forget();
   static std::uint64_t dir_bytes(const std::filesystem::path& dir);
   // CRIU's statistics of the final dump, and the pages of its images, for
@@ -188,6 +196,8 @@ class source_session {
   std::vector<round_observation> history_; // warm-up rounds, for convergence
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
   bool journaled_ = false;       // a journal record exists for this migration
+  std::optional<background<void>> noting_;  // note_meanwhile(), until noted()
+  journal::entry noting_entry_;             // what it writes
   bool commit_unknown_ = false;  // Commit went out, and no answer says what became of it
   // Post-copy: the dump's pages, and the link they go over.
   std::optional<pages::dump_page_client> dump_pages_;
