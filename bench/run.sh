@@ -55,6 +55,7 @@ LINK_OVERRIDE=
 RESULTS_FILE=$BENCH_DIR/RESULTS.md
 APPEND=1
 KEEP_WORK=0
+IMAGES_TMPFS=0
 BUILD_DIR=${MIGRATED_BUILD_DIR:-$SOURCE_DIR/build}
 WORK=
 
@@ -77,6 +78,8 @@ usage: bench/run.sh [options]     (as root)
   --results FILE       append the tables to FILE (default bench/RESULTS.md)
   --no-append          print only
   --keep-work          keep the work directory (logs, reports) after the run
+  --images-tmpfs       every checkpoint image on a tmpfs under /dev/shm: the daemons'
+                       (their `images` key), the seeds' and the floor's
 EOF
 }
 
@@ -95,6 +98,7 @@ parse_args() {
       --results) RESULTS_FILE=$2; shift ;;
       --no-append) APPEND=0 ;;
       --keep-work) KEEP_WORK=1 ;;
+      --images-tmpfs) IMAGES_TMPFS=1 ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; exit 2 ;;
     esac
@@ -160,6 +164,7 @@ cleanup() {
   daemons_stop
   seeds_stop
   hosts_down
+  [ -z "${MIG_IMAGES_ROOT:-}" ] || rm -rf "$MIG_IMAGES_ROOT"
   if [ -n "$WORK" ]; then
     if [ "$KEEP_WORK" = 1 ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
   fi
@@ -232,6 +237,8 @@ run_header() {
     "$(runc --version | head -n 1)" "$(rsync --version | awk 'NR == 1 {print $3}')" \
     "$(ssh -V 2>&1 | cut -d, -f1)"
   printf -- '- binaries (build dir mtime): %s\n' "$BINARIES_INFO"
+  printf -- '- fs.pipe-max-size %s; checkpoint images %s\n' "$(cat /proc/sys/fs/pipe-max-size)" \
+    "$([ "$IMAGES_TMPFS" = 1 ] && echo "on a tmpfs (--images-tmpfs), as are the seeds' and the floor's" || echo "on disk")"
   printf -- '- load average (1 min) at the start %s, at the end %s: other work on the machine shares its cores\n' \
     "$LOAD_START" "$(cut -d' ' -f1 /proc/loadavg)"
   printf -- '- workload: memcounter --mib %s --dirty-mib-s %s --content random; moved %s s after its first ticks; seeds'"'"' downtime cap %s s\n\n' \
@@ -247,6 +254,10 @@ main() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   mkdir -p "$WORK/reports"
+  if [ "$IMAGES_TMPFS" = 1 ]; then
+    MIG_IMAGES_ROOT=$(mktemp -d /dev/shm/migrated-bench-images.XXXXXX)
+    export MIG_IMAGES_ROOT
+  fi
   ROWS=$WORK/rows.jsonl
   : >"$ROWS"
   say "hosts $MIG_NS_A ($MIG_ADDR_A) and $MIG_NS_B ($MIG_ADDR_B); work dir $WORK"

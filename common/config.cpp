@@ -172,6 +172,7 @@ const key_rule rules[] = {
     {"allow_unlisted_destinations",
      [](auto& c, auto k, auto& v) { return read(c.allow_unlisted_destinations, k, v); }},
     {"storage", [](auto& c, auto k, auto& v) { return read(c.storage_dir, k, v); }},
+    {"images", [](auto& c, auto k, auto& v) { return read(c.images_dir, k, v); }},
     {"pool_threads", [](auto& c, auto k, auto& v) { return read_in<1, 64>(c.pool_threads, k, v); }},
     {"max_concurrent_migrations",
      [](auto& c, auto k, auto& v) { return read_in<1, 256>(c.max_concurrent_migrations, k, v); }},
@@ -332,6 +333,7 @@ void check_paths(const config& cfg, problems& out) {
       out.push_back(key + ": expected an absolute directory path, got '" + dir.string() + "'");
   };
   absolute_dir("storage", cfg.storage_dir);
+  if (!cfg.images_dir.empty()) absolute_dir("images", cfg.images_dir);
   absolute_dir("runtime.runc.root", cfg.runc.root);
   absolute_dir("runtime.runc.bundles", cfg.runc.bundles);
   absolute_dir("runtime.runc.cni.conf_dir", cfg.runc.cni_conf_dir);

@@ -56,6 +56,11 @@ struct config {
     std::filesystem::path key = "/etc/migrated/tls/node.key";
   } tls;
   std::filesystem::path storage_dir = "/var/lib/migrated"; // storage:
+  // Where checkpoint images go while a migration runs (outgoing/,
+  // incoming/, measure/); empty: under storage_dir. A tmpfs here keeps the
+  // images' writeback, and the fsyncs queued behind it, out of downtimes.
+  std::filesystem::path images_dir;                        // images:
+  const std::filesystem::path& images_root() const { return images_dir.empty() ? storage_dir : images_dir; }
   // Threads for blocking work (hashing, compression, file I/O, Docker API
   // calls); child processes need none.
   std::uint32_t pool_threads = 4;            // pool_threads: 1..64

@@ -21,7 +21,9 @@ SEEDS_MADE_RUN_SSHD=0
 # seeds_init WORK: key pairs and an sshd inside host B listening on B's
 # address only, key authentication with throwaway keys.
 seeds_init() {
-  SEEDS_DIR=$1/seeds
+  # (with --images-tmpfs beside migrated's images, so that every row's
+  # images are on the same storage)
+  SEEDS_DIR=${MIG_IMAGES_ROOT:-$1}/seeds
   local ssh_dir=$1/ssh sshd i
   mkdir -p "$SEEDS_DIR/a" "$SEEDS_DIR/b" "$ssh_dir"
   chmod 700 "$ssh_dir"

@@ -222,7 +222,7 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
   // Before anything of that name exists here: a restart removes it.
   if (ok) ok = note(journal::step::receiving);
   if (ok) {
-    dir_ = ctx_.cfg.storage_dir / "incoming" / id_;
+    dir_ = ctx_.cfg.images_root() / "incoming" / id_;
     const auto work = dir_ / "work";
     ok = co_await offload(ctx_.pool, [&work]() -> result<void> {
       std::error_code ec;
@@ -237,7 +237,7 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     auto free = co_await offload(ctx_.pool, [&dir] { return free_bytes(dir); });
     if (!free) ok = std::unexpected(free.error());
     else
-      ok = check_room(*free, p.image_bytes_needed(), p.memory_bytes(), ctx_.cfg.node_name, ctx_.cfg.storage_dir,
+      ok = check_room(*free, p.image_bytes_needed(), p.memory_bytes(), ctx_.cfg.node_name, ctx_.cfg.images_root(),
                       container_);
   }
   if (ok && !rt_->has_images()) {

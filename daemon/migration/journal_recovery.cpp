@@ -38,7 +38,7 @@ void finish(node_context& ctx, pb::Report r, const result<std::string>& what, pb
 }
 
 std::filesystem::path outgoing(const node_context& ctx, const journal::entry& e) {
-  return ctx.cfg.storage_dir / "outgoing" / e.migration_id;
+  return ctx.cfg.images_root() / "outgoing" / e.migration_id;
 }
 
 awaitable<void> drop_images(node_context& ctx, const journal::entry& e) {

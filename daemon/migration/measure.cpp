@@ -162,7 +162,7 @@ awaitable<result<pb::MeasureReply>> measure_in(node_context& ctx, const pb::Meas
 }  // namespace
 
 awaitable<result<pb::MeasureReply>> measure(node_context& ctx, const pb::MeasureRequest& req) {
-  const auto dir = ctx.cfg.storage_dir / "measure" / ("m-" + to_hex(auth::random_bytes(6)));
+  const auto dir = ctx.cfg.images_root() / "measure" / ("m-" + to_hex(auth::random_bytes(6)));
   auto m = co_await measure_in(ctx, req, dir);
   co_await offload(ctx.pool, [&dir] {  // two whole dumps: not on the I/O thread
     std::error_code ec;

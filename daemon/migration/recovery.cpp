@@ -59,7 +59,7 @@ result<lost_record> read_lost(const std::filesystem::path& dir) {
 awaitable<result<int>> recover(node_context& ctx, const std::string& migration_id) {
   static const std::regex id_re("m-[0-9a-f]{1,32}");
   if (!std::regex_match(migration_id, id_re)) co_return fail(errc::invalid_argument, "bad migration id '" + migration_id + "'");
-  const auto dir = ctx.cfg.storage_dir / "outgoing" / migration_id;
+  const auto dir = ctx.cfg.images_root() / "outgoing" / migration_id;
   auto record = read_lost(dir);
   if (!record) co_return std::unexpected(record.error().context("recover " + migration_id));
   if (ctx.migrations.busy(record->container.id))

@@ -98,13 +98,35 @@ result<credentials> load_identity(const config& cfg) {
   return creds;
 }
 
+// images: a directory of the daemon's own (made 0700 when missing): the
+// images hold containers' memory, so one that others can read, such as
+// /dev/shm itself, is refused rather than narrowed.
+result<void> open_images_dir(const config& cfg) {
+  if (cfg.images_dir.empty()) return {};
+  namespace fs = std::filesystem;
+  const auto& dir = cfg.images_dir;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    fs::create_directories(dir, ec);
+    if (!ec) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) return fail(errc::config, "images " + dir.string() + ": " + ec.message());
+  }
+  const auto st = fs::status(dir, ec);
+  if (ec || !fs::is_directory(st))
+    return fail(errc::config, "images " + dir.string() + ": " + (ec ? ec.message() : "not a directory"));
+  if ((st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none)
+    return fail(errc::config, "images " + dir.string() + ": others may read it, and images hold containers' memory; "
+                              "name a directory of its own (e.g. /dev/shm/migrated), which the daemon makes 0700");
+  return {};
+}
+
 void report_leftovers(const config& cfg) {
   std::error_code ec;
-  for (auto& e : std::filesystem::directory_iterator(cfg.storage_dir / "outgoing", ec))
+  for (auto& e : std::filesystem::directory_iterator(cfg.images_root() / "outgoing", ec))
     for (auto& round : std::filesystem::directory_iterator(e.path(), ec))
       if (round.path().filename().string().rfind("round-", 0) == 0)
         logger()->warn("images of an unfinished migration are kept in {}", round.path().string());
-  std::filesystem::remove_all(cfg.storage_dir / "incoming", ec);
+  std::filesystem::remove_all(cfg.images_root() / "incoming", ec);
 }
 
 // The graceful stop (SIGTERM, what systemd sends): no new connections or
@@ -147,6 +169,7 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   std::error_code ec;
   std::filesystem::create_directories(cfg.storage_dir, ec);
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
+  if (auto ok = open_images_dir(cfg); !ok) co_return fatal(ok.error());
   migration::journal::store journal(cfg.storage_dir / "journal");
   if (auto ok = journal.open(); !ok) co_return fatal(ok.error());
   migration::history past(cfg.storage_dir / "history");

@@ -58,12 +58,14 @@ host_cgroup_parent() {
 # certificate is IDENTITY (default WORK/tls/edge-X).
 write_config() {
   local x=$1 id=${2:-$MIG_TLS/$(host_node "$1")} sink=${3:-file}
-  local peer addr peer_addr log_file= docker=
+  local peer addr peer_addr log_file= docker= images=
   [ "$sink" != file ] || log_file=", file: $MIG_WORK/$x.log"
   # MIG_DOCKER=1: the Docker backend too, on host X's engine (docker.sh).
   [ -z "${MIG_DOCKER:-}" ] || docker=", docker: {enabled: true, socket: $(docker_sock "$x"), runc_root: $(docker_runc_root "$x"), accept_images: true}"
   # The CNI networks of host X (cni_conf in hosts.sh) live in WORK/X/cni.
   local cni=", cni: {conf_dir: $MIG_WORK/$x/cni}"
+  # MIG_IMAGES_ROOT=DIR: checkpoint images in DIR/X (the `images` key), e.g. on a tmpfs.
+  [ -z "${MIG_IMAGES_ROOT:-}" ] || images="images: $MIG_IMAGES_ROOT/$x"
   peer=$(other_host "$x")
   addr=$(host_addr "$x")
   peer_addr=$(host_addr "$peer")
@@ -74,6 +76,7 @@ listen: {tcp: "$addr:$MIG_TCP_PORT", udp: "$addr:$MIG_UDP_PORT"}
 peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
 tls: {ca: $(dirname "$id")/ca.crt, cert: $id.crt, key: $id.key}
 storage: $MIG_WORK/$x/storage
+$images
 runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")$cni}$docker}
 log: {sink: $sink, level: debug$log_file}
 YAML

@@ -2,7 +2,9 @@
 # Configuration checks: --check-config accepts a good file and names the key
 # path of an unknown key and names the replacement of psk_file; the daemon
 # refuses a private key (tls.key) that group or others can read, exiting
-# non-zero with a message about its mode, and a certificate of another node.
+# non-zero with a message about its mode, and a certificate of another node;
+# and an `images` directory that others may use (/dev/shm itself), while one
+# it makes itself gets mode 0700.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -64,6 +66,26 @@ someone_elses_certificate() {
   write_config a "" stderr
 }
 
+# images: a shared directory is refused, naming it; a missing one is made 0700.
+images_dir() {
+  local out shared=/dev/shm own
+  own=$(mktemp -d /dev/shm/migrated-test-images.XXXXXX)
+  on_exit rm -rf "$own"
+  write_config a "" stderr
+  printf 'images: %s\n' "$shared" >>"$MIG_WORK/a.yaml"
+  out=$(refused_start "images: $shared")
+  assert_contains "$out" "images $shared" "error"
+  assert_contains "$out" "others may read it" "error"
+  MIG_IMAGES_ROOT=$own
+  write_config a "" stderr
+  # (started for a moment, then stopped: the directory is made at start-up)
+  daemon_start a || fail "edge-a did not start with images in $own/a"
+  assert_eq 700 "$(stat -c %a "$own/a")" "mode of the images directory the daemon made"
+  daemon_stop a
+  unset MIG_IMAGES_ROOT
+  write_config a "" stderr
+}
+
 require_root_tools
 TEST_WORK=$(mktemp -d "/tmp/migrated-$TEST_NAME.XXXXXX")
 on_exit rm -rf "$TEST_WORK"
@@ -77,4 +99,5 @@ old_psk_key
 readable_key 640
 readable_key 604
 someone_elses_certificate
+images_dir
 pass

@@ -18,6 +18,8 @@
 #  4. --method precopy over 50 Mbit of a counter dirtying faster than the
 #     link: instead of throttling it, the rounds go on as a hybrid, the
 #     report says why, and the counter continues at the destination.
+# Both daemons keep their checkpoint images on a tmpfs (the `images` key),
+# the journal and the history in storage: the restarts of 2 and 3 find them.
 # docs/design.md, "Hybrid".
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -27,6 +29,9 @@ MIB=64
 
 require_root_tools
 criu check --feature uffd-noncoop >/dev/null 2>&1 || skip "this kernel has no non-cooperative userfaultfd"
+MIG_IMAGES_ROOT=$(mktemp -d /dev/shm/migrated-test-hybrid.XXXXXX)
+export MIG_IMAGES_ROOT
+on_exit rm -rf "$MIG_IMAGES_ROOT"
 setup_hosts_and_daemons
 start_counter "$ID" --mib "$MIB" --dirty-mib-s 4
 
@@ -53,9 +58,14 @@ jq -e --argjson mib "$MIB" '
 assert_absent a "$ID"
 assert_running b "$ID"
 assert_alive_on b "$ID" "$boot" "$last"
-leftovers=$(find "$MIG_WORK/a/storage/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
+mid=$(json_get "$out" .id)
+[ -s "$MIG_IMAGES_ROOT/a/outgoing/$mid/work/dump.log" ] || fail "no dump log in edge-a's images directory"
+[ -s "$MIG_IMAGES_ROOT/b/incoming/$mid/work/restore.log" ] || fail "no restore log in edge-b's images directory"
+[ ! -e "$MIG_WORK/a/storage/outgoing" ] && [ ! -e "$MIG_WORK/b/storage/incoming" ] ||
+  fail "images went to storage although images is set"
+leftovers=$(find "$MIG_IMAGES_ROOT/a/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
 assert_eq 0 "$leftovers" "round directories left at the source after Commit"
-leftovers=$(find "$MIG_WORK/b/storage/incoming" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
+leftovers=$(find "$MIG_IMAGES_ROOT/b/incoming" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
 assert_eq 0 "$leftovers" "round directories left at the destination after Commit"
 
 # 2. b → a, a's daemon (the destination) killed while the pages come.

@@ -52,6 +52,8 @@ TEST_CASE("config: defaults fill every key but node", "[config]") {
   CHECK(cfg.http.connections == 16);
   CHECK(cfg.peers.empty());
   CHECK(cfg.storage_dir == "/var/lib/migrated");
+  CHECK(cfg.images_dir.empty());  // images under storage unless set
+  CHECK(cfg.images_root() == "/var/lib/migrated");
   CHECK(cfg.runc.cgroup_parent == "migrated");
   CHECK(cfg.log.sink == "stderr");
   CHECK(cfg.transfer.zstd_level == 3);
@@ -91,6 +93,7 @@ peers: {n2: "host-2.example:9000", n3: "[fd00::3]:9000"}
 tls: {ca: /etc/t/ca.crt, cert: /etc/t/n1.crt, key: /etc/t/n1.key}
 allow_unlisted_destinations: true
 storage: /s
+images: /dev/shm/m
 pool_threads: 8
 max_concurrent_migrations: 16
 limits: {pending_connections: 5, pending_per_source: 2, connections: 9, handshake_ms: 700, idle_ms: 800}
@@ -107,6 +110,8 @@ postcopy: {recover_timeout_ms: 0}
   REQUIRE(cfg->peers.size() == 2);
   CHECK(cfg->find_peer("n3")->address.host == "fd00::3");
   CHECK(cfg->runc.bundles == "/b");
+  CHECK(cfg->storage_dir == "/s");
+  CHECK(cfg->images_root() == "/dev/shm/m");
   CHECK(cfg->log.file == "/l.log");
   CHECK(cfg->transfer.chunk_bytes == 64u * 1024);
   CHECK(cfg->timeouts.restore == std::chrono::milliseconds(4));
@@ -333,9 +338,11 @@ TEST_CASE("config: validate checks values and combinations", "[config]") {
   }
   SECTION("directories are absolute") {
     cfg.storage_dir = "var/lib/migrated";
+    cfg.images_dir = "shm/m";
     cfg.runc.root = "run";
     const std::string message = validate_error(cfg);
     CHECK_THAT(message, Contains("storage: expected an absolute directory path"));
+    CHECK_THAT(message, Contains("images: expected an absolute directory path, got 'shm/m'"));
     CHECK_THAT(message, Contains("runtime.runc.root: expected an absolute directory path"));
     CHECK_THAT(message, !Contains("runtime.runc.bundles"));
   }
