@@ -3,6 +3,8 @@
 // one parasite round trip per pipe), so the pipes' size sets a share of
 // every downtime: with 1 MiB pipes a frozen 1 GiB container needs ~1000
 // round trips (~100 ms here), with CRIU's largest, 4 MiB, a quarter of them.
+// (A lazy dump leaves its lazy pages in the task, scripts/criu/0006: there
+// it is the pre-copy rounds and the whole-image dumps that pay.)
 // CRIU grows each pipe with F_SETPIPE_SZ; above fs.pipe-max-size the kernel
 // lets only CAP_SYS_RESOURCE do that. The package's sysctl.d file raises
 // the limit for hosts whose root lacks that capability (containers,

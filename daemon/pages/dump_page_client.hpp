@@ -1,9 +1,10 @@
 // The source's side of post-copy: a client of the page server that a
 // `--lazy-pages` dump runs (runtime::checkpoint_request::page_socket). The
-// frozen container's private memory is not in the images; CRIU holds it in
-// page pipes and answers each GET with pages from them, so the daemon gets
-// every page from here, for a fault or for the background push, over the
-// daemon's end of the socketpair.
+// frozen container's private memory is not in the images; CRIU answers each
+// GET with pages of the stopped tasks (read from them, scripts/criu/0006, or
+// from the page pipes an unpatched CRIU fills at the freeze), so the daemon
+// gets every page from here, for a fault or for the background push, over
+// the daemon's end of the socketpair.
 //
 // CRIU's server trusts its client: a GET naming a task it did not dump
 // dereferences no task, and one for an address outside its lazy memory
