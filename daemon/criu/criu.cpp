@@ -44,6 +44,9 @@ awaitable<features> detect(const std::filesystem::path& binary) {
   args = {bin, "check", "--feature", "network_lock_nftables"};
   auto nft = co_await process::run(args, quick);
   f.nftables_lock = nft && nft->ok();
+  args = {bin, "check", "--feature", "tmpfs_plain_tar"};
+  auto tar = co_await process::run(args, quick);
+  f.tmpfs_plain_tar = tar && tar->ok();
   f.page_pipe_bytes = host_page_pipe_capacity();
   co_return f;
 }

@@ -29,6 +29,9 @@ struct features {
   // unlock alone runs iptables-restore five times: ~50 ms of every
   // downtime, at each end.
   bool nftables_lock = false;
+  // Its dumps keep tmpfs contents as a plain tar, and it restores them
+  // (scripts/criu/0008): an older CRIU cannot restore its images.
+  bool tmpfs_plain_tar = false;
   // The largest page pipe its dumps get on this host (page_pipes.hpp).
   std::size_t page_pipe_bytes = 0;
   std::string problem;        // why not usable

@@ -46,7 +46,7 @@ awaitable<result<void>> source_session::choose_method() {
   mr.set_runtime(stats_.runtime);
   mr.set_destination(req_.destination());
   // What cannot move with the process (its network) needs no measuring.
-  const auto carried = can_carry_network();
+  const auto carried = can_move_process();
   result<pb::MeasureReply> m = std::unexpected(carried ? error{} : carried.error());
   if (carried) m = co_await measure(ctx_, mr);  // (not in ?:, see design.md)
   if (m) stats_.warmup_frozen_ms += 2 * m->checkpoint_ms();  // its two dumps froze the service

@@ -29,7 +29,7 @@ using unix_socket = asio::local::stream_protocol::socket;
 }  // namespace
 
 awaitable<result<void>> source_session::move_memory_lazily() {
-  if (auto ok = can_carry_network(); !ok) co_return ok;
+  if (auto ok = can_move_process(); !ok) co_return ok;
   if (auto ok = co_await pull(own_image); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
   if (req_.method() == pb::HYBRID) {

@@ -265,7 +265,7 @@ awaitable<result<void>> source_session::migrate() {
 
 // Cold and pre-copy: the process moves with its memory.
 awaitable<result<void>> source_session::move_process_state() {
-  if (auto ok = can_carry_network(); !ok) co_return ok;
+  if (auto ok = can_move_process(); !ok) co_return ok;
   // While the container runs: its filesystem, then (precopy) its memory in rounds.
   if (auto ok = co_await pull(own_image); !ok) co_return ok;
   if (auto ok = co_await begin(); !ok) co_return ok;
@@ -661,6 +661,22 @@ std::uint64_t source_session::dir_bytes(const std::filesystem::path& dir) {
   for (auto& e : std::filesystem::directory_iterator(dir, ec))
     if (e.is_regular_file()) bytes += e.file_size(ec);
   return bytes;
+}
+
+// The process moves inside CRIU images, which the destination's CRIU must
+// restore: those of a CRIU with scripts/criu/0008 keep tmpfs contents as
+// a plain tar, which an older one cannot read.
+result<void> source_session::peer_restores_images() const {
+  if (!ctx_.me.caps.tmpfs_plain_tar() || peer_->peer.caps().tmpfs_plain_tar()) return {};
+  return fail(errc::unsupported, "the CRIU of " + stats_.destination +
+                                     " cannot restore this node's images (they keep tmpfs contents as a plain "
+                                     "tar, scripts/criu/0008): install migrated's CRIU there");
+}
+
+// Whatever must move with the process can.
+result<void> source_session::can_move_process() const {
+  if (auto ok = peer_restores_images(); !ok) return ok;
+  return can_carry_network();
 }
 
 // A network namespace of the container's own moves only inside its images:

@@ -151,6 +151,8 @@ class source_session {
                                     std::string_view phase_name);
   result<void> check_cancel() const;
   result<void> can_carry_network() const;
+  result<void> peer_restores_images() const;
+  result<void> can_move_process() const;
   bool both_lock_with_nftables() const;
   result<std::filesystem::path> next_round_dir();
   void enter(state s, std::string detail = {});

@@ -73,6 +73,7 @@ pb::Capabilities capabilities(const criu::features& f, const runtime::runtime_se
   c.set_userfaultfd(f.userfaultfd);
   c.set_own_netns(f.own_netns);
   c.set_nftables_lock(f.own_netns && f.nftables_lock);
+  c.set_tmpfs_plain_tar(f.tmpfs_plain_tar);
   utsname u{};
   if (::uname(&u) == 0) {
     c.set_kernel(u.release);

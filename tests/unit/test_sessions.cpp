@@ -617,6 +617,33 @@ TEST_CASE("a destination without room for the images refuses before anything sto
     CHECK_FALSE(p.b.rt->running("c1"));
   }
 }
+TEST_CASE("a destination whose CRIU cannot restore this node's images refuses the process before it stops",
+          "[sessions]") {
+  testing::temp_dir logs;
+  quiet_logs(logs);
+  for (const auto method : {pb::COLD, pb::PRECOPY}) {  // (post-copy checks the same, not offered here)
+    pair p;
+    p.a.ctx.me.caps.set_tmpfs_plain_tar(true);  // edge-b's CRIU lacks scripts/criu/0008
+    p.a.rt->add_running("c1", initial_state);
+    auto o = p.migrate("c1", method);
+    INFO(o.report.error());
+    CHECK(o.report.result() == pb::RESULT_FAILED);
+    CHECK_THAT(o.report.error(), Catch::Matchers::Contains("the CRIU of edge-b cannot restore this node's images"));
+    CHECK(o.report.downtime_ms() == 0);
+    CHECK(p.a.rt->stops == 0);
+    CHECK(p.a.rt->running("c1"));
+    CHECK_FALSE(p.b.rt->running("c1"));
+  }
+  pair both;  // with it on both ends the move goes on
+  both.a.ctx.me.caps.set_tmpfs_plain_tar(true);
+  both.b.ctx.me.caps.set_tmpfs_plain_tar(true);
+  both.a.rt->add_running("c1", initial_state);
+  auto o = both.migrate("c1", pb::COLD);
+  INFO(o.report.error());
+  CHECK(o.report.result() == pb::RESULT_OK);
+  CHECK(both.b.rt->running("c1"));
+}
+
 namespace {
 
 // Runs the start-up recovery of `n` (as after a restart) and waits until
