@@ -68,16 +68,20 @@ result<void> write_file(const std::filesystem::path& file, const std::string& te
 
 }  // namespace
 
-result<overrides> write_overrides(const std::filesystem::path& dir, const features& f) {
+result<overrides> write_overrides(const std::filesystem::path& dir, const features& f,
+                                  const std::filesystem::path& cgroup_yard) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(errc::io, "create " + dir.string() + ": " + ec.message());
-  const std::string common =
+  std::string common =
       "# Written by migrated at start-up: options for the CRIU that runc runs, on\n"
       "# dumps and restores alike. Docker's engine reads engine.conf too when dockerd\n"
       "# runs with CRIU_CONFIG_FILE naming it: its own restores pass neither option.\n"
       "tcp-established\n"
       "file-locks\n";
+  if (!cgroup_yard.empty())
+    common += "# The host's cgroup hierarchies, so that CRIU need not mount its own (criu/cgroup_yard.hpp).\n"
+              "cgroup-yard " + cgroup_yard.string() + "\n";
   overrides o;
   o.engine_file = dir / "engine.conf";
   if (auto ok = write_file(o.engine_file, common); !ok) return std::unexpected(ok.error());

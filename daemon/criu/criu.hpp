@@ -56,6 +56,7 @@ awaitable<features> detect(const std::filesystem::path& binary);
 //   for a destination whose CRIU can lift that lock (the dump records the
 //   method in its inventory, and the restore follows it). Empty when this
 //   CRIU cannot, or lacks scripts/criu/0005.
+// Every file names `cgroup_yard` when there is one (criu/cgroup_yard.hpp).
 struct overrides {
   std::filesystem::path engine_file;
   std::vector<std::string> engine;
@@ -69,7 +70,8 @@ struct overrides {
 // The descriptor number at which runc, and the `criu swrk` it starts, get
 // the page socket of a lazy dump: high enough that neither reuses it.
 inline constexpr int page_socket_fd = 200;
-result<overrides> write_overrides(const std::filesystem::path& dir, const features& f);
+result<overrides> write_overrides(const std::filesystem::path& dir, const features& f,
+                                  const std::filesystem::path& cgroup_yard = {});
 
 // `criu lazy-pages` for a post-copy restore of `images`: it listens on
 // `work`/lazy-pages.socket for the restore's userfaultfds, and asks for

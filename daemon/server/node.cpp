@@ -7,6 +7,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "common/log.hpp"
+#include "criu/cgroup_yard.hpp"
 #include "criu/criu.hpp"
 #include "criu/page_pipes.hpp"
 #include "migration/context.hpp"
@@ -179,9 +180,12 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   auto features = co_await criu::detect(cfg.criu.binary);
   if (!features.usable)
     co_return fatal(error{errc::unsupported, "CRIU at '" + cfg.criu.binary.string() + "' is not usable: " + features.problem});
+  auto yard = criu::make_cgroup_yard(cfg.storage_dir / "criu" / "cgroup-yard");
+  if (!yard)
+    logger()->info("CRIU mounts a view of every cgroup hierarchy on each dump and restore: {}", yard.error().message);
   // runc always asks CRIU to leave a container's network namespace empty;
   // the overrides undo that when this CRIU can (scripts/criu/0002).
-  auto criu_env = criu::write_overrides(cfg.storage_dir / "criu", features);
+  auto criu_env = criu::write_overrides(cfg.storage_dir / "criu", features, yard ? *yard : std::filesystem::path{});
   if (!criu_env) co_return fatal(criu_env.error());
   if (!features.own_netns)
     logger()->warn("CRIU {} does not accept \"empty-ns none\" (scripts/criu/0002): a container with a network "

@@ -43,6 +43,7 @@
 #include "common/config.hpp"
 #include "common/credentials.hpp"
 #include "common/unique_fd.hpp"
+#include "criu/cgroup_yard.hpp"
 #include "criu/criu.hpp"
 #include "pages/dump_page_client.hpp"
 #include "pages/lazy_pages_server.hpp"
@@ -278,7 +279,8 @@ awaitable<int> run(const args& a) {
   cfg.runc.root = a.at("--root");
   cfg.storage_dir = a.at("--storage");
   const auto features = co_await criu::detect("criu");
-  auto overrides = criu::write_overrides(cfg.storage_dir / "criu", features);
+  const auto yard = criu::make_cgroup_yard(cfg.storage_dir / "criu" / "cgroup-yard");
+  auto overrides = criu::write_overrides(cfg.storage_dir / "criu", features, yard ? *yard : fs::path{});
   if (!overrides) {
     std::fprintf(stderr, "postcopy_here: %s\n", overrides.error().message.c_str());
     co_return 1;
