@@ -1,5 +1,6 @@
 #include "pages/page_pull.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -23,6 +24,15 @@ awaitable<result<std::uint32_t>> link_source::pages(const page_request& r, std::
   co_return co_await fetch(link_, base_, r.pid, r.vaddr, asked, out, true, deadline_);
 }
 
+std::uint32_t request_pages(std::uint32_t chunk_pages, bool with_base, std::uint64_t answered,
+                            std::uint64_t changed) {
+  const std::uint32_t chunk = std::clamp<std::uint32_t>(chunk_pages, 1, transport::max_link_pages);
+  if (!with_base || answered < chunk) return chunk;  // too few answers to say
+  const double per_changed = double(answered) / double(std::max<std::uint64_t>(changed, 1));
+  const double most = std::min<double>(double(chunk) * max_growth, transport::max_link_pages);
+  return std::uint32_t(std::clamp(double(chunk) * per_changed, double(chunk), most));
+}
+
 namespace {
 
 struct pulling {
@@ -40,7 +50,9 @@ awaitable<void> worker(transport::page_link_client& link, push_order& order, pag
   };
   std::vector<std::uint8_t> data;
   while (!stop && !p.failed) {
-    const auto next = order.next(std::min(opts.chunk_pages, transport::max_link_pages), done);
+    const auto asked = request_pages(opts.chunk_pages, opts.base.images != nullptr, link.answered_pages(),
+                                     link.page_bytes() / transport::link_page_bytes);
+    const auto next = order.next(asked, done);
     if (!next) break;
     store.expect(next->pid, next->vaddr, next->pages);
     auto n = co_await fetch(link, opts.base, next->pid, next->vaddr, next->pages, data, false, opts.deadline);

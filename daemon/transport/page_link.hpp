@@ -119,9 +119,11 @@ class page_link_client {
                                        std::vector<std::uint8_t>& out, bool urgent, std::chrono::milliseconds deadline,
                                        const page_base* base = nullptr);
 
-  // Page bytes that crossed the link, and pages taken from a base instead.
+  // Page bytes that crossed the link, and pages taken from a base instead,
+  // of all the pages answered.
   std::uint64_t page_bytes() const { return page_bytes_; }
   std::uint64_t unchanged_pages() const { return unchanged_; }
+  std::uint64_t answered_pages() const { return answered_; }
 
   // PagesEnd (with what this end measured), and the source's
   // acknowledgement (which also ends run()).
@@ -150,6 +152,7 @@ class page_link_client {
   std::optional<error> failed_;
   std::uint64_t page_bytes_ = 0;
   std::uint64_t unchanged_ = 0;
+  std::uint64_t answered_ = 0;
 };
 
 }  // namespace migrated::transport

@@ -278,6 +278,7 @@ awaitable<result<link_end>> page_link_client::run(std::chrono::milliseconds idle
     }
     if (pages) {
       page_bytes_ += f->payload.size();
+      answered_ += f->msg.page_data().pages();
       unchanged_ += assemble(f->msg.page_data(), std::move(f->payload), w->base, *w->out);
     }
     waiting_.erase(it);

@@ -286,6 +286,22 @@ TEST_CASE("a hybrid's pull takes the pages that did not change from its own copy
   CHECK((*both.served.stats)->unchanged == src.task.set.stored_pages - changed);
 }
 
+TEST_CASE("a hybrid's requests grow as few of its pages change, within a bound", "[pages][link]") {
+  using pages::request_pages;
+  // Plain post-copy: every page asked crosses, so the chunk stays.
+  CHECK(request_pages(32, false, 100000, 0) == 32);
+  // Too few answers yet to say.
+  CHECK(request_pages(32, true, 31, 0) == 32);
+  // Every page changed: as plain post-copy.
+  CHECK(request_pages(32, true, 6400, 6400) == 32);
+  // One in three changed: three times the pages, the same bytes expected back.
+  CHECK(request_pages(32, true, 9000, 3000) == 96);
+  // Nothing changed: at most max_growth times the chunk, within the link's largest answer.
+  CHECK(request_pages(32, true, 100000, 0) == 32 * pages::max_growth);
+  CHECK(request_pages(512, true, 100000, 0) == transport::max_link_pages);
+  CHECK(request_pages(0, true, 100000, 0) == pages::max_growth);  // (a chunk is at least a page)
+}
+
 TEST_CASE("an urgent request overtakes the background ones asked before it", "[pages][link]") {
   link_ends ends;
   source_pages src(ends.io);
