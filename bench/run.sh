@@ -79,7 +79,7 @@ usage: bench/run.sh [options]     (as root)
   --no-append          print only
   --keep-work          keep the work directory (logs, reports) after the run
   --images-tmpfs       every checkpoint image on a tmpfs under /dev/shm: the daemons'
-                       (their `images` key), the seeds' and the floor's
+                       (their 'images' key), the seeds' and the floor's
 EOF
 }
 
