@@ -13,6 +13,11 @@ namespace {
 // stops at 64 pages, too).
 constexpr std::uint64_t tiny_round_bytes = 64 * 4096;
 
+// A hybrid stops its rounds once one takes less than half off the delta:
+// a further round would put more on the wire than it takes off the
+// post-copy that follows.
+constexpr std::uint32_t hybrid_min_shrink_pct = 50;
+
 std::uint32_t deeper(const config::precopy_config& p, std::uint32_t pct) {
   return std::min(p.throttle_max_pct, pct + p.throttle_step_pct);
 }
@@ -31,7 +36,7 @@ double bandwidth_bytes_per_ms(const std::vector<round_observation>& history) {
   return ms > 0 ? double(bytes) / ms : 0;
 }
 
-convergence_decision decide(const config::precopy_config& policy, converge_mode mode,
+convergence_decision decide(const config::precopy_config& policy, converge_mode mode, final_kind ending,
                             const std::vector<round_observation>& history, std::uint32_t throttle_pct) {
   convergence_decision d{false, throttle_pct, {}};
   const auto& last = history.back();
@@ -58,6 +63,18 @@ convergence_decision decide(const config::precopy_config& policy, converge_mode 
     d.reason = fmt::format("stopped after the maximum of {} rounds", policy.max_rounds);
     return d;
   }
+  // A hybrid sends what its rounds leave after the restore, the service
+  // running. Another round is worth its dump only while the delta takes
+  // longer on the link than that dump freezes the container: past that,
+  // even a service that waited for every page of the delta after the
+  // restore would wait less than the round stops it.
+  if (ending == final_kind::lazy && bw > 0 && last.checkpoint_ms > 0 && predicted_ms <= last.checkpoint_ms) {
+    d.final_round = true;
+    d.reason = fmt::format("after {} rounds {:.0f} KiB left, ~{:.0f} ms on the link: less than a round's dump "
+                           "freezes the container ({:.0f} ms)",
+                           history.size(), last.wire_bytes / 1024.0, predicted_ms, last.checkpoint_ms);
+    return d;
+  }
   // Dirtying costs the link more than half its rate: the delta can never
   // shrink to nothing; slow the container down. (What counts is the delta
   // the dirtying produces, not the pages: a few bytes changed per page cost
@@ -81,7 +98,9 @@ convergence_decision decide(const config::precopy_config& policy, converge_mode 
 
   if (history.size() >= 2) {
     const auto& prev = history[history.size() - 2];
-    const double limit = double(prev.wire_bytes) * (100 - policy.min_shrink_pct) / 100.0;
+    const std::uint32_t min_shrink_pct =
+        ending == final_kind::lazy ? std::max(policy.min_shrink_pct, hybrid_min_shrink_pct) : policy.min_shrink_pct;
+    const double limit = double(prev.wire_bytes) * (100 - min_shrink_pct) / 100.0;
     if (double(last.wire_bytes) > limit) {
       if (can_throttle) {
         d.throttle_pct = std::max(d.throttle_pct, deeper(policy, throttle_pct));

@@ -8,6 +8,9 @@
 //   measured bandwidth → final round: the container is stopped only for a
 //   delta about that small;
 // - max_rounds reached → final round;
+// - a hybrid (its rounds end with a lazy dump and post-copy) also ends them
+//   once its delta would cross the link sooner than a round's dump freezes
+//   the container, and when a round takes less than half off the delta;
 // - else another round.
 //
 // Auto-converge also throttles whenever the container's dirtying costs more
@@ -30,7 +33,13 @@ struct round_observation {
   std::uint64_t dirty_bytes = 0;     // pages changed since the previous round
   double interval_ms = 0;            // since the previous round's dump started
   double transfer_ms = 0;            // how long sending it took
+  double checkpoint_ms = 0;          // how long its dump froze the container
 };
+
+// How the warm-up ends: with a final round sent while the container is
+// stopped (pre-copy), or with a lazy final dump whose pages come after the
+// restore (hybrid).
+enum class final_kind { stop_and_copy, lazy };
 
 struct convergence_decision {
   bool final_round = false;
@@ -41,7 +50,7 @@ struct convergence_decision {
 enum class converge_mode { off, automatic, forced };
 
 // `history` holds every warm-up round so far (at least one).
-convergence_decision decide(const config::precopy_config& policy, converge_mode mode,
+convergence_decision decide(const config::precopy_config& policy, converge_mode mode, final_kind ending,
                             const std::vector<round_observation>& history, std::uint32_t throttle_pct);
 
 // Link bandwidth in bytes per millisecond from the rounds so far (the

@@ -18,14 +18,8 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("migration"); }
 
 }  // namespace
 
-// A hybrid stops its rounds once one takes less than half off the delta:
-// a further round would put more on the wire than it takes off the
-// post-copy that follows.
-constexpr std::uint32_t hybrid_min_shrink_pct = 50;
-
 awaitable<result<void>> source_session::warm_up() {
-  config::precopy_config policy = ctx_.cfg.precopy;
-  if (req_.method() == pb::HYBRID) policy.min_shrink_pct = std::max(policy.min_shrink_pct, hybrid_min_shrink_pct);
+  const config::precopy_config& policy = ctx_.cfg.precopy;
   converge_mode mode = !policy.auto_converge ? converge_mode::off : converge_mode::automatic;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_OFF) mode = converge_mode::off;
   if (req_.auto_converge() == pb::AUTO_CONVERGE_FORCE) mode = converge_mode::forced;
@@ -65,7 +59,7 @@ awaitable<result<void>> source_session::warm_up() {
     // The first round sends everything: that is no dirty rate.
     const round_observation seen{round.sent.bytes_wire, previous_start ? round.pages_dirty() * 4096 : 0,
                                  previous_start ? stopwatch::between(*previous_start, started) : round.duration_ms,
-                                 round.sent.ms};
+                                 round.sent.ms, dump_ms};
     if (previous_start) round.dirty_mib_s = mib_per_s(double(seen.dirty_bytes) / seen.interval_ms);
     previous_start = started;
     history_.push_back(seen);
@@ -75,7 +69,8 @@ awaitable<result<void>> source_session::warm_up() {
       if (auto now = rt.cpu_seconds(container); now)
         cpus_used = (*now - *cpu_before) / (stopwatch::between(cpu_since, stopwatch::clock::now()) / 1000.0);
     }
-    auto next = decide(policy, mode, history_, copy_->throttle_pct());
+    const auto ending = req_.method() == pb::HYBRID ? final_kind::lazy : final_kind::stop_and_copy;
+    auto next = decide(policy, mode, ending, history_, copy_->throttle_pct());
     if (const auto why = lazy_instead(next, mode); !why.empty()) {
       req_.set_method(pb::HYBRID);
       stats_.method = pb::HYBRID;
@@ -86,8 +81,7 @@ awaitable<result<void>> source_session::warm_up() {
     if (next.throttle_pct != copy_->throttle_pct()) throttle(next.throttle_pct, cpus_used);
     if (next.final_round) {
       stats_.convergence = next.reason;
-      if (req_.method() == pb::HYBRID)
-        stats_.convergence += "; a hybrid's next round would take less than half off the delta: post-copy brings the rest";
+      if (req_.method() == pb::HYBRID) stats_.convergence += "; post-copy brings the rest";
       log::info(*logger(), id_, phase::warmup, "{}", next.reason);
       co_return result<void>{};
     }
