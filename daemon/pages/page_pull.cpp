@@ -35,6 +35,9 @@ std::uint32_t request_pages(std::uint32_t chunk_pages, bool with_base, std::uint
 
 namespace {
 
+// How often a pull waiting for room looks at `stop` again.
+constexpr std::chrono::milliseconds room_recheck{50};
+
 struct pulling {
   explicit pulling(asio::any_io_executor ex) : changed(ex, asio::steady_timer::time_point::max()) {}
   std::size_t running = 0;
@@ -50,6 +53,10 @@ awaitable<void> worker(transport::page_link_client& link, push_order& order, pag
   };
   std::vector<std::uint8_t> data;
   while (!stop && !p.failed) {
+    if (store.held_pages() >= opts.max_held_pages) {
+      co_await store.until_taken(room_recheck);
+      continue;
+    }
     const auto asked = request_pages(opts.chunk_pages, opts.base.images != nullptr, link.answered_pages(),
                                      link.page_bytes() / transport::link_page_bytes);
     const auto next = order.next(asked, done);

@@ -64,9 +64,18 @@ inline constexpr std::uint32_t max_growth = 8;
 std::uint32_t request_pages(std::uint32_t chunk_pages, bool with_base, std::uint64_t answered,
                             std::uint64_t changed);
 
+// Pulled pages waiting in the store for lazy-pages to take them: past
+// this many the pull waits for it. A hybrid's pull of unchanged pages is
+// not paced by the link and would otherwise copy the whole memory into
+// the destination daemon ahead of lazy-pages (932 MiB of a 1 GiB
+// container); lazy-pages moves the pull to wherever it asks, so the two
+// go on together.
+inline constexpr std::uint64_t default_max_held_pages = 16384;  // 64 MiB
+
 struct pull_options {
   std::uint32_t chunk_pages = 32;   // 128 KiB a request
   std::size_t window = 4;           // requests outstanding: 512 KiB, 42 ms at 100 Mbit
+  std::uint64_t max_held_pages = default_max_held_pages;
   std::chrono::milliseconds deadline = std::chrono::seconds(30);  // for one answer
   base_round base;
 };
@@ -78,7 +87,8 @@ struct pull_stats {
 
 // Pulls every page of `order` that `store` neither holds nor gave, until
 // none is left (success), `stop` is set (success: the caller ends it), or
-// a request fails (its error, after the others outstanding ended).
+// a request fails (its error, after the others outstanding ended). It asks
+// for no more while the store holds max_held_pages or more.
 awaitable<result<pull_stats>> pull_pages(transport::page_link_client& link, push_order& order, page_store& store,
                                          const pull_options& opts, const bool& stop);
 

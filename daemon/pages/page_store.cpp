@@ -57,6 +57,18 @@ void page_store::settle(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pa
   for (auto* t : waiting_) t->cancel();
 }
 
+awaitable<void> page_store::until_taken(std::chrono::milliseconds at_most) {
+  asio::steady_timer t(co_await asio::this_coro::executor, at_most);
+  taking_.push_back(&t);
+  boost::system::error_code ec;
+  co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  std::erase(taking_, &t);
+}
+
+void page_store::taken() {
+  for (auto* t : taking_) t->cancel();
+}
+
 awaitable<result<std::uint32_t>> page_store::pages(const page_request& r, std::vector<std::uint8_t>& out) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool waits = expected_.contains({r.pid, r.vaddr}) && !holds(r.pid, r.vaddr);
@@ -91,6 +103,7 @@ awaitable<result<std::uint32_t>> page_store::pages(const page_request& r, std::v
       ++n;
     }
     stats_.local_pages += n;
+    taken();
     co_return n;
   }
   // Missing: fetch up to the next page held (lazy-pages asks again from there).
@@ -111,11 +124,13 @@ awaitable<result<std::uint32_t>> page_store::pages(const page_request& r, std::v
   // A push of these pages may have arrived while the fetch was under way:
   // lazy-pages gets the fetched copy, and the held one is dropped.
   auto& after = held_[r.pid];
+  const std::uint64_t held_before = held_count_;
   for (std::uint32_t i = 0; i < *n; ++i) {
     const std::uint64_t v = r.vaddr + std::uint64_t(i) * page_size;
     given_.insert({r.pid, v});
     if (after.erase(v) != 0) --held_count_;
   }
+  if (held_count_ != held_before) taken();
   co_return *n;
 }
 

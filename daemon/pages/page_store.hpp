@@ -73,6 +73,10 @@ class page_store final : public page_source {
   bool given(std::uint64_t pid, std::uint64_t vaddr) const { return given_.contains({pid, vaddr}); }
   store_stats stats() const;
 
+  // Until lazy-pages takes some of the pages held (a pull waiting for
+  // room), or `at_most` passed.
+  awaitable<void> until_taken(std::chrono::milliseconds at_most);
+
   // The pull asked for these pages / their answer came (after put()) or failed.
   void expect(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages);
   void settle(std::uint64_t pid, std::uint64_t vaddr, std::uint32_t pages);
@@ -92,6 +96,8 @@ class page_store final : public page_source {
   std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash> given_;  // (pid, vaddr) lazy-pages has
   std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash> expected_;  // asked for by the pull
   std::vector<asio::steady_timer*> waiting_;  // requests waiting for the pull: cancelled by settle()
+  std::vector<asio::steady_timer*> taking_;   // pulls waiting for room: cancelled when pages are taken
+  void taken();
   store_stats stats_;
   std::vector<double> fault_ms_;
 };

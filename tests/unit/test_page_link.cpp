@@ -217,6 +217,77 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   CHECK(src.served->has_value());
 }
 
+TEST_CASE("the pull asks for no more while lazy-pages has not taken what it holds", "[pages][link]") {
+  link_ends ends;
+  source_pages src(ends.io);
+  running_link both(ends, src);
+  const auto held = held_by(src.task);
+  pages::push_order order(held);
+  pages::link_source remote(both.link, order, io_timeout);
+  pages::page_store store(remote);
+  const pages::pull_options opts{.chunk_pages = 1, .window = 2, .max_held_pages = 4};
+  const std::uint64_t bound = opts.max_held_pages + opts.window * opts.chunk_pages;
+  REQUIRE(src.task.set.stored_pages > 2 * bound);  // else no bound could show
+
+  std::uint64_t most_held = 0, verified = 0, wrong = 0;
+  std::optional<result<pages::pull_stats>> pulled;
+  bool stop = false;
+  // lazy-pages, slowly: 4 pages every 2 ms, in address order.
+  auto lazy_pages = [&]() -> awaitable<void> {
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    std::vector<std::uint8_t> data;
+    for (const auto& r : held.at(1)) {
+      const std::uint64_t end = r.vaddr + std::uint64_t(r.nr_pages) * pages::page_size;
+      for (std::uint64_t v = r.vaddr; v < end;) {
+        pause.expires_after(2ms);
+        co_await pause.async_wait(use_awaitable);
+        most_held = std::max(most_held, store.held_pages());
+        const auto want = std::uint32_t(std::min<std::uint64_t>(4, (end - v) / pages::page_size));
+        auto got = co_await store.pages(pages::page_request{.pid = 1, .vaddr = v, .pages = want}, data);
+        if (!got || *got == 0) {
+          ++wrong;
+          co_return;
+        }
+        for (std::uint32_t i = 0; i < *got; ++i) {
+          const auto page = std::span<const std::uint8_t>(data).subspan(i * pages::page_size, pages::page_size);
+          if (std::equal(page.begin(), page.end(), src.page_at(v + i * pages::page_size).begin())) ++verified;
+          else ++wrong;
+        }
+        v += std::uint64_t(*got) * pages::page_size;
+      }
+    }
+  };
+  auto destination = [&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    bool taken_all = false;
+    asio::co_spawn(ex, [&]() -> awaitable<void> {
+      co_await lazy_pages();
+      taken_all = true;
+    }, rethrow);
+    pulled = co_await pages::pull_pages(both.link, order, store, opts, stop);
+    asio::steady_timer t(ex);
+    while (!taken_all) {
+      t.expires_after(5ms);
+      co_await t.async_wait(use_awaitable);
+    }
+    co_await both.link.finish(pb::PagesEnd{}, io_timeout);
+    co_await src.client->close(io_timeout);
+  };
+  asio::co_spawn(ends.io, destination(), rethrow);
+  ends.io.run_for(30s);
+  REQUIRE(ends.io.stopped());
+
+  REQUIRE(pulled.has_value());
+  INFO((*pulled ? std::string() : pulled->error().message));
+  REQUIRE(*pulled);
+  CHECK(wrong == 0);
+  CHECK(verified == src.task.set.stored_pages);
+  // The pull brought most of them, never more than the bound ahead of lazy-pages.
+  CHECK((*pulled)->pages > src.task.set.stored_pages / 2);
+  CHECK(most_held <= bound);
+  CHECK(most_held > 0);
+}
+
 TEST_CASE("a hybrid's pull takes the pages that did not change from its own copy", "[pages][link]") {
   link_ends ends;
   source_pages src(ends.io);
