@@ -3,9 +3,11 @@
 
 #include "common/auth.hpp"
 #include "common/unique_fd.hpp"
+#include "fs/writeback.hpp"
 #include "migration/disk_space.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -135,19 +137,27 @@ round_totals round_sender::totals() const {
 namespace {
 
 // Copies a file with copy_file_range (in the kernel, no user-space buffer),
-// in steps, so a copy nobody needs any more stops early.
+// in steps, so a copy nobody needs any more stops early; a large one
+// writes each step back as it goes (fs/writeback.hpp): a switch-over may
+// come while it runs, and must not wait for GiBs of it.
 bool copy_whole_file(const std::filesystem::path& from, const std::filesystem::path& to,
                      const std::atomic<bool>& cancel) {
   constexpr std::size_t step_bytes = 32u << 20;
   unique_fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   unique_fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!in || !out) return false;
+  struct stat st {};
+  const bool large = ::fstat(in.get(), &st) == 0 && std::uint64_t(st.st_size) >= fs::writeback_from_bytes;
+  fs::write_behind behind(out.get());
+  std::uint64_t done = 0;
   for (;;) {
     if (cancel.load()) return false;
     ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, step_bytes, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) return true;
+    if (large) (void)behind.wrote(done, std::uint64_t(n));  // (only sooner on the disk: a failure changes nothing)
+    done += std::uint64_t(n);
   }
 }
 
@@ -265,6 +275,8 @@ void round_receiver::delivered(asio::thread_pool& pool, bool final) {
   if (previous_) std::filesystem::remove_all(previous_->dir, ec);
   previous_ = current_;
   patched_ = 0;
+  // To the disk now, while the next round comes (fs/writeback.hpp).
+  asio::post(pool, [dir = previous_->dir] { (void)fs::start_writeback(dir); });
   // Copies still running for an older round stop soon, in their own
   // directory, which the next delivery removes.
   const auto stage = base_ / ("stage-" + std::to_string(++rounds_delivered_));
