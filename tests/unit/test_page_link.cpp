@@ -48,6 +48,13 @@ pages::held_runs held_by(const testing::task_images& task) {
   return h;
 }
 
+// The background pull ended, and without an error (which it shows if not).
+void require_pulled(const std::optional<result<pages::pull_stats>>& pulled) {
+  REQUIRE(pulled.has_value());
+  INFO((*pulled ? std::string() : pulled->error().message));
+  REQUIRE(*pulled);
+}
+
 // Two ends of a TLS connection on loopback: the source accepts, the
 // destination connects; again() makes a second pair on the same io_context.
 struct link_ends {
@@ -190,9 +197,7 @@ TEST_CASE("a fault, then the background pull, bring every page over the page lin
   REQUIRE(faulted.has_value());
   INFO((*faulted ? std::string() : faulted->error().message));
   REQUIRE(*faulted);
-  REQUIRE(pulled.has_value());
-  INFO((*pulled ? std::string() : pulled->error().message));
-  REQUIRE(*pulled);
+  require_pulled(pulled);
   CHECK(wrong == 0);
   CHECK(verified == src.task.set.stored_pages - 1);
   CHECK((*pulled)->pages == src.task.set.stored_pages - 1);  // the fault's page is not pulled again
@@ -277,9 +282,7 @@ TEST_CASE("the pull asks for no more while lazy-pages has not taken what it hold
   ends.io.run_for(30s);
   REQUIRE(ends.io.stopped());
 
-  REQUIRE(pulled.has_value());
-  INFO((*pulled ? std::string() : pulled->error().message));
-  REQUIRE(*pulled);
+  require_pulled(pulled);
   CHECK(wrong == 0);
   CHECK(verified == src.task.set.stored_pages);
   // The pull brought most of them, never more than the bound ahead of lazy-pages.
@@ -340,9 +343,7 @@ TEST_CASE("a hybrid's pull takes the pages that did not change from its own copy
   ends.io.run_for(30s);
   REQUIRE(ends.io.stopped());
 
-  REQUIRE(pulled.has_value());
-  INFO((*pulled ? std::string() : pulled->error().message));
-  REQUIRE(*pulled);
+  require_pulled(pulled);
   // Every page is the source's, the changed ones too: none of the stale copies stayed.
   CHECK(wrong == 0);
   CHECK(verified == src.task.set.stored_pages - 1);
