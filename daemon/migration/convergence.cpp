@@ -63,16 +63,17 @@ convergence_decision decide(const config::precopy_config& policy, converge_mode 
     d.reason = fmt::format("stopped after the maximum of {} rounds", policy.max_rounds);
     return d;
   }
-  // A hybrid sends what its rounds leave after the restore, the service
-  // running. Another round is worth its dump only while the delta takes
-  // longer on the link than that dump freezes the container: past that,
-  // even a service that waited for every page of the delta after the
-  // restore would wait less than the round stops it.
-  if (ending == final_kind::lazy && bw > 0 && last.checkpoint_ms > 0 && predicted_ms <= last.checkpoint_ms) {
+  // A hybrid's downtime does not depend on its delta: post-copy sends that
+  // after the restore, the service running. A round is worth its dump only
+  // while the dump is short, since every round here is a full dump that
+  // freezes the container throughout (nothing tracks dirty pages): once
+  // one froze it for longer than the final stop is meant to take, another
+  // would interrupt the service for longer than the switch-over does.
+  if (ending == final_kind::lazy && last.checkpoint_ms > policy.final_transfer_ms) {
     d.final_round = true;
-    d.reason = fmt::format("after {} rounds {:.0f} KiB left, ~{:.0f} ms on the link: less than a round's dump "
-                           "freezes the container ({:.0f} ms)",
-                           history.size(), last.wire_bytes / 1024.0, predicted_ms, last.checkpoint_ms);
+    d.reason = fmt::format("after {} rounds: round {}'s dump froze the container for {:.0f} ms, over "
+                           "precopy.final_transfer_ms ({} ms)",
+                           history.size(), history.size(), last.checkpoint_ms, policy.final_transfer_ms);
     return d;
   }
   // Dirtying costs the link more than half its rate: the delta can never

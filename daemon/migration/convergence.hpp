@@ -9,8 +9,8 @@
 //   delta about that small;
 // - max_rounds reached → final round;
 // - a hybrid (its rounds end with a lazy dump and post-copy) also ends them
-//   once its delta would cross the link sooner than a round's dump freezes
-//   the container, and when a round takes less than half off the delta;
+//   once a round's dump froze the container for longer than
+//   final_transfer_ms, and when a round takes less than half off the delta;
 // - else another round.
 //
 // Auto-converge also throttles whenever the container's dirtying costs more

@@ -120,25 +120,29 @@ TEST_CASE("convergence: shrinking too slowly for the rounds left throttles", "[c
   CHECK(decide(p, converge_mode::off, final_kind::stop_and_copy, h, 0).throttle_pct == 0);
 }
 
-TEST_CASE("convergence: a hybrid stops its rounds when the delta crosses sooner than a dump freezes", "[convergence]") {
+TEST_CASE("convergence: a hybrid stops its rounds once a dump froze the container too long", "[convergence]") {
   config::precopy_config p;  // 50 ms target: 5 MiB at 100 MiB/s
-  // 40 MiB left: 400 ms on the link, where the round's dump froze the
-  // container for 1 s. Pre-copy must go on (400 ms is no final round).
+  // The first round's dump froze the container for 900 ms. Pre-copy must
+  // go on (1 GiB is no final round); a hybrid stops here, the first round
+  // too: another would freeze the service longer than the switch-over.
   auto full = round_of(1024 * mib);
   full.checkpoint_ms = 900;
-  auto delta = round_of(40 * mib, 160 * mib);
-  delta.checkpoint_ms = 1000;
-  const std::vector<round_observation> h{full, delta};
-  auto hybrid = decide(p, converge_mode::off, final_kind::lazy, h, 0);
-  CHECK(hybrid.final_round);
-  CHECK_THAT(hybrid.reason, Catch::Contains("less than a round's dump freezes the container (1000 ms)"));
-  CHECK_FALSE(decide(p, converge_mode::off, final_kind::stop_and_copy, h, 0).final_round);
+  auto first = decide(p, converge_mode::off, final_kind::lazy, {full}, 0);
+  CHECK(first.final_round);
+  CHECK_THAT(first.reason, Catch::Contains("round 1's dump froze the container for 900 ms"));
+  CHECK_FALSE(decide(p, converge_mode::off, final_kind::stop_and_copy, {full}, 0).final_round);
 
-  // A dump shorter than the delta's transfer: another round is worth it.
-  delta.checkpoint_ms = 300;
-  CHECK_FALSE(decide(p, converge_mode::off, final_kind::lazy, {full, delta}, 0).final_round);
-  // The first round (everything) always goes on: its delta is not known yet.
+  // Short dumps: the rounds go on while they shrink the delta.
+  full.checkpoint_ms = 30;
   CHECK_FALSE(decide(p, converge_mode::off, final_kind::lazy, {full}, 0).final_round);
+  auto delta = round_of(40 * mib, 160 * mib);
+  delta.checkpoint_ms = 50;
+  CHECK_FALSE(decide(p, converge_mode::off, final_kind::lazy, {full, delta}, 0).final_round);
+  delta.checkpoint_ms = 51;
+  auto second = decide(p, converge_mode::off, final_kind::lazy, {full, delta}, 0);
+  CHECK(second.final_round);
+  CHECK_THAT(second.reason, Catch::Contains("round 2's dump froze the container for 51 ms"));
+  CHECK_FALSE(decide(p, converge_mode::off, final_kind::stop_and_copy, {full, delta}, 0).final_round);
 }
 
 TEST_CASE("convergence: a hybrid wants each round to take half off the delta", "[convergence]") {
