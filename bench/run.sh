@@ -165,6 +165,7 @@ cleanup() {
   seeds_stop
   hosts_down
   [ -z "${MIG_IMAGES_ROOT:-}" ] || rm -rf "$MIG_IMAGES_ROOT"
+  [ -z "${MIG_LAZY_ROOT:-}" ] || rm -rf "$MIG_LAZY_ROOT"
   if [ -n "$WORK" ]; then
     if [ "$KEEP_WORK" = 1 ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
   fi
@@ -237,7 +238,8 @@ run_header() {
     "$(runc --version | head -n 1)" "$(rsync --version | awk 'NR == 1 {print $3}')" \
     "$(ssh -V 2>&1 | cut -d, -f1)"
   printf -- '- binaries (build dir mtime): %s\n' "$BINARIES_INFO"
-  printf -- '- fs.pipe-max-size %s; checkpoint images %s\n' "$(cat /proc/sys/fs/pipe-max-size)" \
+  printf -- '- fs.pipe-max-size %s; checkpoint images %s; lazy dumps on a tmpfs (lazy_images, as under systemd'"'"'s /run)\n' \
+    "$(cat /proc/sys/fs/pipe-max-size)" \
     "$([ "$IMAGES_TMPFS" = 1 ] && echo "on a tmpfs (--images-tmpfs), as are the seeds' and the floor's" || echo "on disk")"
   printf -- '- load average (1 min) at the start %s, at the end %s: other work on the machine shares its cores\n' \
     "$LOAD_START" "$(cut -d' ' -f1 /proc/loadavg)"
@@ -258,6 +260,10 @@ main() {
     MIG_IMAGES_ROOT=$(mktemp -d /dev/shm/migrated-bench-images.XXXXXX)
     export MIG_IMAGES_ROOT
   fi
+  # The daemon's default lazy_images is under /run/migrated, a tmpfs where
+  # systemd runs it; this machine's /run may be on its disk.
+  MIG_LAZY_ROOT=$(mktemp -d /dev/shm/migrated-bench-lazy.XXXXXX)
+  export MIG_LAZY_ROOT
   ROWS=$WORK/rows.jsonl
   : >"$ROWS"
   say "hosts $MIG_NS_A ($MIG_ADDR_A) and $MIG_NS_B ($MIG_ADDR_B); work dir $WORK"

@@ -173,6 +173,7 @@ const key_rule rules[] = {
      [](auto& c, auto k, auto& v) { return read(c.allow_unlisted_destinations, k, v); }},
     {"storage", [](auto& c, auto k, auto& v) { return read(c.storage_dir, k, v); }},
     {"images", [](auto& c, auto k, auto& v) { return read(c.images_dir, k, v); }},
+    {"lazy_images", [](auto& c, auto k, auto& v) { return read(c.lazy_images_dir, k, v); }},
     {"pool_threads", [](auto& c, auto k, auto& v) { return read_in<1, 64>(c.pool_threads, k, v); }},
     {"max_concurrent_migrations",
      [](auto& c, auto k, auto& v) { return read_in<1, 256>(c.max_concurrent_migrations, k, v); }},
@@ -334,6 +335,16 @@ void check_paths(const config& cfg, problems& out) {
   };
   absolute_dir("storage", cfg.storage_dir);
   if (!cfg.images_dir.empty()) absolute_dir("images", cfg.images_dir);
+  absolute_dir("lazy_images", cfg.lazy_images_dir);
+  // A starting daemon empties lazy_images' outgoing/, which under storage
+  // or images holds the only copy of containers stopped mid-migration.
+  auto normal = [](const std::filesystem::path& p) {
+    auto n = p.lexically_normal();
+    return n.has_filename() || n == n.root_path() ? n : n.parent_path();  // (without a trailing /)
+  };
+  if (normal(cfg.lazy_images_dir) == normal(cfg.storage_dir) || normal(cfg.lazy_images_dir) == normal(cfg.images_root()))
+    out.push_back("lazy_images: '" + cfg.lazy_images_dir.string() +
+                  "' is also storage or images; name a directory of its own (e.g. /run/migrated/lazy)");
   absolute_dir("runtime.runc.root", cfg.runc.root);
   absolute_dir("runtime.runc.bundles", cfg.runc.bundles);
   absolute_dir("runtime.runc.cni.conf_dir", cfg.runc.cni_conf_dir);

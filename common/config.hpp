@@ -61,6 +61,10 @@ struct config {
   // images' writeback, and the fsyncs queued behind it, out of downtimes.
   std::filesystem::path images_dir;                        // images:
   const std::filesystem::path& images_root() const { return images_dir.empty() ? storage_dir : images_dir; }
+  // Where a lazy dump (post-copy's final one) writes its images and CRIU's
+  // log: they hold no memory, and on a tmpfs no file they need waits behind
+  // the disk's writeback of earlier rounds while the container is frozen.
+  std::filesystem::path lazy_images_dir = "/run/migrated/lazy";  // lazy_images:
   // Threads for blocking work (hashing, compression, file I/O, Docker API
   // calls); child processes need none.
   std::uint32_t pool_threads = 4;            // pool_threads: 1..64

@@ -43,8 +43,8 @@ result<std::filesystem::path> fresh_dir(const std::filesystem::path& dir) {
 
 // --- source ---------------------------------------------------------------
 
-result<std::filesystem::path> round_sender::next_dir() {
-  auto dir = fresh_dir(base_ / ("round-" + std::to_string(++index_)));
+result<std::filesystem::path> round_sender::next_dir(const std::filesystem::path& base) {
+  auto dir = fresh_dir(base / ("round-" + std::to_string(++index_)));
   if (!dir) return dir;
   current_ = std::make_shared<dump_memory>();
   current_->dir = *dir;

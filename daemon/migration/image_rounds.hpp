@@ -35,8 +35,10 @@ class round_sender {
  public:
   explicit round_sender(std::filesystem::path base) : base_(std::move(base)) {}
 
-  // Where the next dump goes: <base>/round-<n>, created empty.
-  result<std::filesystem::path> next_dir();
+  // Where the next dump goes: <base>/round-<n>, created empty (or under
+  // another base, for a dump that is kept elsewhere).
+  result<std::filesystem::path> next_dir() { return next_dir(base_); }
+  result<std::filesystem::path> next_dir(const std::filesystem::path& base);
   // The files of the dump in `dir`, page files last as delta producers.
   result<std::vector<transport::outgoing_file>> files_for(const std::filesystem::path& dir,
                                                           std::uint32_t chunk_bytes);

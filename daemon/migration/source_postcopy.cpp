@@ -63,7 +63,7 @@ awaitable<result<void>> source_session::stop_and_move_lazily() {
 awaitable<result<void>> source_session::checkpoint_lazily() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   enter(state::checkpointing, "the memory stays here until the destination asks for it");
-  auto images = co_await offload(ctx_.pool, [this] { return next_round_dir(); });
+  auto images = co_await offload(ctx_.pool, [this] { return next_lazy_dir(); });
   if (!images) co_return std::unexpected(images.error());
   // (A copy dumped again after a restart is stopped already, and its record
   // must keep saying so: the destination may run it, waiting on its pages.)
@@ -75,7 +75,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   unix_socket ours(ex), theirs(ex);
   asio::local::connect_pair(ours, theirs);
   copy_->lock_network_with_nftables(both_lock_with_nftables());
-  auto ok = co_await copy_->checkpoint_lazily(*images, dir_ / "work", theirs.native_handle(),
+  auto ok = co_await copy_->checkpoint_lazily(*images, lazy_dir_ / "work", theirs.native_handle(),
                                               ctx_.cfg.timeouts.checkpoint);
   theirs.close();  // runc and CRIU hold their own copy once the dump is ready
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
@@ -90,6 +90,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   }
   if (!ok) co_return ok;  // (our end goes with this frame: the dump ends)
   final_images_ = *images;
+  final_work_ = lazy_dir_ / "work";
   const auto dir = *images;
   auto held = co_await offload(ctx_.pool, [&dir] { return pages::lazy_runs(dir); });
   if (!held) co_return std::unexpected(held.error().context("the lazy dump's pagemaps"));

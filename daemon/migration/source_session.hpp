@@ -155,6 +155,8 @@ class source_session {
   result<void> can_move_process() const;
   bool both_lock_with_nftables() const;
   result<std::filesystem::path> next_round_dir();
+  result<std::filesystem::path> next_lazy_dir();
+  void keep_lazy_logs();
   void enter(state s, std::string detail = {});
   // Records a transition in the journal (durable when it returns).
   // `images`: where the final checkpoint goes, before it is taken.
@@ -193,8 +195,10 @@ class source_session {
   std::optional<source_copy> copy_;        // the container here, once found
   std::optional<transport::channel> peer_;
   std::filesystem::path dir_;              // <storage>/outgoing/<id>
+  std::filesystem::path lazy_dir_;         // <lazy_images>/outgoing/<id>: the lazy dump's images and logs
   round_sender rounds_;                    // the dumps and their page hashes
   std::optional<std::filesystem::path> final_images_;  // the final dump's, once it worked
+  std::filesystem::path final_work_;       // where CRIU logged the final dump
   std::vector<round_observation> history_; // warm-up rounds, for convergence
   stopwatch::clock::time_point ready_since_{};  // replay: when the start was asked for
   bool journaled_ = false;       // a journal record exists for this migration

@@ -100,25 +100,24 @@ result<credentials> load_identity(const config& cfg) {
   return creds;
 }
 
-// images: a directory of the daemon's own (made 0700 when missing): the
-// images hold containers' memory, so one that others can read, such as
-// /dev/shm itself, is refused rather than narrowed.
-result<void> open_images_dir(const config& cfg) {
-  if (cfg.images_dir.empty()) return {};
+// images, lazy_images: directories of the daemon's own (made 0700 when
+// missing): images hold containers' memory or registers and descriptors,
+// so one that others can read, such as /dev/shm itself, is refused rather
+// than narrowed.
+result<void> open_own_dir(std::string_view key, const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  const auto& dir = cfg.images_dir;
+  const std::string what = std::string(key) + " " + dir.string();
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     fs::create_directories(dir, ec);
     if (!ec) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-    if (ec) return fail(errc::config, "images " + dir.string() + ": " + ec.message());
+    if (ec) return fail(errc::config, what + ": " + ec.message());
   }
   const auto st = fs::status(dir, ec);
-  if (ec || !fs::is_directory(st))
-    return fail(errc::config, "images " + dir.string() + ": " + (ec ? ec.message() : "not a directory"));
+  if (ec || !fs::is_directory(st)) return fail(errc::config, what + ": " + (ec ? ec.message() : "not a directory"));
   if ((st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none)
-    return fail(errc::config, "images " + dir.string() + ": others may read it, and images hold containers' memory; "
-                              "name a directory of its own (e.g. /dev/shm/migrated), which the daemon makes 0700");
+    return fail(errc::config, what + ": others may read it, and images hold containers' state; name a directory "
+                                     "of its own (e.g. /dev/shm/migrated), which the daemon makes 0700");
   return {};
 }
 
@@ -129,6 +128,9 @@ void report_leftovers(const config& cfg) {
       if (round.path().filename().string().rfind("round-", 0) == 0)
         logger()->warn("images of an unfinished migration are kept in {}", round.path().string());
   std::filesystem::remove_all(cfg.images_root() / "incoming", ec);
+  // A lazy dump ends with the daemon that ran it: its images are of no use
+  // to anyone now (a post-copy taken up again dumps the frozen copy anew).
+  std::filesystem::remove_all(cfg.lazy_images_dir / "outgoing", ec);
 }
 
 // The graceful stop (SIGTERM, what systemd sends): no new connections or
@@ -171,7 +173,9 @@ awaitable<int> run_node(const config& cfg, asio::thread_pool& pool) {
   std::error_code ec;
   std::filesystem::create_directories(cfg.storage_dir, ec);
   if (ec) co_return fatal(error{errc::config, "storage " + cfg.storage_dir.string() + ": " + ec.message()});
-  if (auto ok = open_images_dir(cfg); !ok) co_return fatal(ok.error());
+  if (!cfg.images_dir.empty())
+    if (auto ok = open_own_dir("images", cfg.images_dir); !ok) co_return fatal(ok.error());
+  if (auto ok = open_own_dir("lazy_images", cfg.lazy_images_dir); !ok) co_return fatal(ok.error());
   migration::journal::store journal(cfg.storage_dir / "journal");
   if (auto ok = journal.open(); !ok) co_return fatal(ok.error());
   migration::history past(cfg.storage_dir / "history");

@@ -66,6 +66,9 @@ write_config() {
   local cni=", cni: {conf_dir: $MIG_WORK/$x/cni}"
   # MIG_IMAGES_ROOT=DIR: checkpoint images in DIR/X (the `images` key), e.g. on a tmpfs.
   [ -z "${MIG_IMAGES_ROOT:-}" ] || images="images: $MIG_IMAGES_ROOT/$x"
+  # MIG_LAZY_ROOT=DIR: lazy dumps in DIR/X (the `lazy_images` key, a tmpfs
+  # where systemd runs the daemon); else under WORK/X.
+  local lazy=${MIG_LAZY_ROOT:-$MIG_WORK}/$x/lazy
   peer=$(other_host "$x")
   addr=$(host_addr "$x")
   peer_addr=$(host_addr "$peer")
@@ -77,6 +80,7 @@ peers: {$(host_node "$peer"): "$peer_addr:$MIG_TCP_PORT"}
 tls: {ca: $(dirname "$id")/ca.crt, cert: $id.crt, key: $id.key}
 storage: $MIG_WORK/$x/storage
 $images
+lazy_images: $lazy
 runtime: {runc: {root: $(host_runc_root "$x"), bundles: $(host_bundles "$x"), cgroup_parent: $(host_cgroup_parent "$x")$cni}$docker}
 log: {sink: $sink, level: debug$log_file}
 YAML

@@ -69,6 +69,13 @@ assert_running b "$ID"
 assert_alive_on b "$ID" "$boot" "$last"
 leftovers=$(find "$MIG_WORK/a/storage/outgoing" -maxdepth 2 -name 'round-*' 2>/dev/null | wc -l)
 assert_eq 0 "$leftovers" "round directories left at the source after Commit"
+# The lazy dump went to lazy_images (write_config: WORK/X/lazy): nothing of
+# it stays there, and its log joins the others in storage.
+mid=$(jq -r .id <<<"$out")
+[ -z "$(ls -A "$MIG_WORK/a/lazy/outgoing" 2>/dev/null)" ] \
+  || fail "the lazy dump left files in edge-a's lazy_images: $(find "$MIG_WORK/a/lazy" | head -n 5)"
+grep -qs 'Lazy pages transfer finished successfully' "$MIG_WORK/a/storage/outgoing/$mid/work/dump.log" \
+  || fail "no log of the lazy dump in edge-a's outgoing/$mid/work"
 
 # 2. b → a, a's daemon (the destination) killed while the pages come.
 killed_mid_postcopy a dest.postcopy

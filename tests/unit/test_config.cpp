@@ -54,6 +54,7 @@ TEST_CASE("config: defaults fill every key but node", "[config]") {
   CHECK(cfg.storage_dir == "/var/lib/migrated");
   CHECK(cfg.images_dir.empty());  // images under storage unless set
   CHECK(cfg.images_root() == "/var/lib/migrated");
+  CHECK(cfg.lazy_images_dir == "/run/migrated/lazy");  // systemd's RuntimeDirectory, a tmpfs
   CHECK(cfg.runc.cgroup_parent == "migrated");
   CHECK(cfg.log.sink == "stderr");
   CHECK(cfg.transfer.zstd_level == 3);
@@ -94,6 +95,7 @@ tls: {ca: /etc/t/ca.crt, cert: /etc/t/n1.crt, key: /etc/t/n1.key}
 allow_unlisted_destinations: true
 storage: /s
 images: /dev/shm/m
+lazy_images: /dev/shm/lazy
 pool_threads: 8
 max_concurrent_migrations: 16
 limits: {pending_connections: 5, pending_per_source: 2, connections: 9, handshake_ms: 700, idle_ms: 800}
@@ -112,6 +114,7 @@ postcopy: {recover_timeout_ms: 0}
   CHECK(cfg->runc.bundles == "/b");
   CHECK(cfg->storage_dir == "/s");
   CHECK(cfg->images_root() == "/dev/shm/m");
+  CHECK(cfg->lazy_images_dir == "/dev/shm/lazy");
   CHECK(cfg->log.file == "/l.log");
   CHECK(cfg->transfer.chunk_bytes == 64u * 1024);
   CHECK(cfg->timeouts.restore == std::chrono::milliseconds(4));
@@ -339,10 +342,16 @@ TEST_CASE("config: validate checks values and combinations", "[config]") {
   SECTION("directories are absolute") {
     cfg.storage_dir = "var/lib/migrated";
     cfg.images_dir = "shm/m";
+    cfg.lazy_images_dir = "lazy";
     cfg.runc.root = "run";
     const std::string message = validate_error(cfg);
     CHECK_THAT(message, Contains("storage: expected an absolute directory path"));
     CHECK_THAT(message, Contains("images: expected an absolute directory path, got 'shm/m'"));
+    CHECK_THAT(message, Contains("lazy_images: expected an absolute directory path, got 'lazy'"));
+    cfg.storage_dir = "/var/lib/migrated";
+    cfg.images_dir.clear();
+    cfg.lazy_images_dir = "/var/lib/migrated/";
+    CHECK_THAT(validate_error(cfg), Contains("lazy_images: '/var/lib/migrated/' is also storage or images"));
     CHECK_THAT(message, Contains("runtime.runc.root: expected an absolute directory path"));
     CHECK_THAT(message, !Contains("runtime.runc.bundles"));
   }
