@@ -98,8 +98,8 @@ void destination_session::enter(state s, std::string detail) {
   log::info(*logger(), id_, stats_.phase, "{}{}{}", container_, detail.empty() ? "" : ": ", detail);
 }
 
-result<void> destination_session::note(journal::step s) {
-  if (!ctx_.journal || prepare_) return {};
+awaitable<result<void>> destination_session::note(journal::step s) {
+  if (!ctx_.journal || prepare_) co_return result<void>{};
   journal::entry e;
   e.migration_id = id_;
   e.side = journal::role::destination;
@@ -109,7 +109,7 @@ result<void> destination_session::note(journal::step s) {
   e.method = std::string(method_name(method_));
   e.peer = ch_->peer.node();
   journaled_ = true;
-  return ctx_.journal->write(std::move(e));
+  co_return co_await offload(ctx_.pool, [this, &e] { return ctx_.journal->write(e); });
 }
 
 void destination_session::cancel(const std::string& reason) {
@@ -220,7 +220,7 @@ awaitable<result<void>> destination_session::accept_pull(const pb::Envelope& env
     else if (existing.error().code != errc::not_found) ok = std::unexpected(existing.error());
   }
   // Before anything of that name exists here: a restart removes it.
-  if (ok) ok = note(journal::step::receiving);
+  if (ok) ok = co_await note(journal::step::receiving);
   if (ok) {
     dir_ = ctx_.cfg.images_root() / "incoming" / id_;
     const auto work = dir_ / "work";
@@ -391,7 +391,7 @@ awaitable<result<void>> destination_session::launch(bool fresh) {
   stopwatch sw;
   result<runtime::container_info> launched = std::unexpected(error{});
   // A copy may run here from now on: on disk before it does.
-  if (auto noted = note(journal::step::restored); !noted) {
+  if (auto noted = co_await note(journal::step::restored); !noted) {
     launched = std::unexpected(noted.error());
   } else if (auto adapted = co_await offload(ctx_.pool, [this] { return rt_->adapt_bundle(bundle_, container_); }); !adapted) {
     launched = std::unexpected(adapted.error());
@@ -444,7 +444,7 @@ awaitable<result<void>> destination_session::await_commit() {
   if (cancelled_) co_return fail(errc::cancelled, *cancelled_);
   // Committed once it is on disk, before the acknowledgement: a restart keeps
   // the copy, and the source's OutcomeQuery hears "committed".
-  if (auto noted = note(journal::step::committed); !noted) {
+  if (auto noted = co_await note(journal::step::committed); !noted) {
     const result<void> refused = std::unexpected(noted.error().context("commit"));
     co_await ch_->reply(f->msg.request_id(), refused, id_);
     co_return refused;
@@ -516,7 +516,8 @@ awaitable<void> destination_session::clean_up(const result<void>& outcome) {
   // A committed record stays: it answers the source's OutcomeQuery. The
   // oldest beyond the store's limits go (on the pool: it reads them all).
   if (journaled_ && state_ != state::committed && removed) {
-    if (auto ok = ctx_.journal->remove(id_); !ok) log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
+    auto ok = co_await offload(ctx_.pool, [this] { return ctx_.journal->remove(id_); });
+    if (!ok) log::error(*logger(), id_, phase::rollback, "{}", ok.error().message);
     journaled_ = false;
   }
   if (journaled_ && state_ == state::committed) {

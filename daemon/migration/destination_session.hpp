@@ -113,8 +113,9 @@ class destination_session {
   awaitable<result<transport::frame>> next(std::span<const pb::Envelope::BodyCase> allowed,
                                            std::chrono::milliseconds timeout);
   void enter(state s, std::string detail = {});
-  // Records a transition in the journal (durable when it returns).
-  result<void> note(journal::step s);
+  // Records a transition in the journal (durable when it returns), on the
+  // pool: its fsyncs wait for the disk.
+  awaitable<result<void>> note(journal::step s);
 
   node_context& ctx_;
   // The source's channel: the connection that brought Pull, or, once the

@@ -150,13 +150,13 @@ awaitable<result<void>> source_session::sync_tree(const std::filesystem::path& r
 awaitable<result<void>> source_session::stop_here() {
   if (auto ok = check_cancel(); !ok) co_return ok;
   enter(state::stopping);
-  if (auto ok = note(journal::step::stopping); !ok) co_return ok;
+  if (auto ok = co_await note(journal::step::stopping); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
   if (auto ok = check_cancel(); !ok) co_return ok;  // stopped while it paused there
   auto ok = co_await copy_->stop();
   stats_.checkpoint_ms = stopwatch::between(copy_->stopped_at(), stopwatch::clock::now());
   if (copy_->current() == source_copy::state::stopped)
-    if (auto noted = note(journal::step::stopped); !noted && ok) ok = noted;
+    if (auto noted = co_await note(journal::step::stopped); !noted && ok) ok = noted;
   co_return ok;
 }
 

@@ -68,7 +68,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   // (A copy dumped again after a restart is stopped already, and its record
   // must keep saying so: the destination may run it, waiting on its pages.)
   if (copy_->current() != source_copy::state::stopped)
-    if (auto ok = note(journal::step::stopping, *images); !ok) co_return ok;
+    if (auto ok = co_await note(journal::step::stopping, &*images); !ok) co_return ok;
   co_await fault_point::reach(id_, "source.stopping");
   if (auto ok = check_cancel(); !ok) co_return ok;
   auto ex = co_await asio::this_coro::executor;
@@ -86,7 +86,7 @@ awaitable<result<void>> source_session::checkpoint_lazily() {
   // in the page cache its fsync took 240 ms, all of it downtime.
   if (copy_->current() == source_copy::state::stopped) {
     if (ok) note_meanwhile(journal::step::stopped, co_await asio::this_coro::executor);
-    else (void)note(journal::step::stopped);  // (the rollback that follows needs it; the dump's error tells)
+    else (void)co_await note(journal::step::stopped);  // (the rollback that follows needs it; the dump's error tells)
   }
   if (!ok) co_return ok;  // (our end goes with this frame: the dump ends)
   final_images_ = *images;

@@ -158,9 +158,10 @@ class source_session {
   result<std::filesystem::path> next_lazy_dir();
   void keep_lazy_logs();
   void enter(state s, std::string detail = {});
-  // Records a transition in the journal (durable when it returns).
-  // `images`: where the final checkpoint goes, before it is taken.
-  result<void> note(journal::step s, const std::filesystem::path& images = {});
+  // Records a transition in the journal (durable when it returns), on the
+  // pool: its fsyncs wait for the disk. `images`: where the final
+  // checkpoint goes, before it is taken.
+  awaitable<result<void>> note(journal::step s, const std::filesystem::path* images = nullptr);
   // The same, written on the pool while the session goes on; noted() waits
   // for it (and for nothing when none is pending). Every later record, and
   // forget(), comes after a noted(). For the one record whose fsync would
@@ -169,7 +170,7 @@ class source_session {
   awaitable<result<void>> write_noting_entry();
   awaitable<result<void>> noted();
   journal::entry entry_of(journal::step s, const std::filesystem::path& images) const;
-  void forget();
+  awaitable<void> forget();
   static std::uint64_t dir_bytes(const std::filesystem::path& dir);
   // CRIU's statistics of the final dump, and the pages of its images, for
   // the report; after the dump ended (a lazy one ends with its transfer).
