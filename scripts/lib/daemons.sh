@@ -172,18 +172,6 @@ daemon_running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
-# daemon_exited X: X's daemon is gone, or goes within 5 s. A daemon that
-# kills itself (a fault point) closes its sockets while it exits, so its
-# controller can hear the end before the shell has reaped the process.
-daemon_exited() {
-  local i
-  for i in $(seq 50); do
-    daemon_running "$1" || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 daemons_stop() {
   daemon_stop a || true
   daemon_stop b || true

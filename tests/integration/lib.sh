@@ -53,6 +53,11 @@ wait_for() {
   done
 }
 
+# daemon_gone X: X's daemon no longer runs. A daemon that kills itself (a
+# fault point) closes its sockets while it exits, so its controller can hear
+# the end before the shell has reaped it: callers wait_for it.
+daemon_gone() { ! daemon_running "$1"; }
+
 # wait_log X TEXT TIMEOUT_S: waits until host X's daemon log holds TEXT.
 wait_log() {
   local x=$1 text=$2 timeout=$3
@@ -306,7 +311,7 @@ killed_mid_postcopy() {
   before=$(field "$from" "$ID" counter)
   out=$(ctl "$from" migrate "$ID" --to "$(host_node "$to")" --method "$method" --json) || rc=$?
   [ "$rc" != 0 ] || fail "$method succeeded although $(host_node "$x")'s daemon died at $point: $out"
-  daemon_exited "$x" || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
+  wait_for daemon_gone "$x" 5 || fail "$(host_node "$x")'s daemon survived $point.die: the fault did not fire"
 }
 
 # last_report X ID: the newest report of container ID in X's status (empty
@@ -362,7 +367,7 @@ fault_case() {
 
 check_daemons_after_fault() {
   if [ "$1" = dest.transfer.die ]; then
-    daemon_exited b || fail "edge-b's daemon survived dest.transfer.die: the fault did not fire"
+    wait_for daemon_gone b 5 || fail "edge-b's daemon survived dest.transfer.die: the fault did not fire"
     daemon_running a || fail "edge-a's daemon died"
     return 0
   fi

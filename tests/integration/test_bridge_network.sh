@@ -145,7 +145,7 @@ daemon_start a MIGRATED_FAULT=source.checkpointed.die || fail "edge-a did not re
 id=$(client_id a)
 last=$(last_tick)
 out=$(ctl_a migrate "$ID" --to edge-b --json) && fail "migrate succeeded although edge-a's daemon died: $out"
-daemon_exited a || fail "edge-a's daemon survived source.checkpointed.die"
+wait_for daemon_gone a 5 || fail "edge-a's daemon survived source.checkpointed.die"
 daemon_start a || fail "edge-a did not restart"
 check_on a "$id" "$last"
 assert_absent b "$ID"
